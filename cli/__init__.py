@@ -1,0 +1,1 @@
+"""The `ltaug` command (argparse); thin wrappers around the ltaug and trainer packages."""

@@ -1,0 +1,57 @@
+"""LVIS frequency bins: rare / common / frequent by the number of training images per class.
+
+Gupta et al., "LVIS: A Dataset for Large Vocabulary Instance Segmentation", CVPR 2019:
+a category is *rare* if it appears in 1-10 training images, *common* in 11-100, *frequent*
+in more than 100. APr/APc/APf average AP over these groups. The thresholds are arguments so
+that small datasets (a few hundred images) can use proportionally smaller ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .dataset import LVIS, Dataset
+
+RARE_MAX, COMMON_MAX = 10, 100
+BINS = ("r", "c", "f")
+
+
+def frequency_bins(image_counts, *, rare_max: int = RARE_MAX, common_max: int = COMMON_MAX) -> np.ndarray:
+    """Bin per class: ``r`` if images <= rare_max, ``c`` if <= common_max, else ``f``.
+
+    A class with zero images is binned ``r`` (as LVIS does for classes absent from a split).
+    """
+    if not 0 <= rare_max < common_max:
+        raise ValueError(f"need 0 <= rare_max < common_max, got {rare_max} and {common_max}")
+    counts = np.asarray(image_counts)
+    return np.where(counts <= rare_max, "r", np.where(counts <= common_max, "c", "f"))
+
+
+def dataset_bins(dataset: Dataset, *, rare_max: int | None = None, common_max: int | None = None) -> np.ndarray:
+    """The r/c/f bin of each category (index order).
+
+    For an LVIS file with no thresholds given, the stored ``frequency`` is used (evaluation
+    groups classes by it); otherwise bins are computed from this file's image counts.
+    """
+    if dataset.kind == LVIS and rare_max is None and common_max is None \
+            and all("frequency" in c for c in dataset.categories):
+        return np.array([c["frequency"] for c in dataset.categories])
+    return frequency_bins(dataset.index.image_counts,
+                          rare_max=RARE_MAX if rare_max is None else rare_max,
+                          common_max=COMMON_MAX if common_max is None else common_max)
+
+
+def recount(dataset: Dataset, *, rare_max: int = RARE_MAX, common_max: int = COMMON_MAX) -> Dataset:
+    """A copy whose categories carry recomputed ``image_count``, ``instance_count`` and ``frequency``.
+
+    Every other field of each category is kept; the result is an LVIS-kind dataset.
+    """
+    ix = dataset.index
+    bins = frequency_bins(ix.image_counts, rare_max=rare_max, common_max=common_max)
+    cats = []
+    for c, n_img, n_inst, b in zip(dataset.categories, ix.image_counts, ix.instance_counts, bins):
+        c = dict(c)
+        c["image_count"], c["instance_count"], c["frequency"] = int(n_img), int(n_inst), str(b)
+        cats.append(c)
+    out = dataset.replace(categories=cats)
+    out.kind = LVIS
+    return out

@@ -1,0 +1,139 @@
+"""Pure helpers for COCO geometry: boxes, polygons, run-length encoded (RLE) masks.
+
+COCO stores a segmentation in one of three forms:
+
+* polygons: a list of flat ``[x1, y1, x2, y2, ...]`` lists, one per part, in pixel units;
+* uncompressed RLE: ``{"counts": [n0, n1, ...], "size": [h, w]}``, runs of 0s and 1s in
+  column-major (Fortran) order, starting with a run of 0s (used for ``iscrowd=1``);
+* compressed RLE: the same with ``counts`` as pycocotools' LEB128-like ASCII string.
+
+Rasterisation and RLE arithmetic are delegated to pycocotools (``pycocotools.mask``), so a
+mask here is bit-identical to the one COCO evaluation uses. Boxes are ``[x, y, w, h]``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+POLYGON, RLE, COMPRESSED_RLE, NONE = "polygon", "rle", "compressed-rle", "none"
+
+
+def segmentation_kind(seg: Any) -> str:
+    """Return which of the three COCO forms ``seg`` is (``none`` for a missing/empty one)."""
+    if seg is None or (isinstance(seg, list) and len(seg) == 0):
+        return NONE
+    if isinstance(seg, list):
+        return POLYGON
+    if isinstance(seg, dict) and "counts" in seg:
+        return RLE if isinstance(seg["counts"], list) else COMPRESSED_RLE
+    raise ValueError(f"unrecognised segmentation of type {type(seg).__name__}")
+
+
+def to_rle(seg: Any, height: int, width: int) -> dict:
+    """Any COCO segmentation -> one compressed RLE (``counts`` as bytes) of size ``height x width``.
+
+    Polygon parts are rasterised by pycocotools and merged (union) into one mask.
+    """
+    kind = segmentation_kind(seg)
+    if kind == POLYGON:
+        parts = [list(map(float, p)) for p in seg]
+        return mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
+    if kind == RLE:
+        h, w = seg["size"]
+        return mask_utils.frPyObjects(seg, int(h), int(w))
+    if kind == COMPRESSED_RLE:
+        counts = seg["counts"]
+        return {"size": [int(s) for s in seg["size"]],
+                "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    raise ValueError("empty segmentation has no mask")
+
+
+def rle_to_json(rle: dict) -> dict:
+    """A compressed RLE with ``counts`` as str, as COCO json stores it."""
+    counts = rle["counts"]
+    return {"size": [int(s) for s in rle["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def decode(seg: Any, height: int, width: int) -> np.ndarray:
+    """Binary mask (uint8, ``height x width``) of any COCO segmentation."""
+    return mask_utils.decode(to_rle(seg, height, width))
+
+
+def mask_area(seg: Any, height: int, width: int) -> int:
+    """Number of foreground pixels of the rasterised segmentation."""
+    return int(mask_utils.area(to_rle(seg, height, width)))
+
+
+def polygons_area(polygons: Sequence[Sequence[float]]) -> float:
+    """Sum of the parts' shoelace areas, |sum(x_i y_{i+1} - x_{i+1} y_i)| / 2 (overlaps counted twice)."""
+    total = 0.0
+    for p in polygons:
+        xy = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        x, y = xy[:, 0], xy[:, 1]
+        total += abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
+    return total
+
+
+def polygons_bbox(polygons: Sequence[Sequence[float]]) -> list[float]:
+    """Tight ``[x, y, w, h]`` around all polygon vertices."""
+    xy = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons])
+    x0, y0 = xy.min(axis=0)
+    x1, y1 = xy.max(axis=0)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def rle_bbox(rle: dict) -> list[float]:
+    """Tight ``[x, y, w, h]`` of a mask's foreground pixels (pycocotools' ``toBbox``)."""
+    return [float(v) for v in mask_utils.toBbox(rle)]
+
+
+def mask_to_polygons(mask: np.ndarray, *, min_points: int = 3) -> list[list[float]]:
+    """Outer contours of a binary mask as COCO polygons (pixel-corner coordinates).
+
+    ``cv2.findContours`` returns pixel centres of the boundary pixels; COCO polygons trace
+    pixel corners, so a one-pixel-wide rectangle needs the +0.5 shift on both sides to keep
+    its area. We keep the pixel-centre convention, which is what COCO's own conversions and
+    ultralytics use; the rasterised mask differs by at most the boundary pixel ring.
+    """
+    contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8),
+                                   cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        if len(c) >= min_points:
+            out.append(c.reshape(-1).astype(np.float64).tolist())
+    return out
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """``[x, y, w, h]`` rows -> ``[x0, y0, x1, y1]`` rows."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    out = boxes.copy()
+    out[..., 2:] = boxes[..., :2] + boxes[..., 2:]
+    return out
+
+
+def merge_polygon_parts(parts: Sequence[Sequence[float]]) -> list[float]:
+    """Join several polygon parts into one closed polygon with zero-width bridges.
+
+    YOLO-seg stores one polygon per object. Each part after the first is entered from the
+    vertex of the running polygon nearest to it and left back along the same bridge, so the
+    bridges enclose no area and the rasterised mask is the union of the parts (up to the
+    one-pixel-wide bridge lines). This is the approach of ultralytics' ``merge_multi_segment``,
+    written here for our flat-list polygons.
+    """
+    polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in parts if len(p) >= 6]
+    if not polys:
+        raise ValueError("no polygon part with at least 3 points")
+    merged = polys[0]
+    for part in polys[1:]:
+        d = ((merged[:, None, :] - part[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        # walk: merged[..i], part[j..], part[..j], back to merged[i..]
+        rolled = np.roll(part, -j, axis=0)
+        loop = np.concatenate([rolled, rolled[:1]])
+        merged = np.concatenate([merged[: i + 1], loop, merged[i:]])
+    return merged.reshape(-1).tolist()

@@ -1,0 +1,1 @@
+"""Companion trainer (torchvision detectors, long-tail losses, evaluation). Needs the `train` extra."""
