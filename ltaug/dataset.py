@@ -126,7 +126,9 @@ def load_dataset(path: str | os.PathLike, *, on_error: str = "raise") -> Dataset
     ``on_error="raise"`` (default) refuses a file with any invalid record, with a one-line
     :class:`InputError`; ``"skip"`` drops the invalid records (an image's annotations go with
     it) and counts them in ``Dataset.skipped``. Problems with the file as a whole (bad JSON,
-    missing top-level lists, bad categories) always raise.
+    missing top-level lists, bad categories) always raise. Loading runs the record checks of
+    :func:`ltaug.validate.check_document`; mask areas and image files are checked only by
+    ``ltaug validate`` (they need rasterising every mask or opening every image).
     """
     path = Path(path)
     if path.is_dir():

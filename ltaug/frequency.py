@@ -55,3 +55,28 @@ def recount(dataset: Dataset, *, rare_max: int = RARE_MAX, common_max: int = COM
     out = dataset.replace(categories=cats)
     out.kind = LVIS
     return out
+
+
+def to_lvis(dataset: Dataset, *, rare_max: int = RARE_MAX, common_max: int = COMMON_MAX) -> Dataset:
+    """Turn an exhaustively annotated COCO dataset into an LVIS-style one.
+
+    Categories get ``image_count``, ``instance_count`` and ``frequency`` (see :func:`recount`).
+    LVIS's federated evaluation needs, per image, the categories verified absent
+    (``neg_category_ids``) and those not exhaustively annotated
+    (``not_exhaustive_category_ids``). COCO annotates every category on every image, so each
+    category absent from an image is a verified negative and none is non-exhaustive.
+    Fields the images already carry are kept.
+    """
+    out = recount(dataset, rare_max=rare_max, common_max=common_max)
+    ix = dataset.index
+    present = [set() for _ in range(ix.num_images)]
+    for img_pos, cat_id in zip(ix.ann_image_pos.tolist(), ix.ann_category_ids.tolist()):
+        present[img_pos].add(cat_id)
+    all_ids = ix.category_ids.tolist()
+    images = []
+    for im, cats in zip(dataset.images, present):
+        im = dict(im)
+        im.setdefault("neg_category_ids", [c for c in all_ids if c not in cats])
+        im.setdefault("not_exhaustive_category_ids", [])
+        images.append(im)
+    return out.replace(images=images)

@@ -111,13 +111,14 @@ def check_document(data) -> list[Problem]:
 
     def remember_image(rec, label, pos, out_):
         _check_image(rec, label, pos, out_, cat_ids)
-        if _is_int(rec.get("id")) and _is_int(rec.get("width")) and _is_int(rec.get("height")):
+        w, h = rec.get("width"), rec.get("height")
+        if _is_int(w) and _is_int(h) and w > 0 and h > 0:
             img_info[rec["id"]] = (rec["width"], rec["height"])
 
-    _check_records(data, "images", out, remember_image)
+    image_ids = _check_records(data, "images", out, remember_image)
 
     def check_ann(rec, label, pos, out_):
-        _check_annotation(rec, label, pos, out_, img_info, cat_ids)
+        _check_annotation(rec, label, pos, out_, img_info, image_ids, cat_ids)
 
     _check_records(data, "annotations", out, check_ann)
     return out
@@ -178,9 +179,11 @@ def _check_image(rec, label, pos, out, cat_ids):
             out.append(Problem("unknown-category", f"{label}: {key} names unknown category id {unknown[0]}", "images", pos))
 
 
-def _check_annotation(rec, label, pos, out, img_info, cat_ids):
+def _check_annotation(rec, label, pos, out, img_info, image_ids, cat_ids):
     sec = "annotations"
     image_id, cat_id = rec["image_id"], rec["category_id"]
+    if image_id in image_ids and image_id not in img_info:
+        return  # its image record is invalid and reported; the annotation goes with it
     if image_id not in img_info:
         out.append(Problem("unknown-image", f"{label}: image_id {image_id!r} is not among the images", sec, pos))
         return
@@ -252,19 +255,23 @@ def _segmentation_problem(seg, width, height) -> tuple[str, str] | None:
     return "bad-value", f"segmentation must be a polygon list or an RLE object, got {type(seg).__name__}"
 
 
-def check_masks(data, *, progress: bool = False) -> Iterator[Problem]:
+def check_masks(data, *, skip=frozenset(), skip_images=frozenset(), progress: bool = False) -> Iterator[Problem]:
     """Area consistency of every non-crowd annotation with its segmentation (pycocotools raster).
 
     Crowd regions are not checked: in official COCO 2017 some crowd areas disagree with their
     own RLE by 25-45% (3 of 24 crowd regions in COCO-LT-mini train, 1 of its val), and
-    COCO evaluation ignores crowd regions anyway. Run only on a document whose
-    ``check_document`` came back clean.
+    COCO evaluation ignores crowd regions anyway. ``skip``: annotation positions that
+    ``check_document`` already rejected (their fields cannot be trusted); ``skip_images``:
+    image positions it rejected (their annotations are not checked).
     """
     from tqdm import tqdm
 
-    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
+    sizes = {im["id"]: (im["height"], im["width"]) for pos, im in enumerate(data["images"])
+             if pos not in skip_images}
     anns = data["annotations"]
     for pos, ann in enumerate(tqdm(anns, desc="masks", unit="ann", disable=not progress, leave=False)):
+        if pos in skip or ann["image_id"] not in sizes:
+            continue
         seg, area = ann.get("segmentation"), ann.get("area")
         if area is None or ann.get("iscrowd", 0) or geometry.segmentation_kind(seg) == geometry.NONE:
             continue
@@ -278,16 +285,21 @@ def check_masks(data, *, progress: bool = False) -> Iterator[Problem]:
                           "annotations", pos)
 
 
-def check_image_files(data, images_dir, *, progress: bool = False) -> Iterator[Problem]:
-    """Existence, readability and size of every image file under ``images_dir``."""
+def check_image_files(data, images_dir, *, skip=frozenset(), progress: bool = False) -> Iterator[Problem]:
+    """Existence, readability (full decode) and size of every image file under ``images_dir``.
+
+    ``skip``: image positions that ``check_document`` already rejected.
+    """
     from tqdm import tqdm
 
     root = Path(images_dir)
     for pos, im in enumerate(tqdm(data["images"], desc="images", unit="img", disable=not progress, leave=False)):
+        if pos in skip:
+            continue
         name = image_file_name(im)
         label = f"image id {im['id']}"
-        if name is None or unsafe_file_name_reason(name):
-            continue  # already reported by check_document
+        if unsafe_file_name_reason(name):
+            continue  # reported by check_document, and never opened
         path = root / name
         if not path.is_file():
             yield Problem("missing-image-file", f"{label}: file {path} not found", "images", pos)
@@ -307,3 +319,18 @@ def check_image_files(data, images_dir, *, progress: bool = False) -> Iterator[P
 
 def summarize(problems: Iterable[Problem]) -> Counter:
     return Counter(p.kind for p in problems)
+
+
+def validate_document(data, *, images_dir=None, masks: bool = True, progress: bool = False) -> list[Problem]:
+    """Every check: records, then (on the records that passed) mask areas and image files."""
+    problems = check_document(data)
+    if any(p.section is None for p in problems):
+        return problems  # not a COCO document at all: nothing more can be checked
+    bad = {"images": set(), "annotations": set(), "categories": set()}
+    for p in problems:
+        bad[p.section].add(p.position)
+    if masks:
+        problems += check_masks(data, skip=bad["annotations"], skip_images=bad["images"], progress=progress)
+    if images_dir is not None:
+        problems += check_image_files(data, images_dir, skip=bad["images"], progress=progress)
+    return problems

@@ -1,0 +1,40 @@
+"""Options and helpers shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+
+from ltaug import Dataset, load_dataset
+from ltaug.frequency import COMMON_MAX, RARE_MAX
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def add_on_error(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="invalid records in the input: 'raise' refuses the file (default); "
+                             "'skip' drops them and prints how many were skipped and why")
+
+
+def add_bin_thresholds(parser: argparse.ArgumentParser, *, defaults_from_file: bool = True) -> None:
+    note = " (default: LVIS files keep their stored bins; others use %d)" if defaults_from_file else " (default: %d)"
+    parser.add_argument("--rare-max", type=int, default=None if defaults_from_file else RARE_MAX,
+                        metavar="N", help="classes in at most N images are rare" + note % RARE_MAX)
+    parser.add_argument("--common-max", type=int, default=None if defaults_from_file else COMMON_MAX,
+                        metavar="N", help="classes in at most N images (and more than --rare-max) are common; "
+                                          "the rest frequent" + note % COMMON_MAX)
+
+
+def load(path, args) -> Dataset:
+    """Load a dataset honouring --on-error, and report skipped records on stderr."""
+    ds = load_dataset(path, on_error=getattr(args, "on_error", "raise"))
+    report_skipped(ds, path)
+    return ds
+
+
+def report_skipped(ds: Dataset, path) -> None:
+    import sys
+
+    if ds.skipped:
+        total = sum(ds.skipped.values())
+        kinds = ", ".join(f"{n} {k}" for k, n in ds.skipped.most_common())
+        print(f"{path}: skipped {total} invalid record(s): {kinds}", file=sys.stderr)

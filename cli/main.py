@@ -1,0 +1,59 @@
+"""Entry point of the `ltaug` command: builds the parser, runs a subcommand, turns errors into exit codes.
+
+Exit status: 0 success, 1 problems found / bad input, 2 usage error, 130 interrupted.
+Any error is printed as one line, never as a traceback (set LTAUG_DEBUG=1 to see one).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from ltaug import __version__
+from ltaug.errors import LtaugError
+
+from . import convert, recount, stats, validate
+
+COMMANDS = (stats, validate, convert, recount)
+
+DESCRIPTION = """\
+ltaug: rebalance long-tailed COCO / LVIS detection and instance-segmentation datasets.
+
+Inputs are COCO or LVIS json files, or YOLO-seg folders (images/, labels/, data.yaml).
+Inputs are never modified; outputs are written atomically."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ltaug", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ltaug {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except LtaugError as exc:
+        print(f"ltaug {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"ltaug {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, not bad input: still one line unless debugging
+        if os.environ.get("LTAUG_DEBUG"):
+            traceback.print_exc()
+        print(f"ltaug {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set LTAUG_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

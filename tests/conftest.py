@@ -1,0 +1,48 @@
+"""Shared fixtures: the bundled demo data (always present) and the shared COCO-LT-mini set."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "data"
+SHARED = ROOT.parent / "shared" / "data"
+COCO_LT = SHARED / "coco-lt"
+LVIS_META = SHARED / "lvis-meta"
+
+
+@pytest.fixture(scope="session")
+def demo_train_path() -> Path:
+    return DEMO / "annotations" / "train.json"
+
+
+@pytest.fixture(scope="session")
+def demo_train_images() -> Path:
+    return DEMO / "images" / "train"
+
+
+@pytest.fixture(scope="session")
+def _demo_doc(demo_train_path) -> dict:
+    return json.loads(demo_train_path.read_text())
+
+
+@pytest.fixture
+def demo_doc(_demo_doc) -> dict:
+    """A fresh, mutable copy of the demo train document."""
+    return copy.deepcopy(_demo_doc)
+
+
+def shared_path(*parts) -> Path:
+    """A path under ../shared/data; skips the test when the shared data is not beside the checkout."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def coco_lt_train() -> Path:
+    return shared_path("coco-lt", "annotations", "instances_train.json")
