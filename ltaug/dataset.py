@@ -84,9 +84,12 @@ class Dataset:
         fatal = [p for p in problems if p.fatal]
         if fatal or on_error == "raise":
             first = (fatal or problems)[0]
-            more = f" ({len(problems)} problems in all; `ltaug validate {source}` lists them" + (
-                ")" if fatal else ", --on-error skip drops the bad records)")
-            raise InputError(first.line(source) + (more if len(problems) > 1 or not fatal else ""))
+            hints = [f"{len(problems)} problems in all"] if len(problems) > 1 else []
+            hints.append(f"`ltaug validate {source}` lists them" if len(problems) > 1 else "")
+            if not fatal:
+                hints.append("--on-error skip drops the bad records")
+            hints = "; ".join(h for h in hints if h)
+            raise InputError(first.line(source) + (f" ({hints})" if hints else ""))
         return _drop_bad_records(data, problems, path)
 
     def save(self, path: str | os.PathLike, *, inputs=(), indent: bool = False) -> Path:

@@ -26,14 +26,19 @@ def frequency_bins(image_counts, *, rare_max: int = RARE_MAX, common_max: int = 
     return np.where(counts <= rare_max, "r", np.where(counts <= common_max, "c", "f"))
 
 
+def uses_stored_frequency(dataset: Dataset, rare_max: int | None = None, common_max: int | None = None) -> bool:
+    """True when :func:`dataset_bins` takes the file's stored LVIS ``frequency`` (no thresholds given)."""
+    return (dataset.kind == LVIS and rare_max is None and common_max is None
+            and all("frequency" in c for c in dataset.categories))
+
+
 def dataset_bins(dataset: Dataset, *, rare_max: int | None = None, common_max: int | None = None) -> np.ndarray:
     """The r/c/f bin of each category (index order).
 
     For an LVIS file with no thresholds given, the stored ``frequency`` is used (evaluation
     groups classes by it); otherwise bins are computed from this file's image counts.
     """
-    if dataset.kind == LVIS and rare_max is None and common_max is None \
-            and all("frequency" in c for c in dataset.categories):
+    if uses_stored_frequency(dataset, rare_max, common_max):
         return np.array([c["frequency"] for c in dataset.categories])
     return frequency_bins(dataset.index.image_counts,
                           rare_max=RARE_MAX if rare_max is None else rare_max,
@@ -69,14 +74,12 @@ def to_lvis(dataset: Dataset, *, rare_max: int = RARE_MAX, common_max: int = COM
     """
     out = recount(dataset, rare_max=rare_max, common_max=common_max)
     ix = dataset.index
-    present = [set() for _ in range(ix.num_images)]
-    for img_pos, cat_id in zip(ix.ann_image_pos.tolist(), ix.ann_category_ids.tolist()):
-        present[img_pos].add(cat_id)
-    all_ids = ix.category_ids.tolist()
+    present = np.zeros((ix.num_images, ix.num_categories), dtype=bool)
+    present[ix.ann_image_pos, ix.ann_category_pos] = True
     images = []
-    for im, cats in zip(dataset.images, present):
+    for im, row in zip(dataset.images, present):
         im = dict(im)
-        im.setdefault("neg_category_ids", [c for c in all_ids if c not in cats])
+        im.setdefault("neg_category_ids", ix.category_ids[~row].tolist())
         im.setdefault("not_exhaustive_category_ids", [])
         images.append(im)
     return out.replace(images=images)

@@ -91,20 +91,25 @@ def rle_bbox(rle: dict) -> list[float]:
     return [float(v) for v in mask_utils.toBbox(rle)]
 
 
-def mask_to_polygons(mask: np.ndarray, *, min_points: int = 3) -> list[list[float]]:
-    """Outer contours of a binary mask as COCO polygons (pixel-corner coordinates).
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """Outer contours of a binary mask as COCO polygons, one per connected part.
 
-    ``cv2.findContours`` returns pixel centres of the boundary pixels; COCO polygons trace
-    pixel corners, so a one-pixel-wide rectangle needs the +0.5 shift on both sides to keep
-    its area. We keep the pixel-centre convention, which is what COCO's own conversions and
-    ultralytics use; the rasterised mask differs by at most the boundary pixel ring.
+    ``cv2.findContours`` returns the centres of the boundary pixels (the convention of
+    COCO's own tools and of ultralytics), so the rasterised polygon loses at most the outer
+    half-pixel ring. A part whose contour encloses less than one pixel (a single pixel, a
+    one-pixel line, a tiny blob) becomes the rectangle around its pixels' corners instead,
+    so no object is lost.
     """
     contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8),
                                    cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
     for c in contours:
-        if len(c) >= min_points:
-            out.append(c.reshape(-1).astype(np.float64).tolist())
+        pts = c.reshape(-1, 2).astype(np.float64)
+        if len(pts) >= 3 and polygons_area([pts.reshape(-1)]) >= 1.0:
+            out.append(pts.reshape(-1).tolist())
+        else:
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0) + 1.0
+            out.append([x0, y0, x1, y0, x1, y1, x0, y1])
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .dataset import LVIS, Dataset
 from .errors import UsageError
-from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins
+from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 from .jsonio import write_bytes_atomic
 
 BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
@@ -42,12 +42,6 @@ def gini(values) -> float:
         return 0.0
     i = np.arange(1, n + 1, dtype=np.float64)
     return float(np.sum((2 * i - n - 1) * x) / (n * total))
-
-
-def _uses_stored_frequency(dataset: Dataset, rare_max, common_max) -> bool:
-    """Mirrors :func:`frequency.dataset_bins`: stored LVIS ``frequency`` when no thresholds are given."""
-    return (dataset.kind == LVIS and rare_max is None and common_max is None
-            and all("frequency" in c for c in dataset.categories))
 
 
 def dataset_stats(dataset: Dataset, *, rare_max: int | None = None, common_max: int | None = None) -> dict:
@@ -78,7 +72,7 @@ def dataset_stats(dataset: Dataset, *, rare_max: int | None = None, common_max: 
     ]
 
     present = instances[instances > 0]
-    stored = _uses_stored_frequency(dataset, rare_max, common_max)
+    stored = uses_stored_frequency(dataset, rare_max, common_max)
     summary = {
         "kind": dataset.kind,
         "classes": n_c,

@@ -205,7 +205,7 @@ def _check_annotation(rec, label, pos, out, img_info, image_ids, cat_ids):
                            f"{label}: bbox {box} extends outside image id {image_id} ({width}x{height})", sec, pos))
         return
     crowd = rec.get("iscrowd", 0)
-    if crowd not in (0, 1) or isinstance(crowd, float) and not crowd.is_integer():
+    if not _is_int(crowd) or crowd not in (0, 1):
         out.append(Problem("bad-value", f"{label}: iscrowd must be 0 or 1, got {crowd!r}", sec, pos))
         return
     area = rec.get("area")

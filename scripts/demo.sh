@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up (or reuse) the environment and run the main job on the bundled demo data
+# (examples/data: 30 train + 10 val real COCO images with redistributable licenses).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=$(scripts/setup.sh)
+LTAUG="$VENV/bin/ltaug"
+DATA=examples/data
+OUT=${1:-out/demo}
+mkdir -p "$OUT"
+
+echo "== 1. validate the annotations and the image files"
+"$LTAUG" validate "$DATA/annotations/train.json" --images "$DATA/images/train"
+
+echo "== 2. class statistics (small set: rare <= 2 images, common <= 5)"
+"$LTAUG" stats "$DATA/annotations/train.json" --rare-max 2 --common-max 5 --top 15 --plot "$OUT/train_classes.png"
+"$LTAUG" stats "$DATA/annotations/train.json" --rare-max 2 --common-max 5 --json > "$OUT/train_stats.json"
+
+echo "== 3. LVIS-style copy with recomputed image/instance counts and r/c/f bins"
+"$LTAUG" convert "$DATA/annotations/train.json" --to lvis --rare-max 2 --common-max 5 -o "$OUT/train_lvis.json"
+
+echo "== 4. COCO -> YOLO-seg -> COCO"
+"$LTAUG" convert "$DATA/annotations/train.json" --images "$DATA/images/train" -o "$OUT/yolo_train"
+"$LTAUG" convert "$OUT/yolo_train" -o "$OUT/from_yolo.json"
+"$LTAUG" validate "$OUT/from_yolo.json" --images "$OUT/yolo_train/images"
+
+echo
+echo "outputs in $OUT/:"
+echo "  train_classes.png  class histogram coloured by r/c/f"
+echo "  train_stats.json   per-class counts and summary (ltaug stats --json)"
+echo "  train_lvis.json    LVIS-style annotations with recomputed counts and bins"
+echo "  yolo_train/        YOLO-seg folder (data.yaml, images/, labels/)"
+echo "  from_yolo.json     the YOLO folder read back as COCO"
