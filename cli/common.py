@@ -24,6 +24,17 @@ def add_bin_thresholds(parser: argparse.ArgumentParser, *, defaults_from_file: b
                                           "the rest frequent" + note % COMMON_MAX)
 
 
+def check_bin_thresholds(parser: argparse.ArgumentParser, args) -> None:
+    """Exit with a usage error (status 2) unless 0 <= --rare-max < --common-max."""
+    if not hasattr(args, "rare_max"):
+        return
+    rare = RARE_MAX if args.rare_max is None else args.rare_max
+    common = COMMON_MAX if args.common_max is None else args.common_max
+    if not 0 <= rare < common:
+        parser.exit(2, f"ltaug {args.command}: error: need 0 <= --rare-max < --common-max, "
+                       f"got {rare} and {common}\n")
+
+
 def load(path, args) -> Dataset:
     """Load a dataset honouring --on-error, and report skipped records on stderr."""
     ds = load_dataset(path, on_error=getattr(args, "on_error", "raise"))

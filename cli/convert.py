@@ -69,12 +69,17 @@ def run(args) -> int:
             raise UsageError(f"{out}: exists and is not a folder; YOLO output is a folder")
         if args.images and not Path(args.images).is_dir():
             raise UsageError(f"{args.images}: image folder not found")
-        summary = write_yolo(ds, out, images_dir=args.images, link=args.link)
-        print(f"wrote YOLO-seg folder {out}: " + ", ".join(f"{k} {v}" for k, v in summary.items()), file=sys.stderr)
+        s = write_yolo(ds, out, images_dir=args.images, link=args.link)
+        placed = ", ".join(f"{n} {k[len('images_'):]}" for k, n in s.items() if k.startswith("images_")) or "none"
+        print(f"wrote YOLO-seg folder {out}: {s['images']} images, {s['objects']} objects in "
+              f"{s['labels_written']} label files ({s['empty_labels']} empty), {s['classes']} classes; "
+              f"images placed: {placed}", file=sys.stderr)
+        if s["skipped_crowd"]:
+            print(f"note: {s['skipped_crowd']} crowd region(s) skipped: YOLO-seg has no crowd annotations",
+                  file=sys.stderr)
         return 0
-    if to == "lvis" or (to is None and ds.kind == "lvis" and not src.is_dir()):
-        if ds.kind != "lvis":
-            ds = to_lvis(ds, rare_max=args.rare_max, common_max=args.common_max)
+    if to == "lvis" and ds.kind != "lvis":
+        ds = to_lvis(ds, rare_max=args.rare_max, common_max=args.common_max)
     elif to == "coco" and ds.kind == "lvis":
         print("note: LVIS fields are kept in the COCO output (pycocotools ignores them)", file=sys.stderr)
     ds.save(out, inputs=[src])

@@ -14,6 +14,7 @@ from ltaug import __version__
 from ltaug.errors import LtaugError
 
 from . import convert, recount, stats, validate
+from .common import check_bin_thresholds
 
 COMMANDS = (stats, validate, convert, recount)
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_bin_thresholds(parser, args)
     try:
         return int(args.run(args) or 0)
     except LtaugError as exc:
