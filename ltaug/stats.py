@@ -13,19 +13,14 @@ Measures, over the per-class instance counts x_1..x_n (n = number of classes):
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import LVIS, Dataset
-from .errors import UsageError
+from .dataset import Dataset
 from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
-from .jsonio import write_bytes_atomic
-
-BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
-BIN_COLORS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}  # red / orange / blue
+from .plotting import BIN_COLORS, BIN_NAMES, log_count_axis, new_figure, save_figure
 SOURCE_STORED, SOURCE_COUNTS = "stored LVIS frequency", "image counts"
 MAX_LABELLED_CLASSES = 100
 
@@ -148,34 +143,19 @@ def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | N
     :class:`~matplotlib.figure.Figure` with the Agg canvas (no pyplot state), renders into
     memory and writes the file atomically. Returns ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
-    from matplotlib.ticker import FuncFormatter, LogLocator
 
-    path = Path(path)
-    fmt = path.suffix[1:].lower() or "png"
     classes, s = stats["classes"], stats["summary"]
     n = len(classes)
     labelled = 0 < n <= MAX_LABELLED_CLASSES
-
-    fig = Figure(figsize=(max(8.0, min(0.16 * n + 1.5, 18.0)) if labelled else 12.0, 6.0 if labelled else 5.0),
-                 dpi=120, layout="constrained")
-    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)  # inches of margin around the axes
-    canvas = FigureCanvasAgg(fig)
-    if fmt not in canvas.get_supported_filetypes():
-        raise UsageError(f"{path}: cannot write a plot as .{fmt}; use one of "
-                         f"{', '.join(sorted(canvas.get_supported_filetypes()))}")
+    fig = new_figure(path, (max(8.0, min(0.16 * n + 1.5, 18.0)) if labelled else 12.0, 6.0 if labelled else 5.0))
     ax = fig.add_subplot()
     counts = np.array([c["instances"] for c in classes], dtype=np.float64)
     x = np.arange(n)
     if n:
         ax.bar(x, counts, width=0.8 if labelled else 1.0, color=[BIN_COLORS.get(c["bin"], "gray") for c in classes],
                linewidth=0)
-        ax.set_yscale("log")
-        ax.set_ylim(0.7, max(counts.max(), 1.0) * 1.6)
-        ax.yaxis.set_major_locator(LogLocator(base=10))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        log_count_axis(ax, counts.max())
         ax.set_xlim(-0.7, n - 0.3)
     if labelled:
         ax.set_xticks(x, [c["name"] for c in classes], rotation=90, fontsize=7)
@@ -184,11 +164,6 @@ def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | N
         ax.set_xticks([])
         ax.set_xlabel(f"{n} classes, sorted by instances")
     ax.set_ylabel("instances (log scale)")
-    ax.grid(axis="y", which="major", alpha=0.35)
-    ax.grid(axis="y", which="minor", alpha=0.12)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
 
     th = s["bin_thresholds"]
     stored = th["source"] == SOURCE_STORED
@@ -204,7 +179,4 @@ def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | N
                f"imbalance {_fmt_ratio(s['imbalance_ratio'])} · Gini {s['gini']:.3f}")
     ax.set_title(f"{headline}\n{details}", fontsize=11)
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    write_bytes_atomic(path, buf.getvalue())
-    return path
+    return save_figure(fig, path)

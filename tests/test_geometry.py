@@ -92,7 +92,6 @@ def test_mask_to_polygons_rasterises_close_to_the_mask(mask):
     polys = g.mask_to_polygons(mask)
     assert polys and all(len(p) % 2 == 0 and len(p) >= 6 for p in polys)
     back = g.decode(polys, H, W).astype(bool)
-    fg = mask.astype(bool)
     kernel = np.ones((3, 3), np.uint8)
     interior = cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
     near = cv2.dilate(mask, kernel).astype(bool)

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import LVIS_META, shared_path
+from conftest import shared_path
 from lvis_style import build_lvis_style
 from ltaug import COCO, LVIS, Dataset, UsageError, load_dataset
 from ltaug.frequency import frequency_bins, recount, to_lvis

@@ -1,0 +1,52 @@
+"""Matplotlib without pyplot state: a private Agg figure, written atomically in the path's format."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from .errors import UsageError
+from .jsonio import write_bytes_atomic
+
+BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
+BIN_COLORS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}  # red / orange / blue
+
+
+def new_figure(path: str | os.PathLike, figsize, *, dpi: int = 120):
+    """A constrained-layout Figure on an Agg canvas; raises UsageError if ``path``'s suffix is no format."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    fmt = path.suffix[1:].lower() or "png"
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)  # inches of margin around the axes
+    canvas = FigureCanvasAgg(fig)
+    if fmt not in canvas.get_supported_filetypes():
+        raise UsageError(f"{path}: cannot write a plot as .{fmt}; use one of "
+                         f"{', '.join(sorted(canvas.get_supported_filetypes()))}")
+    return fig
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Render ``fig`` in memory in the format of ``path``'s suffix and write it atomically."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix[1:].lower() or "png")
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+def log_count_axis(ax, top: float) -> None:
+    """A log-scale y axis for counts, ticks as plain numbers, light grid."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_yscale("log")
+    ax.set_ylim(0.7, max(top, 1.0) * 1.6)
+    ax.yaxis.set_major_locator(LogLocator(base=10))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.grid(axis="y", which="major", alpha=0.35)
+    ax.grid(axis="y", which="minor", alpha=0.12)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
