@@ -13,10 +13,10 @@ import traceback
 from ltaug import __version__
 from ltaug.errors import LtaugError
 
-from . import convert, recount, stats, validate
+from . import convert, plan, recount, resample, stats, validate
 from .common import check_bin_thresholds
 
-COMMANDS = (stats, validate, convert, recount)
+COMMANDS = (stats, validate, convert, recount, resample, plan)
 
 DESCRIPTION = """\
 ltaug: rebalance long-tailed COCO / LVIS detection and instance-segmentation datasets.

@@ -1,0 +1,81 @@
+"""`ltaug plan`: solve a per-class target for image repeats and report it class by class."""
+from __future__ import annotations
+
+import sys
+
+from ltaug.errors import UsageError
+
+from .common import FORMATTER, add_bin_thresholds, add_on_error, load
+from .resample import _rows
+
+HELP = """\
+State what the rebalanced data should look like; the planner finds image repeats that get
+there and reports, for each class: instances before, the target, planned after, the factor,
+and whether it was met, capped, or is short (and by how many objects copy-paste would have
+to add).
+
+targets (combine them; at least one of --min-instances / --exponent):
+  --min-instances N   every class at least N instances
+  --exponent G        at least n_max * (n_c / n_max)^G: G=1 keeps the distribution, 0.5 is
+                      square-root flattening, 0 asks every class to match the largest
+  --max-factor K      no class above K times its original count (caps the target, and stops
+                      repeats that would inflate co-occurring frequent classes)
+
+The greedy solver works rarest class first, repeating that class's images round-robin and
+preferring images whose other objects are already at target. Every image is kept once.
+
+examples:
+  ltaug plan train.json --min-instances 50 --max-factor 10
+  ltaug plan train.json --exponent 0.5 --max-factor 8 --plan-json plan.json -o train_planned.json --plot plan.png"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("plan", help="per-class budget: solve a target for image repeats",
+                       description=HELP, formatter_class=FORMATTER)
+    p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO/LVIS json file or YOLO-seg folder")
+    p.add_argument("--min-instances", type=int, metavar="N")
+    p.add_argument("--exponent", type=float, metavar="G")
+    p.add_argument("--max-factor", type=float, metavar="K")
+    p.add_argument("--plan-json", metavar="PLAN.json", help="write the plan (per-image repeats, per-class table)")
+    p.add_argument("-o", "--output", metavar="OUT.json", help="write the rebalanced annotation file")
+    p.add_argument("--plot", metavar="FILE.png", help="before/after class histogram")
+    p.add_argument("--top", type=int, metavar="N", help="table rows (rarest first; default: all up to 100 classes, else 40)")
+    add_bin_thresholds(p)
+    add_on_error(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ltaug.jsonio import write_json_atomic
+    from ltaug.paths import refuse_overwriting_inputs
+    from ltaug.planning import Target, make_plan
+    from ltaug.resample import expand_dataset
+    from ltaug.shift import format_shift_table, plot_shift
+
+    try:
+        target = Target(min_instances=args.min_instances, exponent=args.exponent, max_factor=args.max_factor)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("min_instances", "--min-instances").replace("exponent", "--exponent")
+                         .replace("max_factor", "--max-factor")) from None
+    for path in (args.output, args.plan_json, args.plot):
+        if path:
+            refuse_overwriting_inputs(path, [args.annotations])
+    ds = load(args.annotations, args)
+    plan = make_plan(ds, target, rare_max=args.rare_max, common_max=args.common_max)
+    print(format_shift_table(plan, top=_rows(args.top, len(ds.categories))))
+    s = plan["summary"]
+    print(f"\nclasses met or capped: {len(plan['classes']) - s['classes_short']} of {len(plan['classes'])} "
+          f"({s['classes_capped']} capped by --max-factor); short: {s['classes_short']}; "
+          f"objects still missing (paste budget): {s['paste_budget']}")
+    if args.plan_json:
+        write_json_atomic(args.plan_json, plan)
+        print(f"wrote {args.plan_json}", file=sys.stderr)
+    if args.output:
+        out = expand_dataset(ds, plan["repeats"], op="plan", params={"target": plan["target"]})
+        out.save(args.output, inputs=[args.annotations])
+        print(f"wrote {args.output}: {len(out.images)} images ({len(ds.images)} before), "
+              f"{len(out.annotations)} annotations", file=sys.stderr)
+    if args.plot:
+        plot_shift(plan, args.plot, title=f"{args.annotations}: plan")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0

@@ -1,0 +1,149 @@
+"""Per-class budget planning: from a target on the class distribution to image repeats.
+
+The user states what the rebalanced data should look like, per class c with n_c instances:
+
+* ``min_instances`` N: every class at least N instances;
+* ``exponent`` g: n'_c >= n_max * (n_c / n_max)^g, a flatter power law (g = 1 keeps the
+  distribution, g = 0 asks every class to match the largest, g = 0.5 is square-root);
+* ``max_factor`` K: no class grows beyond K * n_c (also bounds the collateral growth of
+  frequent classes that share images with rare ones).
+
+The target is T_c = max(N, n_max (n_c / n_max)^g), capped at K n_c. Finding the fewest
+image repeats that reach every T_c without crossing any cap is an integer covering problem;
+the planner solves it greedily, rarest class first: it repeats the images of the class
+round-robin (so no single image is copied many times while others are not), preferring
+images whose other objects belong to classes already at target, and skips any repeat that
+would push some class over its cap. Each class ends ``met``, ``capped`` (the cap is below
+what was requested) or ``short``: its images cannot be repeated further without pushing a
+co-occurring class over its cap. What a class still lacks is its ``deficit``: the number of
+objects copy-paste would have to add (``paste_budget`` in the summary).
+
+The plan is pure and serialisable: per-image repeat counts plus the per-class table.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .dataset import Dataset
+from .index import DatasetIndex
+from .sampling import ClassImages
+
+PLAN_FORMAT = "ltaug-plan/1"
+
+
+@dataclass(frozen=True)
+class Target:
+    min_instances: int | None = None
+    exponent: float | None = None
+    max_factor: float | None = None
+
+    def __post_init__(self):
+        if self.min_instances is None and self.exponent is None:
+            raise ValueError("state a target: min_instances and/or exponent")
+        if self.min_instances is not None and self.min_instances < 1:
+            raise ValueError(f"min_instances must be >= 1, got {self.min_instances}")
+        if self.exponent is not None and not 0.0 <= self.exponent <= 1.0:
+            raise ValueError(f"exponent must be in [0, 1], got {self.exponent}")
+        if self.max_factor is not None and self.max_factor < 1.0:
+            raise ValueError(f"max_factor must be >= 1, got {self.max_factor}")
+
+    def per_class(self, before: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(requested, target, cap) per class: target = requested limited by the cap.
+
+        Classes without instances get target 0: nothing can be repeated or pasted for them.
+        """
+        before = np.asarray(before, dtype=np.float64)
+        target = np.zeros_like(before)
+        if self.min_instances is not None:
+            target = np.maximum(target, self.min_instances)
+        if self.exponent is not None and before.max(initial=0) > 0:
+            top = before.max()
+            target = np.maximum(target, np.ceil(top * (before / top) ** self.exponent - 1e-9))
+        cap = np.full_like(before, np.inf) if self.max_factor is None else np.floor(self.max_factor * before + 1e-9)
+        requested = np.where(before > 0, np.maximum(target, before), 0.0)
+        return requested, np.minimum(requested, cap), cap
+
+
+def _image_class_table(index: DatasetIndex):
+    """CSR over images: classes and instance counts of image i are ``cls[s[i]:s[i+1]]``, ``num[...]``."""
+    n_c = max(index.num_categories, 1)
+    keys, num = np.unique(index.ann_image_pos * n_c + index.ann_category_pos, return_counts=True)
+    img, cls = np.divmod(keys, n_c)
+    start = np.zeros(index.num_images + 1, dtype=np.int64)
+    np.cumsum(np.bincount(img, minlength=index.num_images), out=start[1:])
+    return start, cls, num.astype(np.float64)
+
+
+def plan_repeats(index: DatasetIndex, target: Target) -> dict:
+    """Greedy repeat plan; returns ``counts`` (uses per image, >= 1), ``target``, ``cap``, ``after``."""
+    before = index.instance_counts.astype(np.float64)
+    requested, goal, cap = target.per_class(before)
+    start, img_cls, img_num = _image_class_table(index)
+    per_class = ClassImages.from_index(index)
+    counts = np.ones(index.num_images, dtype=np.int64)
+    after = before.copy()
+
+    for c in np.argsort(before, kind="stable"):
+        if before[c] == 0 or after[c] >= goal[c]:
+            continue
+        imgs = per_class.images[per_class.start[c]:per_class.start[c + 1]]
+        gain = np.array([img_num[start[i]:start[i + 1]][img_cls[start[i]:start[i + 1]] == c][0] for i in imgs])
+        # prefer images whose other objects are in classes already at target (less collateral)
+        collateral = np.array([sum(n for k, n in zip(img_cls[start[i]:start[i + 1]], img_num[start[i]:start[i + 1]])
+                                   if k != c and after[k] >= goal[k]) for i in imgs])
+        order = np.lexsort((imgs, collateral / gain))
+        imgs, gain = imgs[order], gain[order]
+        while after[c] < goal[c]:
+            # how many more copies each image may get before some class in it hits its cap
+            room = np.array([_room(img_cls[start[i]:start[i + 1]], img_num[start[i]:start[i + 1]], after, cap)
+                             for i in imgs])
+            usable = room > 0
+            if not usable.any():
+                break
+            per_round = gain[usable].sum()
+            rounds = int((goal[c] - after[c]) // per_round)
+            if rounds >= 1 and (room[usable] >= rounds).all():   # whole rounds at once
+                add = np.where(usable, rounds, 0)
+            else:                                                # one pass, image by image
+                add = np.zeros(imgs.size, dtype=np.int64)
+                need = goal[c] - after[c]
+                for j in np.flatnonzero(usable):
+                    if need <= 0:
+                        break
+                    add[j] = 1
+                    need -= gain[j]
+            for i, a in zip(imgs[add > 0], add[add > 0]):
+                counts[i] += a
+                sl = slice(start[i], start[i + 1])
+                after[img_cls[sl]] += a * img_num[sl]
+    return {"counts": counts, "requested": requested, "target": goal, "cap": cap, "after": after}
+
+
+def _room(classes: np.ndarray, nums: np.ndarray, after: np.ndarray, cap: np.ndarray) -> int:
+    """Copies of an image that keep every class in it within its cap."""
+    free = np.floor((cap[classes] - after[classes]) / nums)
+    m = free.min()
+    return int(m) if np.isfinite(m) else 1 << 30
+
+
+def make_plan(dataset: Dataset, target: Target, *, rare_max=None, common_max=None) -> dict:
+    """The serialisable plan: target, per-image repeats, and the per-class before/after table."""
+    from .shift import class_shift
+
+    ix = dataset.index
+    res = plan_repeats(ix, target)
+    shift = class_shift(dataset, res["counts"], rare_max=rare_max, common_max=common_max)
+    row_of = {r["id"]: r for r in shift["classes"]}
+    for cid, wish, goal in zip(ix.category_ids.tolist(), res["requested"], res["target"]):
+        row = row_of[cid]
+        row["requested"], row["target"] = int(wish), int(goal)
+        row["deficit"] = max(0, int(goal) - row["after_instances"])
+        row["status"] = ("no instances" if row["before_instances"] == 0 else
+                         "short" if row["deficit"] else "capped" if goal < wish else "met")
+    shift["summary"]["classes_short"] = sum(r["status"] == "short" for r in shift["classes"])
+    shift["summary"]["classes_capped"] = sum(r["status"] == "capped" for r in shift["classes"])
+    shift["summary"]["paste_budget"] = sum(r["deficit"] for r in shift["classes"])
+    return {"format": PLAN_FORMAT, "source": str(dataset.path) if dataset.path else None,
+            "target": asdict(target), "image_ids": ix.image_ids, "repeats": res["counts"], **shift}
