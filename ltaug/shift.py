@@ -79,10 +79,10 @@ def format_shift_table(shift: dict, *, top: int | None = None) -> str:
     lines = [head, "-" * len(head)]
     rows = classes if top is None or top >= len(classes) else classes[:top]
     for c in rows:
-        factor = c["after_instances"] / c["before_instances"] if c["before_instances"] else float("nan")
+        factor = f"{c['after_instances'] / c['before_instances']:.2f}" if c["before_instances"] else "-"
         lines.append(f"{c['id']:>6}  {c['name'][:22]:<22} {c['bin']:<3} {c['before_instances']:>11}"
                      + (f" {c['target']:>7}" if planned else "")
-                     + f" {c['after_instances']:>8} {factor:>6.2f}" + (f" {c['pasted']:>7}" if show_pasted else "")
+                     + f" {c['after_instances']:>8} {factor:>6}" + (f" {c['pasted']:>7}" if show_pasted else "")
                      + f" {c['before_images']:>11} {c['after_images']:>8}"
                      + (f"  {c['status']}" + (f" (needs {c['deficit']} more)" if c["deficit"] else "")
                         if planned else ""))

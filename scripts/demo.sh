@@ -24,6 +24,14 @@ echo "== 4. COCO -> YOLO-seg -> COCO"
 "$LTAUG" convert "$OUT/yolo_train" -o "$OUT/from_yolo.json"
 "$LTAUG" validate "$OUT/from_yolo.json" --images "$OUT/yolo_train/images"
 
+echo "== 5. repeat factor sampling (LVIS), 1 epoch's worth, before/after table and plot"
+"$LTAUG" resample "$DATA/annotations/train.json" --method rfs --threshold 0.1 --seed 0 --rare-max 2 --common-max 5 \
+  --top 10 -o "$OUT/train_rfs.json" --plot "$OUT/train_rfs_shift.png"
+
+echo "== 6. per-class budget: every class at least 8 instances, none above 6x its count"
+"$LTAUG" plan "$DATA/annotations/train.json" --min-instances 8 --max-factor 6 --rare-max 2 --common-max 5 \
+  --top 10 --plan-json "$OUT/train_plan.json" -o "$OUT/train_planned.json" --plot "$OUT/train_plan_shift.png"
+
 echo
 echo "outputs in $OUT/:"
 echo "  train_classes.png  class histogram coloured by r/c/f"
@@ -31,3 +39,7 @@ echo "  train_stats.json   per-class counts and summary (ltaug stats --json)"
 echo "  train_lvis.json    LVIS-style annotations with recomputed counts and bins"
 echo "  yolo_train/        YOLO-seg folder (data.yaml, images/, labels/)"
 echo "  from_yolo.json     the YOLO folder read back as COCO"
+echo "  train_rfs.json     RFS-rebalanced annotations (repeats point to the same images; provenance in \"ltaug\")"
+echo "  train_rfs_shift.png, train_plan_shift.png   instances per class before (bars) and after (ticks)"
+echo "  train_plan.json    the budget plan (per-image repeats, per-class target/after/status)"
+echo "  train_planned.json the planned dataset"
