@@ -63,6 +63,7 @@ LVIS_V1_TRAIN_ANNOTATIONS = 1_270_141
 SYNTH_VERSION = 1  # bump whenever the synthesis changes, so stale cached files are not reused
 LOADERS = ("coco", "lvis", "ltaug")
 MIB = 1024 * 1024
+TIME_KEYS = ("s", "user", "sys", "gc_s")
 
 
 # -- measuring inside a worker process ---------------------------------------------------------
@@ -96,11 +97,20 @@ class _Steps:
 
     @contextlib.contextmanager
     def step(self, name: str):
-        gc0, t0 = self.gc.total, time.perf_counter()
+        gc0, r0, t0 = self.gc.total, resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         try:
             yield
         finally:
-            self.rows[name] = {"s": time.perf_counter() - t0, "gc_s": self.gc.total - gc0, "rss": _peak_rss_mib()}
+            t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+            self.rows[name] = {"s": t1 - t0, "user": r1.ru_utime - r0.ru_utime, "sys": r1.ru_stime - r0.ru_stime,
+                               "gc_s": self.gc.total - gc0, "rss": r1.ru_maxrss / 1024}
+
+    def derive(self, name: str, a: str, b: str, sign: int) -> None:
+        """Row ``name`` = row ``a`` + sign * row ``b`` (times); its peak RSS is the later one's."""
+        ra, rb = self.rows[a], self.rows[b]
+        row = {k: ra[k] + sign * rb[k] for k in TIME_KEYS}
+        row["rss"] = max(ra["rss"], rb["rss"])
+        self.rows[name] = row
 
     def wrap(self, module, attr: str, name: str):
         """Replace ``module.attr`` (a function the library looks up at call time) by a timed call."""
@@ -154,11 +164,8 @@ def worker_coco(path: str, profile: bool) -> dict:
     pc.json = _timed_json_module(steps, "json.load")
     with _maybe_profile(profile, out), steps.step("COCO(path)"), contextlib.redirect_stdout(io.StringIO()):
         coco = pc.COCO(path)
-    rows = steps.rows
-    rows["createIndex"] = {"s": rows["COCO(path)"]["s"] - rows["json.load"]["s"],
-                           "gc_s": rows["COCO(path)"]["gc_s"] - rows["json.load"]["gc_s"],
-                           "rss": rows["COCO(path)"]["rss"]}
-    out.update(rows=rows, start_rss=steps.start_rss, check={"annotations": len(coco.anns), "images": len(coco.imgs)})
+    steps.derive("createIndex", "COCO(path)", "json.load", -1)
+    out.update(rows=steps.rows, start_rss=steps.start_rss, check={"annotations": len(coco.anns), "images": len(coco.imgs)})
     return out
 
 
@@ -172,11 +179,8 @@ def worker_lvis(path: str, profile: bool) -> dict:
     ll.json = _timed_json_module(steps, "json.load")
     with _maybe_profile(profile, out), steps.step("LVIS(path)"):
         api = ll.LVIS(path)
-    rows = steps.rows
-    rows["_create_index"] = {"s": rows["LVIS(path)"]["s"] - rows["json.load"]["s"],
-                             "gc_s": rows["LVIS(path)"]["gc_s"] - rows["json.load"]["gc_s"],
-                             "rss": rows["LVIS(path)"]["rss"]}
-    out.update(rows=rows, start_rss=steps.start_rss, check={"annotations": len(api.anns), "images": len(api.imgs)})
+    steps.derive("_create_index", "LVIS(path)", "json.load", -1)
+    out.update(rows=steps.rows, start_rss=steps.start_rss, check={"annotations": len(api.anns), "images": len(api.imgs)})
     return out
 
 
@@ -202,6 +206,7 @@ def worker_ltaug(path: str, profile: bool) -> dict:
             with steps.step("ds.save (orjson + fsync)"):
                 saved = ds.save(save_dir / "saved.json")
         saved_mib = saved.stat().st_size / MIB
+        steps.derive("load+index", "load_dataset(path)", ".index (build_index)", +1)
     finally:
         shutil.rmtree(save_dir, ignore_errors=True)
     cats = ds.categories
@@ -369,10 +374,6 @@ def _loadavg() -> str:
         return "n/a"
 
 
-def _fmt_s(v):
-    return "-" if v is None else f"{v:8.2f}"
-
-
 def print_table(best: dict, selected, start_rss: dict) -> None:
     # (label, loader, row key, indent)
     layout = [
@@ -391,15 +392,18 @@ def print_table(best: dict, selected, start_rss: dict) -> None:
         ("ltaug ds.save (orjson + fsync)", "ltaug", "ds.save (orjson + fsync)", 0),
     ]
     w = 34
-    print(f"{'step':<{w}} {'best s':>8} {'of it GC':>8} {'peak RSS MiB':>13} {'above start':>12}")
-    print("-" * (w + 45))
+    print(f"{'step':<{w}} {'wall s':>7} {'user s':>7} {'sys s':>7} {'GC s':>7} {'peak RSS MiB':>13} {'above start':>12}")
+    print("-" * (w + 59))
     for label, loader, key, indent in layout:
         if loader not in selected:
             continue
         r = best[loader][key]
         name = ("  " * indent + label)
-        print(f"{name:<{w}} {_fmt_s(r['s'])} {_fmt_s(r['gc_s'])} {r['rss']:13.0f} {r['rss'] - start_rss[loader]:12.0f}")
-    print("peak RSS: getrusage ru_maxrss of the loader's own process at the end of that step; 'above start': minus\n"
+        print(f"{name:<{w}} {r['s']:7.2f} {r['user']:7.2f} {r['sys']:7.2f} {r['gc_s']:7.2f} "
+              f"{r['rss']:13.0f} {r['rss'] - start_rss[loader]:12.0f}")
+    print("wall s: per step, the fastest of the repeats (user/sys, GC and RSS of that run); user/sys: getrusage CPU\n"
+          "seconds of the step (sys is mostly page faults); GC s: time in Python's cyclic GC (gc.callbacks).\n"
+          "peak RSS: getrusage ru_maxrss of the loader's own process at the end of that step; 'above start': minus\n"
           "the RSS of that process before loading (interpreter + imports: "
           + ", ".join(f"{n} {start_rss[n]:.0f}" for n in selected) + " MiB); the ltaug rows\n"
           "are cumulative within its process (load, then index, stats, save)")
@@ -454,18 +458,9 @@ def main(argv=None) -> int:
             print(f"{res['rows'][main_row]['s']:.2f} s", flush=True)
             results[name].append(res)
 
-    best = {}
-    for name, runs in results.items():
-        rows = {}
-        for key in runs[0]["rows"]:
-            rows[key] = {"s": min(r["rows"][key]["s"] for r in runs),
-                         "gc_s": min(r["rows"][key]["gc_s"] for r in runs),
-                         "rss": max(r["rows"][key]["rss"] for r in runs)}
-        if name == "ltaug":
-            li = [r["rows"]["load_dataset(path)"]["s"] + r["rows"][".index (build_index)"]["s"] for r in runs]
-            lg = [r["rows"]["load_dataset(path)"]["gc_s"] + r["rows"][".index (build_index)"]["gc_s"] for r in runs]
-            rows["load+index"] = {"s": min(li), "gc_s": min(lg), "rss": rows[".index (build_index)"]["rss"]}
-        best[name] = rows
+    # per step, the run with the best wall time (its CPU, GC and RSS figures go with it)
+    best = {name: {key: min((r["rows"][key] for r in runs), key=lambda row: row["s"]) for key in runs[0]["rows"]}
+            for name, runs in results.items()}
 
     print(f"\nload average at the end {_loadavg()} (other work on the machine inflates the timings)")
     if args.profile:
@@ -479,8 +474,10 @@ def main(argv=None) -> int:
         ratios = []
         if c:
             ratios.append(("ltaug load+index / pycocotools COCO()", lt["load+index"]["s"], c["COCO(path)"]["s"]))
+            ratios.append(("  same, user CPU seconds", lt["load+index"]["user"], c["COCO(path)"]["user"]))
         if lv:
             ratios.append(("ltaug load+index / lvis-api LVIS()", lt["load+index"]["s"], lv["LVIS(path)"]["s"]))
+            ratios.append(("  same, user CPU seconds", lt["load+index"]["user"], lv["LVIS(path)"]["user"]))
         if c:
             ratios += [
                 ("ltaug read_json (orjson) / json.load", lt["read_json (orjson)"]["s"], c["json.load"]["s"]),

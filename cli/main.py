@@ -12,6 +12,7 @@ import traceback
 
 from ltaug import __version__
 from ltaug.errors import LtaugError
+from ltaug.jsonio import gc_paused
 
 from . import convert, plan, recount, resample, stats, validate
 from .common import check_bin_thresholds
@@ -40,7 +41,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     check_bin_thresholds(parser, args)
     try:
-        return int(args.run(args) or 0)
+        # A command is one short burst over acyclic json data: the cyclic collector would only
+        # rescan millions of live objects (seconds at LVIS scale) and find nothing to free.
+        with gc_paused():
+            return int(args.run(args) or 0)
     except LtaugError as exc:
         print(f"ltaug {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

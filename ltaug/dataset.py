@@ -12,10 +12,10 @@ from functools import cached_property
 from pathlib import Path
 
 from .errors import InputError, UsageError
-from .index import DatasetIndex, build_index
-from .jsonio import read_json, write_json_atomic
+from .index import AnnotationColumns, DatasetIndex, build_index
+from .jsonio import gc_paused, read_json, write_json_atomic
 from .paths import image_file_name, refuse_overwriting_inputs
-from .validate import Problem, check_document
+from .validate import Problem, check_document_columns
 
 COCO, LVIS = "coco", "lvis"
 ON_ERROR = ("raise", "skip")
@@ -36,8 +36,9 @@ class Dataset:
     """A COCO/LVIS document. Treat ``data`` as read-only; derive new datasets with :meth:`replace`."""
 
     def __init__(self, data: dict, *, kind: str | None = None, path: str | os.PathLike | None = None,
-                 skipped: Counter | None = None):
+                 skipped: Counter | None = None, columns: AnnotationColumns | None = None):
         self.data = data
+        self._columns = columns  # annotation columns the validator built, handed to the index
         self.kind = kind or detect_kind(data)
         self.path = Path(path) if path is not None else None
         self.skipped = skipped if skipped is not None else Counter()
@@ -57,7 +58,8 @@ class Dataset:
 
     @cached_property
     def index(self) -> DatasetIndex:
-        return build_index(self.images, self.annotations, self.categories)
+        columns, self._columns = self._columns, None
+        return build_index(self.images, self.annotations, self.categories, columns=columns)
 
     def image_file(self, image: dict) -> str:
         return image_file_name(image)
@@ -78,9 +80,9 @@ class Dataset:
         """Check a parsed document and build a dataset; see :func:`load_dataset` for ``on_error``."""
         if on_error not in ON_ERROR:
             raise UsageError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
-        problems = check_document(data)
+        problems, columns = check_document_columns(data)
         if not problems:
-            return cls(data, path=path)
+            return cls(data, path=path, columns=columns)
         fatal = [p for p in problems if p.fatal]
         if fatal or on_error == "raise":
             first = (fatal or problems)[0]
@@ -140,8 +142,11 @@ def load_dataset(path: str | os.PathLike, *, on_error: str = "raise") -> Dataset
         return read_yolo(path, on_error=on_error)
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    data = read_json(path)
-    return Dataset.from_dict(data, source=str(path), on_error=on_error, path=path)
+    with gc_paused():  # parse, check and index build millions of acyclic objects
+        data = read_json(path)
+        ds = Dataset.from_dict(data, source=str(path), on_error=on_error, path=path)
+        ds.index  # noqa: B018 (built here, while the collector is paused)
+    return ds
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike, *, inputs=(), indent: bool = False) -> Path:

@@ -6,7 +6,9 @@ per-class or per-image reductions are ``np.bincount`` calls.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -70,17 +72,44 @@ def _positions(keys: np.ndarray, query: np.ndarray, what: str) -> np.ndarray:
     return order[pos_clipped]
 
 
-def build_index(images: list, annotations: list, categories: list) -> DatasetIndex:
-    """Index already-validated records (ids unique, references resolvable)."""
-    n_i, n_a, n_c = len(images), len(annotations), len(categories)
+@dataclass(frozen=True)
+class AnnotationColumns:
+    """The per-annotation columns of a document, in file order."""
+
+    ids: np.ndarray            # int64
+    image_ids: np.ndarray      # int64
+    category_ids: np.ndarray   # int64
+    boxes: np.ndarray          # (A, 4) float64
+    areas: np.ndarray          # float64, NaN where absent (JSON has no NaN, so NaN means absent)
+    iscrowd: np.ndarray        # bool
+
+
+def annotation_columns(annotations: list) -> AnnotationColumns:
+    """Columns of records that have ``id``, ``image_id``, ``category_id`` and a 4-number ``bbox``."""
+    n = len(annotations)
+    return AnnotationColumns(
+        ids=_ints(map(itemgetter("id"), annotations), n),
+        image_ids=_ints(map(itemgetter("image_id"), annotations), n),
+        category_ids=_ints(map(itemgetter("category_id"), annotations), n),
+        boxes=np.fromiter(itertools.chain.from_iterable(map(itemgetter("bbox"), annotations)),
+                          dtype=np.float64, count=4 * n).reshape(n, 4),
+        areas=np.fromiter((a.get("area", np.nan) for a in annotations), dtype=np.float64, count=n),
+        iscrowd=np.fromiter((a.get("iscrowd", 0) for a in annotations), dtype=np.int64, count=n).astype(bool),
+    )
+
+
+def build_index(images: list, annotations: list, categories: list, *,
+                columns: AnnotationColumns | None = None) -> DatasetIndex:
+    """Index already-validated records (ids unique, references resolvable).
+
+    ``columns``: the annotation columns, when the caller (the validator) already built them.
+    """
+    n_i, n_c = len(images), len(categories)
+    cols = columns if columns is not None else annotation_columns(annotations)
     image_ids = _ints((im["id"] for im in images), n_i)
     cat_ids = _ints((c["id"] for c in categories), n_c)
-    ann_boxes = np.array([a["bbox"] for a in annotations], dtype=np.float64).reshape(n_a, 4)
-    ann_areas = np.fromiter((a.get("area", np.nan) for a in annotations), dtype=np.float64, count=n_a)
-    ann_image_ids = _ints((a["image_id"] for a in annotations), n_a)
-    ann_cat_ids = _ints((a["category_id"] for a in annotations), n_a)
-    image_pos = _positions(image_ids, ann_image_ids, "image")
-    cat_pos = _positions(cat_ids, ann_cat_ids, "category")
+    image_pos = _positions(image_ids, cols.image_ids, "image")
+    cat_pos = _positions(cat_ids, cols.category_ids, "category")
     instance_counts = np.bincount(cat_pos, minlength=n_c).astype(np.int64)
     pairs = np.unique(image_pos * max(n_c, 1) + cat_pos)
     image_counts = np.bincount(pairs % max(n_c, 1), minlength=n_c).astype(np.int64) if n_c else np.zeros(0, np.int64)
@@ -88,12 +117,12 @@ def build_index(images: list, annotations: list, categories: list) -> DatasetInd
         image_ids=image_ids,
         image_widths=_ints((im["width"] for im in images), n_i),
         image_heights=_ints((im["height"] for im in images), n_i),
-        ann_ids=_ints((a["id"] for a in annotations), n_a),
-        ann_image_ids=ann_image_ids,
-        ann_category_ids=ann_cat_ids,
-        ann_boxes=ann_boxes,
-        ann_areas=ann_areas,
-        ann_iscrowd=np.fromiter((bool(a.get("iscrowd", 0)) for a in annotations), dtype=bool, count=n_a),
+        ann_ids=cols.ids,
+        ann_image_ids=cols.image_ids,
+        ann_category_ids=cols.category_ids,
+        ann_boxes=cols.boxes,
+        ann_areas=cols.areas,
+        ann_iscrowd=cols.iscrowd,
         ann_image_pos=image_pos,
         ann_category_pos=cat_pos,
         category_ids=cat_ids,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from .errors import UsageError
 
@@ -23,11 +23,14 @@ def image_file_name(image: dict) -> str | None:
 
 
 def unsafe_file_name_reason(name: str) -> str | None:
-    """Why ``name`` could escape the image root (absolute path, drive, ``..``), or None if safe."""
-    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+    """Why ``name`` could escape the image root (absolute path, drive, ``..``), or None if safe.
+
+    Plain string tests (this runs once per image on every load): POSIX and Windows roots
+    (``/x``, ``\\x``, ``C:x``) and any ``..`` component under either separator.
+    """
+    if name[:1] in ("/", "\\") or (len(name) > 1 and name[1] == ":" and name[0].isalpha()):
         return "is an absolute path"
-    parts = name.replace("\\", "/").split("/")
-    if ".." in parts:
+    if ".." in name and ".." in name.replace("\\", "/").split("/"):
         return "contains '..'"
     if "\x00" in name:
         return "contains a NUL byte"

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import sampling
 from .dataset import Dataset
+from .jsonio import gc_paused
 
 METHODS = ("rfs", "cas", "sqrt", "soft")
 ROUNDINGS = ("stochastic", "ceil")
@@ -109,24 +110,24 @@ def expand_dataset(dataset: Dataset, counts: np.ndarray, *, op: str, params: dic
     next_ann = int(ix.ann_ids.max(initial=0)) + 1
     src_images, src_anns = dataset.images, dataset.annotations
     images, annotations = [], []
-    for pos in np.flatnonzero(counts).tolist():
-        src = src_images[pos]
-        ann_rows = anns_of[starts[pos]:starts[pos + 1]].tolist()
-        for r in range(int(counts[pos])):
-            if r == 0:
-                img_id = src["id"]
-            else:
-                img_id, next_img = next_img, next_img + 1
-            images.append({**src, "id": img_id, "ltaug": {"source_image_id": src["id"], "repeat": r,
-                                                            "op": op, "params": params}})
-            for row in ann_rows:
-                a = src_anns[row]
+    with gc_paused():
+        for pos in np.flatnonzero(counts).tolist():
+            src = src_images[pos]
+            ann_rows = [src_anns[row] for row in anns_of[starts[pos]:starts[pos + 1]].tolist()]
+            for r in range(int(counts[pos])):
                 if r == 0:
-                    ann_id = a["id"]
+                    img_id = src["id"]
                 else:
-                    ann_id, next_ann = next_ann, next_ann + 1
-                annotations.append({**a, "id": ann_id, "image_id": img_id,
-                                    "ltaug": {"source_annotation_id": a["id"], "repeat": r}})
+                    img_id, next_img = next_img, next_img + 1
+                images.append({**src, "id": img_id, "ltaug": {"source_image_id": src["id"], "repeat": r,
+                                                                "op": op, "params": params}})
+                for a in ann_rows:
+                    if r == 0:
+                        ann_id = a["id"]
+                    else:
+                        ann_id, next_ann = next_ann, next_ann + 1
+                    annotations.append({**a, "id": ann_id, "image_id": img_id,
+                                        "ltaug": {"source_annotation_id": a["id"], "repeat": r}})
     return dataset.replace(images=images, annotations=annotations)
 
 

@@ -47,6 +47,10 @@ def m_unknown_image(doc):
     a = polygon_ann(doc); a["image_id"] = 987654321; return f"annotation id {a['id']}"
 
 
+def m_unhashable_image_id(doc):
+    a = polygon_ann(doc); a["image_id"] = [1, 2]; return f"annotation id {a['id']}"
+
+
 def m_unknown_category(doc):
     a = polygon_ann(doc); a["category_id"] = 4242; return f"annotation id {a['id']}"
 
@@ -113,7 +117,8 @@ def m_top_level(doc):
 
 CASES = [
     (m_missing_key, "missing-key"), (m_missing_image_key, "missing-key"), (m_dup_ann, "duplicate-id"),
-    (m_dup_image, "duplicate-id"), (m_unknown_image, "unknown-image"), (m_unknown_category, "unknown-category"),
+    (m_dup_image, "duplicate-id"), (m_unknown_image, "unknown-image"), (m_unhashable_image_id, "unknown-image"),
+    (m_unknown_category, "unknown-category"),
     (m_zero_width_box, "bad-bbox"), (m_negative_height_box, "bad-bbox"), (m_box_outside, "bbox-outside-image"),
     (m_box_not_four, "bad-value"), (m_polygon_two_points, "bad-polygon"), (m_polygon_odd, "bad-polygon"),
     (m_rle_size, "rle-size-mismatch"), (m_rle_counts, "bad-rle"), (m_area, "area-mismatch"),
