@@ -4,7 +4,8 @@
 # existing venv is reused and this takes a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${LTAUG_EXTRAS:-dev}"
+# The one environment for the demo and the tests: engine, trainer (torch) and test tools.
+EXTRAS="${LTAUG_EXTRAS:-dev,train}"
 PY="${PYTHON:-python3}"
 key=$( (cat pyproject.toml scripts/setup.sh; echo "$EXTRAS") | sha256sum | cut -c1-12)
 VENV="${LTAUG_VENV:-.venv}"
