@@ -24,6 +24,20 @@ def add_bin_thresholds(parser: argparse.ArgumentParser, *, defaults_from_file: b
                                           "the rest frequent" + note % COMMON_MAX)
 
 
+def add_shift_report(parser: argparse.ArgumentParser) -> None:
+    """--plot and --top of the commands that print a before/after class table."""
+    parser.add_argument("--plot", metavar="FILE.png", help="before/after class histogram")
+    parser.add_argument("--top", type=int, metavar="N",
+                        help="table rows (rarest first; default: all up to 100 classes, else 40)")
+
+
+def table_rows(args, n_classes: int) -> int | None:
+    """Rows of the before/after table: --top, else all up to 100 classes, else 40."""
+    if args.top is not None:
+        return args.top
+    return None if n_classes <= 100 else 40
+
+
 def check_bin_thresholds(parser: argparse.ArgumentParser, args) -> None:
     """Exit with a usage error (status 2) unless 0 <= --rare-max < --common-max."""
     if not hasattr(args, "rare_max"):

@@ -5,8 +5,7 @@ import sys
 
 from ltaug.errors import UsageError
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, load
-from .resample import _rows
+from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, table_rows
 
 HELP = """\
 State what the rebalanced data should look like; the planner finds image repeats that get
@@ -38,8 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-factor", type=float, metavar="K")
     p.add_argument("--plan-json", metavar="PLAN.json", help="write the plan (per-image repeats, per-class table)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the rebalanced annotation file")
-    p.add_argument("--plot", metavar="FILE.png", help="before/after class histogram")
-    p.add_argument("--top", type=int, metavar="N", help="table rows (rarest first; default: all up to 100 classes, else 40)")
+    add_shift_report(p)
     add_bin_thresholds(p)
     add_on_error(p)
     p.set_defaults(run=run)
@@ -62,7 +60,7 @@ def run(args) -> int:
             refuse_overwriting_inputs(path, [args.annotations])
     ds = load(args.annotations, args)
     plan = make_plan(ds, target, rare_max=args.rare_max, common_max=args.common_max)
-    print(format_shift_table(plan, top=_rows(args.top, len(ds.categories))))
+    print(format_shift_table(plan, top=table_rows(args, len(ds.categories))))
     s = plan["summary"]
     print(f"\nclasses met or capped: {len(plan['classes']) - s['classes_short']} of {len(plan['classes'])} "
           f"({s['classes_capped']} capped by --max-factor); short: {s['classes_short']}; "

@@ -5,7 +5,7 @@ import sys
 
 from ltaug.errors import UsageError
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, load
+from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, table_rows
 
 HELP = """\
 Resample the images of a dataset so rare classes are seen more often, and write E epochs'
@@ -55,8 +55,7 @@ def add_parser(sub) -> None:
     g.add_argument("--lambda", dest="lam", type=float, default=0.5, metavar="L",
                    help="soft: lambda, 0 instance-balanced .. 1 class-balanced (default 0.5)")
     g.add_argument("--lambda-end", type=float, metavar="L", help="soft: lambda of the last epoch (linear schedule)")
-    p.add_argument("--plot", metavar="FILE.png", help="before/after class histogram")
-    p.add_argument("--top", type=int, metavar="N", help="table rows (rarest first; default: all up to 100 classes, else 40)")
+    add_shift_report(p)
     add_bin_thresholds(p)
     add_on_error(p)
     p.set_defaults(run=run)
@@ -82,7 +81,7 @@ def run(args) -> int:
     ds = load(args.annotations, args)
     result = resample_counts(ds, spec)
     shift = class_shift(ds, result.counts, rare_max=args.rare_max, common_max=args.common_max)
-    print(format_shift_table(shift, top=_rows(args.top, len(ds.categories))))
+    print(format_shift_table(shift, top=table_rows(args, len(ds.categories))))
     if args.repeat_factors:
         write_json_atomic(args.repeat_factors, repeat_factor_document(ds, result))
         print(f"wrote {args.repeat_factors}: per-image expected uses per epoch for {len(ds.images)} images",
@@ -97,8 +96,3 @@ def run(args) -> int:
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
-
-def _rows(top, n_classes):
-    if top is not None:
-        return top
-    return None if n_classes <= 100 else 40

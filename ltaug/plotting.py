@@ -50,3 +50,33 @@ def log_count_axis(ax, top: float) -> None:
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+MAX_LABELLED_CLASSES = 100
+
+
+def class_bar_figure(path, names, counts, colors, *, top: float, what: str, alpha: float = 1.0):
+    """A figure with one log-scale bar per class, in the given order; returns ``(fig, ax, x)``.
+
+    Sized to the number of classes; class names label the x axis up to
+    ``MAX_LABELLED_CLASSES`` classes, otherwise the axis says how many classes, sorted by ``what``.
+    """
+    import numpy as np
+
+    n = len(names)
+    labelled = 0 < n <= MAX_LABELLED_CLASSES
+    fig = new_figure(path, (max(8.0, min(0.16 * n + 1.5, 18.0)) if labelled else 12.0, 6.0 if labelled else 5.0))
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    if n:
+        ax.bar(x, counts, width=0.8 if labelled else 1.0, color=colors, alpha=alpha, linewidth=0)
+        log_count_axis(ax, top)
+        ax.set_xlim(-0.7, n - 0.3)
+    if labelled:
+        ax.set_xticks(x, list(names), rotation=90, fontsize=7)
+        ax.tick_params(axis="x", length=0, pad=2)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{n} classes, sorted by {what}")
+    ax.set_ylabel("instances (log scale)")
+    return fig, ax, x

@@ -16,11 +16,8 @@ import numpy as np
 
 from .dataset import Dataset
 from .frequency import BINS, dataset_bins
-from .plotting import BIN_COLORS, BIN_NAMES, log_count_axis, new_figure, save_figure
+from .plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES, class_bar_figure, save_figure
 from .sampling import ClassImages
-
-MAX_LABELLED_CLASSES = 100
-
 
 def class_shift(dataset: Dataset, counts, *, extra_instances=None, rare_max=None, common_max=None) -> dict:
     """JSON-ready per-class before/after document for image use counts ``counts``.
@@ -115,27 +112,15 @@ def plot_shift(shift: dict, path: str | os.PathLike, *, title: str | None = None
     from matplotlib.patches import Patch
 
     classes = sorted(shift["classes"], key=lambda c: (-c["before_instances"], c["id"]))
-    n = len(classes)
-    labelled = 0 < n <= MAX_LABELLED_CLASSES
-    fig = new_figure(path, (max(8.0, min(0.16 * n + 1.5, 18.0)) if labelled else 12.0, 6.0 if labelled else 5.0))
-    ax = fig.add_subplot()
-    x = np.arange(n)
     before = np.array([c["before_instances"] for c in classes], dtype=np.float64)
     after = np.array([c["after_instances"] for c in classes], dtype=np.float64)
-    if n:
-        ax.bar(x, before, width=0.8 if labelled else 1.0, color=[BIN_COLORS.get(c["bin"], "gray") for c in classes],
-               alpha=0.55, linewidth=0)
-        ax.scatter(x, np.where(after > 0, after, np.nan), marker="_", s=60 if labelled else 8, color="black",
-                   linewidths=1.6, zorder=3)
-        log_count_axis(ax, max(before.max(), after.max()))
-        ax.set_xlim(-0.7, n - 0.3)
-    if labelled:
-        ax.set_xticks(x, [c["name"] for c in classes], rotation=90, fontsize=7)
-        ax.tick_params(axis="x", length=0, pad=2)
-    else:
-        ax.set_xticks([])
-        ax.set_xlabel(f"{n} classes, sorted by instances before")
-    ax.set_ylabel("instances (log scale)")
+    fig, ax, x = class_bar_figure(path, [c["name"] for c in classes], before,
+                                  [BIN_COLORS.get(c["bin"], "gray") for c in classes],
+                                  top=max(before.max(initial=1.0), after.max(initial=1.0)),
+                                  what="instances before", alpha=0.55)
+    if len(classes):
+        ax.scatter(x, np.where(after > 0, after, np.nan), marker="_", s=60 if len(classes) <= MAX_LABELLED_CLASSES else 8,
+                   color="black", linewidths=1.6, zorder=3)
     present = [b for b in BINS if any(c["bin"] == b for c in classes)]
     handles = [Patch(color=BIN_COLORS[b], alpha=0.55, label=f"before, {BIN_NAMES[b]}") for b in present]
     handles.append(Line2D([], [], color="black", marker="_", linestyle="none", markersize=10, label="after"))

@@ -20,9 +20,8 @@ import numpy as np
 
 from .dataset import Dataset
 from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
-from .plotting import BIN_COLORS, BIN_NAMES, log_count_axis, new_figure, save_figure
+from .plotting import BIN_COLORS, BIN_NAMES, class_bar_figure, save_figure
 SOURCE_STORED, SOURCE_COUNTS = "stored LVIS frequency", "image counts"
-MAX_LABELLED_CLASSES = 100
 
 
 def gini(values) -> float:
@@ -146,24 +145,10 @@ def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | N
     from matplotlib.patches import Patch
 
     classes, s = stats["classes"], stats["summary"]
-    n = len(classes)
-    labelled = 0 < n <= MAX_LABELLED_CLASSES
-    fig = new_figure(path, (max(8.0, min(0.16 * n + 1.5, 18.0)) if labelled else 12.0, 6.0 if labelled else 5.0))
-    ax = fig.add_subplot()
     counts = np.array([c["instances"] for c in classes], dtype=np.float64)
-    x = np.arange(n)
-    if n:
-        ax.bar(x, counts, width=0.8 if labelled else 1.0, color=[BIN_COLORS.get(c["bin"], "gray") for c in classes],
-               linewidth=0)
-        log_count_axis(ax, counts.max())
-        ax.set_xlim(-0.7, n - 0.3)
-    if labelled:
-        ax.set_xticks(x, [c["name"] for c in classes], rotation=90, fontsize=7)
-        ax.tick_params(axis="x", length=0, pad=2)
-    else:
-        ax.set_xticks([])
-        ax.set_xlabel(f"{n} classes, sorted by instances")
-    ax.set_ylabel("instances (log scale)")
+    fig, ax, _ = class_bar_figure(path, [c["name"] for c in classes], counts,
+                                  [BIN_COLORS.get(c["bin"], "gray") for c in classes],
+                                  top=counts.max(initial=1.0), what="instances")
 
     th = s["bin_thresholds"]
     stored = th["source"] == SOURCE_STORED
