@@ -32,6 +32,9 @@ echo "== 6. per-class budget: every class at least 8 instances, none above 6x it
 "$LTAUG" plan "$DATA/annotations/train.json" --min-instances 8 --max-factor 6 --rare-max 2 --common-max 5 \
   --top 10 --plan-json "$OUT/train_plan.json" -o "$OUT/train_planned.json" --plot "$OUT/train_plan_shift.png"
 
+echo "== 7. object bank: every object cut out once, for copy-paste"
+"$LTAUG" bank "$DATA/annotations/train.json" --images "$DATA/images/train" -o "$OUT/bank"
+
 echo
 echo "outputs in $OUT/:"
 echo "  train_classes.png  class histogram coloured by r/c/f"
@@ -43,3 +46,4 @@ echo "  train_rfs.json     RFS-rebalanced annotations (repeats point to the same
 echo "  train_rfs_shift.png, train_plan_shift.png   instances per class before (bars) and after (ticks)"
 echo "  train_plan.json    the budget plan (per-image repeats, per-class target/after/status)"
 echo "  train_planned.json the planned dataset"
+echo "  bank/              object bank (crops, masks, object table, meta.json)"

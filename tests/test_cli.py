@@ -74,3 +74,16 @@ def test_bad_flag_values_are_usage_errors(demo_train_path, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--rare-max" in err and err.count("\n") == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_bank_command(demo_train_path, demo_train_images, tmp_path):
+    from ltaug.bank import Bank
+
+    out = tmp_path / "bank"
+    r = run_cli("bank", demo_train_path, "--images", demo_train_images, "-o", out, "--workers", "1")
+    assert r.returncode == 0 and "objects from 30 images" in r.stderr, r.stderr
+    bank = Bank(out)
+    ds = load_dataset(demo_train_path)
+    assert len(bank) == sum(not a["iscrowd"] for a in ds.annotations)
+    r = run_cli("bank", demo_train_path, "--images", tmp_path / "nope", "-o", tmp_path / "b2")
+    assert r.returncode == 2 and "image folder not found" in r.stderr
