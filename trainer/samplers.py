@@ -1,0 +1,197 @@
+"""Seeded, epoch-aware, rank-aware image samplers for online class-balanced training.
+
+Every sampler yields positions into the dataset (item ``i`` of :class:`trainer.data.DetectionDataset`
+is ``dataset.images[i]``) and works like ``torch.utils.data.DistributedSampler``:
+
+1. Each epoch has one index list, a pure function of ``(seed, epoch)``
+   (:meth:`epoch_indices`), drawn from ``numpy.random.default_rng([seed, epoch])`` (the same
+   per-epoch stream ``ltaug resample`` uses), never from global randomness. Call
+   :meth:`set_epoch` before each epoch; give every rank the same ``seed``.
+2. The list is padded by wrapping around to a multiple of ``num_replicas`` (its first entries
+   repeated, as ``DistributedSampler`` and detectron2's ``RepeatFactorTrainingSampler`` do).
+3. Rank ``r`` takes every ``num_replicas``-th entry from position ``r``: the ranks' lists
+   are disjoint slices of equal length whose union is the padded list.
+
+``num_replicas`` and ``rank`` default to the process group's world size and rank when
+``torch.distributed`` is initialised, else 1 and 0.
+
+* :class:`RepeatFactorSampler` — repeat factor sampling (Gupta et al., LVIS, CVPR 2019)
+  online, as detectron2's ``RepeatFactorTrainingSampler``;
+* :class:`ClassAwareSampler` — class-aware sampling (Shen et al., ECCV 2016): a class
+  uniformly, then one of its images;
+* :class:`TrainingSampler` — a plain per-epoch shuffle, for files already rebalanced offline.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+from ltaug import sampling
+from ltaug.index import DatasetIndex
+from ltaug.jsonio import read_json
+from ltaug.resample import epoch_rng  # the offline tool's per-epoch stream
+
+__all__ = ["REPEAT_FACTORS_FORMAT", "ClassAwareSampler", "EpochSampler", "RepeatFactorSampler", "TrainingSampler"]
+
+REPEAT_FACTORS_FORMAT = "ltaug-repeat-factors/1"
+
+
+def _index_of(dataset) -> DatasetIndex:
+    """The :class:`DatasetIndex` of an ltaug Dataset, a DetectionDataset, or an index itself."""
+    if isinstance(dataset, DatasetIndex):
+        return dataset
+    index = getattr(dataset, "index", None)
+    if isinstance(index, DatasetIndex):
+        return index
+    raise TypeError(f"expected an ltaug Dataset, a DetectionDataset or a DatasetIndex, got {type(dataset).__name__}")
+
+
+class EpochSampler(Sampler[int]):
+    """Base class: per-epoch index list from ``(seed, epoch)``, padded and split across ranks."""
+
+    def __init__(self, *, seed: int, num_replicas: int | None = None, rank: int | None = None):
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if rank is None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"need num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}")
+        self.seed, self.num_replicas, self.rank = int(seed), int(num_replicas), int(rank)
+        self.epoch = 0
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s list next (call before each epoch, on every rank)."""
+        self.epoch = int(epoch)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """All ranks' index list of ``epoch``, before padding (int64)."""
+        raise NotImplementedError
+
+    def _padded(self) -> np.ndarray:
+        if self._cache is None or self._cache[0] != self.epoch:
+            idx = self.epoch_indices(self.epoch)
+            if idx.size == 0:
+                raise ValueError("the sampler's epoch is empty: nothing to sample")
+            total = math.ceil(idx.size / self.num_replicas) * self.num_replicas
+            self._cache = (self.epoch, np.resize(idx, total))  # np.resize wraps around
+        return self._cache[1]
+
+    def __iter__(self):
+        return iter(self._padded()[self.rank::self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self._padded().size // self.num_replicas
+
+
+class RepeatFactorSampler(EpochSampler):
+    """Online repeat factor sampling: image ``i`` appears about ``repeat_factors[i]`` times per epoch.
+
+    Each epoch, with that epoch's generator:
+
+    1. stochastic rounding (:func:`ltaug.sampling.round_repeats`): image i is repeated
+       floor(r_i) times plus once more with probability r_i - floor(r_i), so its expected count
+       is exactly r_i, and different epochs repeat different images of a class;
+    2. the repeated list is shuffled (``shuffle=False`` keeps it in image order).
+
+    The per-image counts of epoch e are those of ``ltaug resample --method rfs --seed S`` for the
+    same factors, seed and epoch. Factors may be below 1 (the expected draws a
+    ``--repeat-factors`` file stores for the class-sampling methods).
+    """
+
+    def __init__(self, repeat_factors, *, seed: int, shuffle: bool = True,
+                 num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank)
+        factors = np.asarray(repeat_factors, dtype=np.float64)
+        if factors.ndim != 1 or not np.all(np.isfinite(factors)) or (factors < 0).any():
+            raise ValueError("repeat_factors must be one finite, non-negative number per image")
+        if not (factors > 0).any():
+            raise ValueError("all repeat factors are 0: nothing to sample")
+        self.repeat_factors = factors
+        self.shuffle = shuffle
+
+    @classmethod
+    def from_dataset(cls, dataset, threshold: float = sampling.DEFAULT_RFS_THRESHOLD, *,
+                     sqrt: bool = True, **kwargs) -> RepeatFactorSampler:
+        """Factors from the dataset's class frequencies (:func:`ltaug.sampling.repeat_factors`)."""
+        factors = sampling.repeat_factors(_index_of(dataset), threshold=threshold, sqrt=sqrt)
+        return cls(factors, **kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, dataset, **kwargs) -> RepeatFactorSampler:
+        """Factors from an ``ltaug resample --repeat-factors`` file, aligned to ``dataset``'s order by image id.
+
+        Raises ValueError unless the file is that format and names exactly the dataset's images.
+        """
+        doc = read_json(path)
+        if not isinstance(doc, dict) or doc.get("format") != REPEAT_FACTORS_FORMAT:
+            raise ValueError(f"{path}: not an {REPEAT_FACTORS_FORMAT} file (write one with "
+                             f"`ltaug resample ... --repeat-factors FILE`)")
+        ids = np.asarray(doc.get("image_ids", []), dtype=np.int64)
+        factors = np.asarray(doc.get("repeat_factors", []), dtype=np.float64)
+        if ids.ndim != 1 or ids.shape != factors.shape:
+            raise ValueError(f"{path}: image_ids and repeat_factors must be lists of the same length")
+        if np.unique(ids).size != ids.size:
+            raise ValueError(f"{path}: image ids repeat")
+        want = _index_of(dataset).image_ids
+        missing, extra = np.setdiff1d(want, ids), np.setdiff1d(ids, want)
+        if missing.size or extra.size:
+            def first(a):
+                return ", ".join(map(str, a[:5].tolist())) + (" ..." if a.size > 5 else "")
+            parts = [f"{missing.size} dataset images not in the file (ids {first(missing)})" if missing.size else "",
+                     f"{extra.size} file images not in the dataset (ids {first(extra)})" if extra.size else ""]
+            raise ValueError(f"{path}: image ids do not match the dataset: " + "; ".join(p for p in parts if p)
+                             + " (was the file written for this annotation file?)")
+        order = np.argsort(ids, kind="stable")
+        return cls(factors[order[np.searchsorted(ids[order], want)]], **kwargs)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        rng = epoch_rng(self.seed, epoch)
+        counts = sampling.round_repeats(self.repeat_factors, rng, rounding="stochastic")   # step 1
+        idx = np.repeat(np.arange(self.repeat_factors.size, dtype=np.int64), counts)
+        return rng.permutation(idx) if self.shuffle else idx                               # step 2
+
+
+class ClassAwareSampler(EpochSampler):
+    """Class-aware sampling: each draw picks a class uniformly, then one of its images uniformly.
+
+    ``samples_per_epoch`` draws per epoch (default: the number of images); draws are i.i.d., so
+    the list needs no shuffle. ``method="sqrt"`` or ``"soft"`` (with ``lam``) pick the class by
+    :func:`ltaug.sampling.class_probabilities` instead. Images without annotations are never
+    drawn. Per-image counts of epoch e equal ``ltaug resample --method cas --seed S``'s.
+    """
+
+    def __init__(self, dataset, *, seed: int, samples_per_epoch: int | None = None, method: str = "cas",
+                 lam: float = 0.5, num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank)
+        index = _index_of(dataset)
+        if samples_per_epoch is not None and samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        self.table = sampling.ClassImages.from_index(index)
+        self.class_probs = sampling.class_probabilities(index.image_counts, method, lam=lam)
+        self.samples_per_epoch = int(samples_per_epoch or index.num_images)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        return sampling.draw_class_then_image(self.table, self.class_probs, self.samples_per_epoch,
+                                              epoch_rng(self.seed, epoch)).astype(np.int64)
+
+
+class TrainingSampler(EpochSampler):
+    """Every image once per epoch, in a seeded per-epoch random order (``shuffle=False``: file order).
+
+    ``dataset``: anything with ``len()``, or the number of images.
+    """
+
+    def __init__(self, dataset, *, seed: int, shuffle: bool = True,
+                 num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(seed=seed, num_replicas=num_replicas, rank=rank)
+        self.size = int(dataset) if isinstance(dataset, (int, np.integer)) else len(dataset)
+        self.shuffle = shuffle
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        idx = np.arange(self.size, dtype=np.int64)
+        return epoch_rng(self.seed, epoch).permutation(idx) if self.shuffle else idx
