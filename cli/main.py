@@ -14,10 +14,10 @@ from ltaug import __version__
 from ltaug.errors import LtaugError
 from ltaug.jsonio import gc_paused
 
-from . import bank, convert, plan, recount, resample, stats, validate
+from . import bank, convert, plan, recount, resample, stats, train, validate
 from .common import check_bin_thresholds
 
-COMMANDS = (stats, validate, convert, recount, resample, plan, bank)
+COMMANDS = (stats, validate, convert, recount, resample, plan, bank, train)
 
 DESCRIPTION = """\
 ltaug: rebalance long-tailed COCO / LVIS detection and instance-segmentation datasets.

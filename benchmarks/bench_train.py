@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""Training speed of the trainer's CPU preset, and of our loop against a bare loop.  A benchmark.
+
+In one run, on the shared COCO-LT-mini train set (or the bundled demo data with --demo),
+batch 2, the preset's model (MobileNetV2 + FPN, 320 px, 128 RoIs) with the shared ImageNet
+backbone weights:
+
+(a) a bare loop written here: the same DataLoader, torchvision model and SGD; forward,
+    backward, step, nothing else;
+(b) ``trainer.engine.train`` (warm-up schedule, gradient clipping, loss checks, progress
+    bookkeeping, checkpoint at the end of the epoch, no evaluation).
+
+Both run ``--warmup`` untimed iterations, then ``--iters`` iterations timed from the creation
+of a fresh loader iterator (so worker start-up counts in both, as it does in a real epoch);
+it prints images/s of each and the ratio (b)/(a) (target >= 0.95). The issue's
+target for the preset is >= 2.5 images/s training on this 2-core machine.
+
+Usage: .venv/bin/python benchmarks/bench_train.py [--iters 30] [--threads 2] [--demo]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ltaug import load_dataset  # noqa: E402
+from trainer.data import DetectionDataset, collate_fn  # noqa: E402
+from trainer.engine import TrainConfig, train  # noqa: E402
+from trainer.model import PRESETS, build_model  # noqa: E402
+from trainer.samplers import TrainingSampler  # noqa: E402
+
+WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_imagenet_features.pt"
+SHARED = ROOT.parent / "shared" / "data" / "coco-lt"
+
+
+def bare_loop(ann, images, iters, warmup, seed) -> float:
+    preset = PRESETS["cpu"]
+    torch.manual_seed(seed)
+    ds = load_dataset(ann)
+    data = DetectionDataset(ds, images, min_size=preset.min_size, max_size=preset.max_size)
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=TrainingSampler(data, seed=seed),
+                                         num_workers=1, collate_fn=collate_fn, drop_last=True)
+    model = build_model(num_classes=ds.index.num_categories, preset=preset, backbone_weights=WEIGHTS)
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9,
+                          weight_decay=1e-4)
+
+    def step(imgs, targets):
+        loss = sum(model(list(imgs), list(targets)).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for it, batch in enumerate(loader):  # warm-up epoch, not timed
+        if it >= warmup:
+            break
+        step(*batch)
+    seen, t0 = 0, time.perf_counter()  # timed like the trainer's epoch: from a fresh iterator
+    for it, batch in enumerate(loader):
+        if it >= iters:
+            break
+        step(*batch)
+        seen += len(batch[0])
+    return seen / (time.perf_counter() - t0)
+
+
+def our_loop(ann, images, iters, warmup, seed) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        # two short "epochs": the first absorbs the warm-up iterations, the second is timed
+        cfg = TrainConfig(train=str(ann), images=str(images), out=tmp, epochs=2, max_iters_per_epoch=None,
+                          backbone_weights=str(WEIGHTS), preset="cpu", workers=1, seed=seed, warmup_iters=50,
+                          device="cpu")
+        cfg.max_iters_per_epoch = warmup
+        cfg.epochs = 1
+        train(cfg, progress=False)
+        cfg.epochs, cfg.max_iters_per_epoch = 2, iters
+        metrics = train(cfg, progress=False)
+        return metrics["history"][-1]["images_per_s"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--demo", action="store_true", help="use the bundled demo data instead of ../shared")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.demo or not SHARED.exists():
+        ann, images = ROOT / "examples/data/annotations/train.json", ROOT / "examples/data/images/train"
+    else:
+        ann, images = SHARED / "annotations/instances_train.json", SHARED / "images/train2017"
+    print(f"data {ann}; torch {torch.__version__}, {args.threads} threads, batch 2, preset cpu "
+          f"({PRESETS['cpu'].min_size}/{PRESETS['cpu'].max_size} px, {PRESETS['cpu'].box_batch_size_per_image} RoIs)")
+    bare = bare_loop(ann, images, args.iters, args.warmup, args.seed)
+    print(f"(a) bare loop           {bare:6.2f} images/s", flush=True)
+    ours = our_loop(ann, images, args.iters, args.warmup, args.seed)
+    print(f"(b) trainer.engine      {ours:6.2f} images/s")
+    print(f"ratio (b)/(a)           {ours / bare:6.2f}   (target >= 0.95)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Model builder, loss hook, training loop (loss goes down, checkpoints, resume) on the demo data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import DEMO, shared_path  # noqa: E402
+from trainer.engine import TrainConfig, lr_factor, train  # noqa: E402
+from trainer.model import PRESETS, _fastrcnn_loss, build_model, load_mobilenet_v2_features  # noqa: E402
+
+
+def test_mobilenet_weights_map_by_position_and_load(tmp_path):
+    path = shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")
+    state = load_mobilenet_v2_features(path)
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    assert len(state) == 312 and list(state)[0] == "0.0.weight"
+    model = build_model(num_classes=3, preset=PRESETS["cpu"], backbone_weights=path)
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body["0.0.weight"], raw["features.0.0.weight"])
+    assert torch.equal(body["18.1.running_var"], raw["features.18.1.running_var"])
+    bad = dict(raw)
+    bad["features.0.0.weight"] = torch.zeros(1)
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="shape"):
+        load_mobilenet_v2_features(tmp_path / "bad.pt")
+
+
+def test_ce_hook_equals_torchvision_loss():
+    from trainer import model as m
+    from trainer.losses import build_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, boxes = torch.randn(6, 4, generator=g), torch.randn(6, 16, generator=g)
+    labels, targets = [torch.tensor([0, 1, 3]), torch.tensor([2, 0, 1])], [torch.randn(3, 4, generator=g)] * 2
+    expected = m._TORCHVISION_FASTRCNN_LOSS(logits, boxes, labels, targets)
+    token = m._ACTIVE_LOSS.set(build_loss("ce", num_classes=3))
+    try:
+        got = _fastrcnn_loss(logits, boxes, labels, targets)
+    finally:
+        m._ACTIVE_LOSS.reset(token)
+    assert torch.allclose(got[0], expected[0]) and torch.allclose(got[1], expected[1])
+
+
+def test_ce_postprocess_equals_torchvision():
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    torch.manual_seed(0)
+    model = build_model(num_classes=3, preset=PRESETS["cpu"]).eval()
+    heads = model.roi_heads
+    logits, reg = torch.randn(10, 4) * 3, torch.randn(10, 16) * 0.1
+    props = [torch.tensor([[10.0, 10, 50, 60]] * 5), torch.tensor([[5.0, 5, 30, 40]] * 5)]
+    shapes = [(100, 120), (80, 90)]
+    ours = heads.postprocess_detections(logits, reg, props, shapes)
+    theirs = RoIHeads.postprocess_detections(heads, logits, reg, props, shapes)
+    for a, b in zip(ours, theirs):
+        for x, y in zip(a, b):
+            assert torch.allclose(x, y)
+
+
+def test_lr_schedule():
+    kw = dict(warmup_iters=10, iters_per_epoch=10, epochs=9)
+    assert lr_factor(0, **kw) == pytest.approx(0.001)
+    assert lr_factor(10, **kw) == 1.0
+    assert lr_factor(60, **kw) == pytest.approx(0.1)   # epoch 6 = 2/3 of 9
+    assert lr_factor(80, **kw) == pytest.approx(0.01)  # epoch 8 = 8/9 of 9
+
+
+def two_image_subset(tmp_path):
+    doc = json.loads((DEMO / "annotations" / "train.json").read_text())
+    keep = {im["id"] for im in doc["images"][:2]}
+    doc["images"] = doc["images"][:2]
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] in keep]
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_training_loss_goes_down_and_resumes(tmp_path):
+    ann = two_image_subset(tmp_path)
+    weights = shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")
+    cfg = TrainConfig(train=str(ann), images=str(DEMO / "images" / "train"), out=str(tmp_path / "run"),
+                      epochs=4, warmup_iters=2, lr=0.01, workers=0, threads=2, seed=0, preset="cpu",
+                      backbone_weights=str(weights), device="cpu")
+    metrics = train(cfg, progress=False)
+    losses = [h["loss"] for h in metrics["history"]]
+    assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["preset_settings"]["min_size"] == 320 and saved["loss"] == "ce"
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 3
+    # asking for one more epoch resumes after the fourth instead of starting over
+    cfg.epochs = 5
+    again = train(cfg, progress=False)
+    assert [h["epoch"] for h in again["history"]] == [1, 2, 3, 4, 5]
+    assert again["history"][:4] == metrics["history"]
+
+
+def test_bad_config_is_a_value_error(tmp_path):
+    for bad in (dict(sampler="x"), dict(sampler="repeat-factors"), dict(epochs=0), dict(lr=0.0), dict(preset="tpu")):
+        cfg = TrainConfig(train="t.json", images=".", out=str(tmp_path), **bad)
+        with pytest.raises(ValueError):
+            cfg.validate()
