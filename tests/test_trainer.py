@@ -103,3 +103,39 @@ def test_bad_config_is_a_value_error(tmp_path):
         cfg = TrainConfig(train="t.json", images=".", out=str(tmp_path), **bad)
         with pytest.raises(ValueError):
             cfg.validate()
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
+    """2 processes, gloo: DDP trains, and the ranks see disjoint shares that cover the epoch."""
+    import subprocess
+    import sys
+    from collections import Counter
+
+    from ltaug import load_dataset
+    from trainer.samplers import RepeatFactorSampler
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\nfrom trainer.engine import TrainConfig, train\n"
+        "cfg = TrainConfig(train=sys.argv[1], images=sys.argv[2], out=sys.argv[3], epochs=1, warmup_iters=2,\n"
+        "                  workers=0, threads=1, seed=3, preset='cpu', device='cpu', record_samples=True,\n"
+        "                  sampler='rfs', rfs_threshold=0.1)\ntrain(cfg, progress=False)\n")
+    ann, images, out = DEMO / "annotations" / "train.json", DEMO / "images" / "train", tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(script),
+                           str(ann), str(images), str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = [json.loads((out / f"samples_epoch1_rank{r}.json").read_text()) for r in (0, 1)]
+    ds = load_dataset(ann)
+    ids = ds.index.image_ids
+    for r in (0, 1):
+        sampler = RepeatFactorSampler.from_dataset(ds, 0.1, seed=3, num_replicas=2, rank=r)
+        sampler.set_epoch(0)
+        share = list(sampler)
+        share = share[: len(share) // 2 * 2]  # batch 2, drop_last
+        assert Counter(seen[r]) == Counter(ids[share].tolist())
+    full = RepeatFactorSampler.from_dataset(ds, 0.1, seed=3, num_replicas=1, rank=0).epoch_indices(0)
+    assert len(seen[0]) == len(seen[1])
+    if len(full) % 4 == 0:  # no padding, nothing dropped: the two shares are exactly the epoch
+        assert Counter(seen[0]) + Counter(seen[1]) == Counter(ids[full].tolist())
+    assert (out / "checkpoint.pt").exists() and len((out / "metrics.jsonl").read_text().splitlines()) == 1

@@ -57,6 +57,7 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 0
     max_iters_per_epoch: int | None = None  # for smoke tests and quick looks
+    record_samples: bool = False            # write the image ids each rank trained on, per epoch
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     def validate(self) -> None:
@@ -106,13 +107,17 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     from .data import DetectionDataset, collate_fn, worker_init_fn
 
     cfg.validate()
+    rank, world = _init_distributed(cfg)
+    main = rank == 0
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset]
-    write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": preset.as_dict()}, indent=True)
+    if main:
+        write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": preset.as_dict(),
+                                                "world_size": world}, indent=True)
 
     ds = load_dataset(cfg.train)
     freq = load_dataset(cfg.counts_from) if cfg.counts_from else ds
@@ -144,10 +149,15 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch = state["epoch"] + 1
+    net = model
+    if world > 1:  # torchrun: gradients all-reduced; the samplers split each epoch across ranks
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()] if cfg.device.startswith("cuda") else None)
 
     history_path = out / "metrics.jsonl"
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
+        net.train()
+        seen_ids = []
         sampler.set_epoch(epoch)
         t0, seen, total = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, total=iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
@@ -157,8 +167,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                 break
             images = [im.to(cfg.device) for im in images]
             targets = [{k: (v.to(cfg.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+            seen_ids += [int(t["image_id"]) for t in targets]
             with torch.autocast("cuda", enabled=use_amp):
-                losses = model(images, targets)
+                losses = net(images, targets)
                 loss = sum(losses.values())
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it}: "
@@ -175,13 +186,22 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
             bar.set_postfix(loss=f"{total / (it + 1):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.2f}",
                             lr=f"{optimizer.param_groups[0]['lr']:.4g}")
         record = {"epoch": epoch + 1, "loss": total / max(iters_per_epoch, 1),
-                  "images_per_s": seen / (time.perf_counter() - t0), "seconds": time.perf_counter() - t0}
-        _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                     "epoch": epoch, "config": asdict(cfg)})
-        with open(history_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+                  "images_per_s": seen * world / (time.perf_counter() - t0), "seconds": time.perf_counter() - t0}
+        if cfg.record_samples:  # which image ids each rank trained on (for tests and audits)
+            write_json_atomic(out / f"samples_epoch{epoch + 1}_rank{rank}.json", seen_ids)
+        if main:
+            _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                                         "epoch": epoch, "config": asdict(cfg)})
+            with open(history_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        if world > 1:
+            torch.distributed.barrier()
 
+    if not main:
+        torch.distributed.barrier()  # wait for rank 0's evaluation, then leave together
+        torch.distributed.destroy_process_group()
+        return {}
     metrics = {"history": [json.loads(line) for line in history_path.read_text().splitlines()] if
                history_path.exists() else []}
     if cfg.val:
@@ -189,7 +209,30 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                                          label_to_category=dataset.label_to_category_id, device=cfg.device,
                                          progress=progress)
     write_json_atomic(out / "metrics.json", metrics, indent=True)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return metrics
+
+
+def _init_distributed(cfg: TrainConfig) -> tuple[int, int]:
+    """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group.
+
+    gloo on CPU, nccl on CUDA (each rank on its LOCAL_RANK device). A two-machine run:
+    ``torchrun --nnodes 2 --node-rank {0,1} --nproc-per-node G --master-addr HOST0 --master-port 29500
+    -m cli.main train ...`` on each machine, with the data at the same path on both.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        cuda = cfg.device.startswith("cuda")
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            cfg.device = f"cuda:{local}"
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
 @torch.no_grad()
