@@ -38,6 +38,15 @@ def table_rows(args, n_classes: int) -> int | None:
     return None if n_classes <= 100 else 40
 
 
+def refuse_outputs_over_input(input_path, *outputs) -> None:
+    """UsageError if any given output path (None: not asked for) is the input file."""
+    from ltaug.paths import refuse_overwriting_inputs
+
+    for path in outputs:
+        if path:
+            refuse_overwriting_inputs(path, [input_path])
+
+
 def check_bin_thresholds(parser: argparse.ArgumentParser, args) -> None:
     """Exit with a usage error (status 2) unless 0 <= --rare-max < --common-max."""
     if not hasattr(args, "rare_max"):

@@ -5,7 +5,7 @@ import sys
 
 from ltaug.errors import UsageError
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, table_rows
+from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, refuse_outputs_over_input, table_rows
 
 HELP = """\
 State what the rebalanced data should look like; the planner finds image repeats that get
@@ -45,7 +45,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ltaug.jsonio import write_json_atomic
-    from ltaug.paths import refuse_overwriting_inputs
     from ltaug.planning import Target, make_plan
     from ltaug.resample import expand_dataset
     from ltaug.shift import format_shift_table, plot_shift
@@ -55,9 +54,7 @@ def run(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc).replace("min_instances", "--min-instances").replace("exponent", "--exponent")
                          .replace("max_factor", "--max-factor")) from None
-    for path in (args.output, args.plan_json, args.plot):
-        if path:
-            refuse_overwriting_inputs(path, [args.annotations])
+    refuse_outputs_over_input(args.annotations, args.output, args.plan_json, args.plot)
     ds = load(args.annotations, args)
     plan = make_plan(ds, target, rare_max=args.rare_max, common_max=args.common_max)
     print(format_shift_table(plan, top=table_rows(args, len(ds.categories))))

@@ -5,7 +5,7 @@ import sys
 
 from ltaug.errors import UsageError
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, table_rows
+from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, refuse_outputs_over_input, table_rows
 
 HELP = """\
 Resample the images of a dataset so rare classes are seen more often, and write E epochs'
@@ -63,7 +63,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ltaug.jsonio import write_json_atomic
-    from ltaug.paths import refuse_overwriting_inputs
     from ltaug.resample import ResampleSpec, expand_dataset, repeat_factor_document, resample_counts
     from ltaug.shift import class_shift, format_shift_table, plot_shift
 
@@ -75,9 +74,7 @@ def run(args) -> int:
         raise UsageError(str(exc)) from None
     if args.threshold <= 0:
         raise UsageError(f"--threshold must be > 0, got {args.threshold}")
-    for path in (args.output, args.repeat_factors, args.plot):
-        if path:
-            refuse_overwriting_inputs(path, [args.annotations])
+    refuse_outputs_over_input(args.annotations, args.output, args.repeat_factors, args.plot)
     ds = load(args.annotations, args)
     result = resample_counts(ds, spec)
     shift = class_shift(ds, result.counts, rare_max=args.rare_max, common_max=args.common_max)

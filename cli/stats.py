@@ -5,7 +5,7 @@ import sys
 
 from ltaug.jsonio import dumps
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, load
+from .common import FORMATTER, add_bin_thresholds, add_on_error, load, refuse_outputs_over_input
 
 HELP = """\
 Per-class images and instances, r/c/f frequency bin and share of all instances, then a
@@ -34,13 +34,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.paths import refuse_overwriting_inputs
     from ltaug.stats import dataset_stats, format_stats_table, plot_class_histogram
 
     ds = load(args.annotations, args)
     stats = dataset_stats(ds, rare_max=args.rare_max, common_max=args.common_max)
+    refuse_outputs_over_input(args.annotations, args.plot)
     if args.plot:
-        refuse_overwriting_inputs(args.plot, [args.annotations])
         plot_class_histogram(stats, args.plot, title=str(args.annotations))
     if args.json:
         sys.stdout.write(dumps(stats, indent=True).decode() + "\n")
