@@ -16,8 +16,8 @@ with the training file's r/c/f bins, per-class AP). Needs the train extra:
 pip install 'ltaug[train]'.
 
 The run folder gets config.json (every setting, the preset included), checkpoint.pt (after
-each epoch, written atomically), metrics.jsonl (one line per epoch) and metrics.json (with
-the evaluation). Running the same command again resumes from the last complete epoch.
+each epoch, written atomically), metrics.jsonl (one line per epoch), metrics.json (with
+the evaluation) and curves.png. Running the same command again resumes from the last complete epoch.
 
 presets: cpu (default without a GPU): MobileNetV2 + FPN, 320 px short side (512 max), 128
   sampled RoIs per image, early backbone frozen; gpu: 640/1024 px, 512 RoIs, all layers,

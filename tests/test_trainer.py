@@ -87,6 +87,7 @@ def test_training_loss_goes_down_and_resumes(tmp_path):
     metrics = train(cfg, progress=False)
     losses = [h["loss"] for h in metrics["history"]]
     assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["preset_settings"]["min_size"] == 320 and saved["loss"] == "ce"
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)

@@ -209,10 +209,42 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                                          label_to_category=dataset.label_to_category_id, device=cfg.device,
                                          progress=progress)
     write_json_atomic(out / "metrics.json", metrics, indent=True)
+    if metrics["history"]:
+        plot_curves(metrics, out / "curves.png", title=f"{Path(cfg.train).name}: loss {cfg.loss}, sampler {cfg.sampler}")
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return metrics
+
+
+def plot_curves(metrics: dict, path, *, title: str):
+    """Training loss and images/s per epoch; the final AP / APr / APc / APf in the legend box."""
+    from ltaug.plotting import new_figure, save_figure
+
+    hist = metrics["history"]
+    epochs = [h["epoch"] for h in hist]
+    fig = new_figure(path, (8.0, 4.5))
+    ax = fig.add_subplot()
+    ax.plot(epochs, [h["loss"] for h in hist], marker="o", color="#1f77b4", label="training loss")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (sum of the four Faster R-CNN terms)")
+    ax.grid(alpha=0.3)
+    speed = ax.twinx()
+    speed.plot(epochs, [h["images_per_s"] for h in hist], color="#7f7f7f", linestyle="--", label="images/s")
+    speed.set_ylabel("images/s")
+    box = metrics.get("eval", {}).get("bbox")
+    if box:
+        fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+        ax.text(0.98, 0.95, f"val bbox AP {fmt(box['AP'])}  AP50 {fmt(box['AP50'])}\n"
+                            f"APr {fmt(box['APr'])}  APc {fmt(box['APc'])}  APf {fmt(box['APf'])}",
+                transform=ax.transAxes, ha="right", va="top", fontsize=9,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
+    ax.legend(handles=ax.get_lines() + speed.get_lines(), loc="lower left", frameon=False, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
 
 
 def _init_distributed(cfg: TrainConfig) -> tuple[int, int]:
