@@ -60,7 +60,7 @@ def check_bin_thresholds(parser: argparse.ArgumentParser, args) -> None:
 
 def load(path, args) -> Dataset:
     """Load a dataset honouring --on-error, and report skipped records on stderr."""
-    ds = load_dataset(path, on_error=getattr(args, "on_error", "raise"))
+    ds = load_dataset(path, on_error=getattr(args, "on_error", "raise"), split=getattr(args, "split", "train"))
     report_skipped(ds, path)
     return ds
 

@@ -53,15 +53,7 @@ def run(args) -> int:
     src, out = Path(args.input), Path(args.output)
     to = args.to or ("yolo" if out.suffix.lower() != ".json" else None)
     refuse_overwriting_inputs(out, [src, args.images])
-    if src.is_dir():
-        from ltaug.yolo import read_yolo
-
-        ds = read_yolo(src, on_error=args.on_error, split=args.split)
-        from .common import report_skipped
-
-        report_skipped(ds, src)
-    else:
-        ds = load(src, args)
+    ds = load(src, args)
     if to == "yolo":
         from ltaug.yolo import write_yolo
 

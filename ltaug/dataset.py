@@ -125,7 +125,7 @@ def _drop_bad_records(data: dict, problems: list[Problem], path) -> Dataset:
     return Dataset(out, path=path, skipped=skipped)
 
 
-def load_dataset(path: str | os.PathLike, *, on_error: str = "raise") -> Dataset:
+def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str = "train") -> Dataset:
     """Read a COCO or LVIS json file, or a YOLO-seg folder (one with a ``data.yaml``).
 
     ``on_error="raise"`` (default) refuses a file with any invalid record, with a one-line
@@ -134,12 +134,13 @@ def load_dataset(path: str | os.PathLike, *, on_error: str = "raise") -> Dataset
     missing top-level lists, bad categories) always raise. Loading runs the record checks of
     :func:`ltaug.validate.check_document`; mask areas and image files are checked only by
     ``ltaug validate`` (they need rasterising every mask or opening every image).
+    ``split``: for a YOLO folder whose data.yaml names splits, the one to read.
     """
     path = Path(path)
     if path.is_dir():
         from .yolo import read_yolo  # imported lazily: only folders need it
 
-        return read_yolo(path, on_error=on_error)
+        return read_yolo(path, on_error=on_error, split=split)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     with gc_paused():  # parse, check and index build millions of acyclic objects

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ltaug import load_dataset
-from ltaug.jsonio import write_json_atomic
+from ltaug.jsonio import atomic_path, write_json_atomic
 
 from .model import PRESETS, build_model, default_preset
 
@@ -95,9 +95,8 @@ def _make_sampler(cfg: TrainConfig, dataset, ds):
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
