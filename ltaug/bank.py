@@ -60,17 +60,13 @@ assume, and as ``ltaug validate`` checks image sizes).
 """
 from __future__ import annotations
 
-import contextlib
 import enum
-import hashlib
+import functools
 import itertools
-import multiprocessing
 import os
 import shutil
-import signal
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +75,12 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from . import geometry
 from .errors import InputError, UsageError
-from .jsonio import dumps, read_json
+from .imagefile import ImageFileError, read_image
+from .jsonio import dumps, file_sha256, read_json
+from .masks import annotation_rle
 from .paths import image_file_name, unsafe_file_name_reason
+from .pool import imap_ordered
 
 FORMAT = "ltaug-object-bank"
 FORMAT_VERSION = 1
@@ -189,47 +187,6 @@ class _ImageResult:
     problem: str | None = None          # why the image was skipped (on_error="skip")
 
 
-class ImageFileError(InputError):
-    """A source image is missing, undecodable or not of the size its record says."""
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one image per process at a time: OpenCV's own threads would only compete
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the pool)
-
-
-def _read_image(task: _ImageTask) -> np.ndarray:
-    """The decoded BGR image; a one-line :class:`ImageFileError` if missing, unreadable or mis-sized."""
-    label = f"image id {task.image_id}: file {task.path}"
-    try:
-        buf = np.fromfile(task.path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageFileError(f"{label} not found") from None
-    except OSError as exc:
-        raise ImageFileError(f"{label} cannot be read: {exc.strerror or exc}") from None
-    img = cv2.imdecode(buf, IMREAD_FLAGS) if buf.size else None
-    if img is None:
-        raise ImageFileError(f"{label} cannot be decoded as an image")
-    if img.shape[:2] != (task.height, task.width):
-        raise ImageFileError(f"{label} is {img.shape[1]}x{img.shape[0]} but the json says "
-                             f"{task.width}x{task.height}")
-    return img
-
-
-def _rle(ann_id: int, bbox, seg, height: int, width: int) -> tuple[dict, bool]:
-    """The annotation's mask as a compressed RLE of the image's size, and whether it is box-only."""
-    try:
-        if geometry.segmentation_kind(seg) == geometry.NONE:
-            return mask_utils.frPyObjects(np.array([bbox], dtype=np.float64), height, width)[0], True
-        rle = geometry.to_rle(seg, height, width)
-    except Exception as exc:  # noqa: BLE001 (pycocotools raises bare exceptions on corrupt input)
-        raise InputError(f"annotation id {ann_id}: segmentation cannot be rasterised ({exc})") from None
-    if [int(s) for s in rle["size"]] != [height, width]:
-        raise InputError(f"annotation id {ann_id}: mask size {list(rle['size'])} differs from its image's "
-                         f"[height, width] [{height}, {width}]")
-    return rle, False
-
-
 def _covered_pixels(k: int, rles: list, tight: np.ndarray) -> int:
     """Pixels of mask ``k`` that at least one other mask also covers (RLE union + intersection).
 
@@ -255,9 +212,9 @@ def _pwrite_all(fd: int, data, offset: int) -> None:
 
 def _crop_image(task: _ImageTask, job: _Job) -> _ImageResult:
     """Decode the image once; cut out, flag and write every non-crowd object in it."""
-    img = _read_image(task)
+    img = read_image(task.path, task.image_id, task.height, task.width)
     H, W, params = task.height, task.width, job.params
-    rles, box_only = zip(*(_rle(a[0], a[2], a[3], H, W) for a in task.anns))
+    rles, box_only = zip(*(annotation_rle(a[3], a[2], H, W, a[0]) for a in task.anns))
     rles = list(rles)
     full_areas = mask_utils.area(rles)
     tight = mask_utils.toBbox(rles)
@@ -358,40 +315,6 @@ def _chunks(tasks: list, workers: int) -> Iterator[list]:
     return (tasks[i:i + size] for i in range(0, len(tasks), size))
 
 
-@contextlib.contextmanager
-def _running(tasks: list[_ImageTask], job: _Job, workers: int) -> Iterator[Iterator[_ImageResult]]:
-    """An iterator over the results in task order, whatever order the workers finish in.
-
-    ``workers <= 1`` runs here. Otherwise a process pool of Python's default start method
-    (with ``spawn`` / ``forkserver`` the calling script must be importable: the usual
-    ``if __name__ == "__main__":`` guard), at most 2 chunks per worker in flight. The first
-    chunks are submitted on entry, so the processes start before the caller's progress-bar
-    thread. Workers write pixels straight into the blob files; only table rows come back.
-    On exit, queued chunks are cancelled and running ones waited for.
-    """
-    if workers <= 1:
-        yield (res for task in tasks for res in _crop_chunk([task], job))
-        return
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(), initializer=_init_worker)
-    try:
-        chunks = _chunks(tasks, workers)
-        pending = deque(pool.submit(_crop_chunk, c, job) for c in itertools.islice(chunks, 2 * workers))
-        yield _drain(pool, pending, chunks, job)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _drain(pool, pending: deque, chunks: Iterator[list], job: _Job) -> Iterator[_ImageResult]:
-    while pending:
-        done = pending.popleft().result()
-        nxt = next(chunks, None)
-        if nxt is not None:
-            pending.append(pool.submit(_crop_chunk, nxt, job))
-        yield from done
-
-
 def _compact(path: Path, offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Close the gaps that skipped images left in a blob; the objects' new offsets."""
     order = np.argsort(offsets, kind="stable")
@@ -418,9 +341,9 @@ def _write_blobs(tmp: Path, tasks: list, n_objects: int, sizes: tuple[int, int],
     table = np.zeros(n_objects, OBJECT_DTYPE)
     filled = np.zeros(n_objects, bool)
     skipped = []
-    with _running(tasks, job, workers) as results, \
+    with imap_ordered(functools.partial(_crop_chunk, job=job), _chunks(tasks, workers), workers) as chunks, \
             tqdm(total=len(tasks), desc="bank", unit="img", disable=not progress, leave=False) as bar:
-        for res in results:
+        for res in itertools.chain.from_iterable(chunks):
             bar.update(1)
             if res.problem is not None:
                 skipped.append({"image_id": res.image_id, "reason": res.problem})
@@ -436,14 +359,6 @@ def _write_blobs(tmp: Path, tasks: list, n_objects: int, sizes: tuple[int, int],
         with open(tmp / name, "rb+") as fh:
             os.fsync(fh.fileno())
     return table, skipped
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_bank(path: Path) -> bool:
@@ -559,7 +474,7 @@ def _meta(dataset, images_dir: Path, table: np.ndarray, folder: Path, params: Pa
         "format_version": FORMAT_VERSION,
         "ltaug_version": __version__,
         "source": {"annotations": None if src is None else str(src),
-                   "sha256": _sha256(src) if src is not None and Path(src).is_file() else None,
+                   "sha256": file_sha256(src) if src is not None and Path(src).is_file() else None,
                    "images": str(images_dir), "kind": dataset.kind},
         "params": {"min_area": params.min_area, "border": params.border,
                    "occluded_fraction": params.occluded_fraction, "on_error": on_error, "seed": seed},

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -80,6 +81,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def dumps(obj: Any, *, indent: bool = False) -> bytes:

@@ -1,0 +1,311 @@
+"""Copy-paste of bank objects onto images, chosen by class rarity: planning (pure) and rendering.
+
+Simple Copy-Paste (Ghiasi et al., CVPR 2021) pastes the objects of one image onto another and
+shows large gains for rare LVIS classes; Cut, Paste and Learn (Dwibedi et al., ICCV 2017)
+shows that blending the paste boundary matters. Here objects come from an object bank
+(:mod:`ltaug.bank`) and are chosen by class:
+
+* ``uniform``: every eligible bank object equally likely (classes as often as they occur);
+* ``inverse``: class c with probability proportional to n_c^-power (n_c: the class's
+  instances in the target dataset; power 1 = inverse frequency, 0.5 = inverse square root),
+  then one of its objects uniformly;
+* ``budget``: exactly the per-class deficits of the planner (:mod:`ltaug.planning`): class c
+  gets T_c - n_c objects, so the output meets the target that image repeats alone could not.
+
+Planning (:func:`plan_paste`) is pure and seeded: it decides, from the annotations alone,
+which objects go where, at what scale and flip. Each object's size relative to its target
+image is kept from its source image (s0 = sqrt(W_t H_t / (W_s H_s))), times a jitter drawn
+log-uniformly from ``scale``, and shrunk if needed to fit the image; its position is uniform
+over the image, retried up to ``PLACEMENT_TRIES`` times until its box covers at most
+``max_overlap`` of any box already in the image (existing or pasted). An object that finds
+no place is not pasted, and counted. Rendering (:func:`render_paste`) does the pixels and
+the masks: later pastes occlude earlier ones and the image's own objects; an occluded object's
+mask is cut, its box recomputed from what is left, and it is dropped when less than
+``min_visible`` of it remains (crowd regions are cut but never dropped).
+
+Box-only data: bank objects without a segmentation are pasted as their whole box (the
+rectangle, background included): a detector then learns the object with a piece of its
+source scene around it. That is the only option without masks; it is used only when the bank
+has no object with a mask, or when asked (``box_only=True``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import masks
+from .bank import Bank, Flag
+from .geometry import rle_to_json
+from .pixels import BLENDS, paste_object, resize_object
+
+WEIGHTINGS = ("uniform", "inverse", "budget")
+PLACEMENT_TRIES = 10
+MIN_SIDE = 2  # px: a pasted object smaller than this either way is not pasted
+DEFAULT_EXCLUDE = Flag.TOO_SMALL | Flag.TRUNCATED | Flag.OCCLUDED | Flag.EMPTY | Flag.CLIPPED
+
+
+@dataclass(frozen=True)
+class PasteSpec:
+    """Parameters of a copy-paste step (see the module docstring)."""
+
+    weighting: str = "inverse"
+    power: float = 1.0
+    objects: int = 3                    # objects tried per target image
+    prob: float = 1.0                   # fraction of images that get objects (uniform / inverse)
+    target: dict = field(default_factory=dict)   # budget: Target fields (min_instances, exponent, max_factor)
+    blend: str = "gaussian"
+    sigma: float = 1.0
+    scale: tuple = (0.5, 1.5)
+    flip: bool = True
+    max_overlap: float = 0.3
+    min_visible: float = 0.25
+    exclude_flags: int = int(DEFAULT_EXCLUDE)
+    box_only: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        if self.blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
+        lo, hi = self.scale
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale range must satisfy 0 < low <= high, got {lo} {hi}")
+        if self.objects < 1 or not 0 <= self.prob <= 1 or self.sigma < 0:
+            raise ValueError("need objects >= 1, 0 <= prob <= 1 and sigma >= 0")
+        if not 0 <= self.max_overlap <= 1 or not 0 <= self.min_visible <= 1:
+            raise ValueError("max_overlap and min_visible must lie in [0, 1]")
+        if self.weighting == "budget" and not self.target:
+            raise ValueError("weighting 'budget' needs a target (min_instances / exponent / max_factor)")
+
+    def params(self) -> dict:
+        d = asdict(self)
+        d["scale"] = list(self.scale)
+        return d
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def eligible_rows(bank: Bank, category_ids, spec: PasteSpec) -> tuple[np.ndarray, bool]:
+    """Bank rows that may be pasted (flags not excluded, class in the target dataset), and
+    whether they are box-only ones (used only when no object has a mask, or when asked)."""
+    obj = bank.objects
+    flags = np.asarray(obj["flags"])
+    ok = ((flags & spec.exclude_flags) == 0) & np.isin(np.asarray(obj["category_id"]), np.asarray(category_ids))
+    with_mask = ok & ((flags & Flag.BOX_ONLY) == 0)
+    if with_mask.any() and not spec.box_only:
+        return np.flatnonzero(with_mask), False
+    return np.flatnonzero(ok), True
+
+
+def class_weights(instances: np.ndarray, available: np.ndarray, weighting: str, power: float) -> np.ndarray:
+    """Probability of each class (positions of ``instances``) for ``uniform`` / ``inverse``.
+
+    ``available``: eligible bank objects per class. uniform: p_c = a_c / sum a; inverse:
+    p_c = max(n_c, 1)^-power over classes with a_c > 0, normalised.
+    """
+    available = np.asarray(available, np.float64)
+    if weighting == "uniform":
+        w = available
+    else:
+        w = np.where(available > 0, np.maximum(np.asarray(instances, np.float64), 1.0) ** -float(power), 0.0)
+    total = w.sum()
+    return w / total if total > 0 else w
+
+
+def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.Generator):
+    """Size, flip and position of one object in a target image, or None when it does not fit.
+
+    ``obj_wh``: the bank crop's (w, h); ``src_hw`` / ``dst_hw``: source / target image (h, w);
+    ``boxes``: x0, y0, x1, y1 of what the image already holds (appended to on success).
+    Returns ``(x, y, w, h, flip)``.
+    """
+    (ow, oh), (sh, sw), (H, W) = obj_wh, src_hw, dst_hw
+    lo, hi = spec.scale
+    s = math.sqrt((H * W) / (sh * sw)) * math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    s = min(s, W / ow, H / oh)
+    w, h = max(1, min(W, round(ow * s))), max(1, min(H, round(oh * s)))
+    flip = bool(rng.random() < 0.5) if spec.flip else False
+    if w < MIN_SIDE or h < MIN_SIDE:
+        return None
+    for _ in range(PLACEMENT_TRIES):
+        x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+        if all(_covered_fraction(b, (x, y, x + w, y + h)) <= spec.max_overlap for b in boxes):
+            boxes.append((x, y, x + w, y + h))
+            return x, y, w, h, flip
+    return None
+
+
+def _covered_fraction(b, new) -> float:
+    """Fraction of box ``b``'s area that box ``new`` covers (boxes as x0, y0, x1, y1)."""
+    iw = min(b[2], new[2]) - max(b[0], new[0])
+    ih = min(b[3], new[3]) - max(b[1], new[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    area = (b[2] - b[0]) * (b[3] - b[1])
+    return 1.0 if area <= 0 else iw * ih / area
+
+
+def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec: PasteSpec, rng) -> tuple[list, dict]:
+    """Bank rows to paste under ``budget``, and the per-class table of what was asked.
+
+    Class c (n_c instances in the dataset this step receives) gets T_c - n_c objects, T_c the
+    planner's target (:meth:`ltaug.planning.Target.per_class`, caps included), cycling through
+    the class's eligible objects in a seeded order (each object once before any twice).
+    """
+    from .planning import Target
+
+    before = idx.instance_counts
+    _, target, _ = Target(**spec.target).per_class(before)
+    cats = np.asarray(bank.objects["category_id"])[rows]
+    wanted, deficits = [], {}
+    for cid, n, goal in zip(idx.category_ids.tolist(), before.tolist(), target.astype(np.int64).tolist()):
+        need = goal - n
+        if need <= 0:
+            continue
+        own = rows[cats == cid]
+        deficits[cid] = {"deficit": need, "bank_objects": int(own.size)}
+        if own.size:
+            wanted.extend(np.resize(own[rng.permutation(own.size)], need).tolist())
+    rng.shuffle(wanted)
+    return wanted, deficits
+
+
+def plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[list[dict], dict]:
+    """Recipes (one per target image that gets at least one object) and a planning summary.
+
+    A recipe: ``{"image_id", "objects": [{"row", "annotation_id", "category_id", "x", "y", "w",
+    "h", "flip"}]}``, with the bank row and its source annotation id. The summary counts
+    objects planned per class, objects with no room, and (budget) the deficits left unplaced.
+    """
+    rng = np.random.default_rng([spec.seed, 0x9A57E])
+    idx = dataset.index
+    rows, box_only = eligible_rows(bank, idx.category_ids, spec)
+    obj = bank.objects
+    cat_pos = idx.category_positions(np.asarray(obj["category_id"])[rows]) if rows.size else np.zeros(0, np.int64)
+    boxes_of = _image_boxes(idx)
+    summary = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0, "unplaced_budget": 0}
+    if rows.size == 0:
+        return [], summary
+    if spec.weighting == "budget":
+        wanted, summary["deficits"] = _budget_objects(idx, bank, rows, spec, rng)
+        order = rng.permutation(idx.num_images)
+        per_image = [wanted[i:i + spec.objects] for i in range(0, len(wanted), spec.objects)]
+        if len(per_image) > idx.num_images:
+            summary["unplaced_budget"] = sum(len(p) for p in per_image[idx.num_images:])
+            per_image = per_image[:idx.num_images]
+        assignments = dict(zip(sorted(order[:len(per_image)].tolist()), per_image))
+    else:
+        available = np.bincount(cat_pos, minlength=idx.num_categories)
+        p = class_weights(idx.instance_counts, available, spec.weighting, spec.power)
+        by_class = np.argsort(cat_pos, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(available)])
+        chosen = np.flatnonzero(rng.random(idx.num_images) < spec.prob)
+        classes = rng.choice(idx.num_categories, size=(chosen.size, spec.objects), p=p)
+        picks = rng.integers(0, available[classes])
+        objs = rows[by_class[starts[classes] + picks]]
+        assignments = dict(zip(chosen.tolist(), objs.tolist()))
+    recipes = []
+    for pos, bank_rows in assignments.items():
+        H, W = int(idx.image_heights[pos]), int(idx.image_widths[pos])
+        boxes = list(boxes_of[pos])
+        placed = []
+        for r in bank_rows:
+            o = obj[r]
+            spot = place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
+                         (H, W), boxes, spec, rng)
+            if spot is None:
+                summary["no_room"] += 1
+                continue
+            x, y, w, h, flip = spot
+            placed.append({"row": int(r), "annotation_id": int(o["annotation_id"]),
+                           "category_id": int(o["category_id"]), "x": x, "y": y, "w": w, "h": h, "flip": flip})
+        if placed:
+            recipes.append({"image_id": int(idx.image_ids[pos]), "objects": placed})
+    return recipes, summary
+
+
+def _image_boxes(idx) -> list[list[tuple]]:
+    """Per image position, the x0, y0, x1, y1 boxes of its annotations."""
+    out = [[] for _ in range(idx.num_images)]
+    xyxy = idx.ann_boxes.copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    for pos, box in zip(idx.ann_image_pos.tolist(), xyxy.tolist()):
+        out[pos].append(tuple(box))
+    return out
+
+
+# -- rendering (runs in the workers) ----------------------------------------------------------
+
+def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank: Bank,
+                 spec: PasteSpec) -> tuple[list[dict], list[dict], dict]:
+    """Paste the recipe's objects into ``image`` (in place) and keep the annotations right.
+
+    Returns ``(kept, pasted, counts)``: the image's annotations after occlusion (unchanged
+    records where nothing covers them; otherwise the mask cut, as a compressed RLE, with bbox
+    and area from it; dropped when under ``min_visible``), the new annotations (no ids yet;
+    ``ltaug`` provenance with the source annotation and image ids, size and flip), and counts:
+    ``removed`` (category ids of dropped existing objects), ``pasted_removed`` (pasted objects
+    hidden by later ones), ``blend`` (objects per mode used).
+    """
+    H, W = image.shape[:2]
+    placed, counts = [], {"removed": [], "pasted_removed": [], "blend": {}}
+    for o in recipe["objects"]:
+        crop, mask = bank.get(o["row"])
+        crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
+        used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
+        counts["blend"][used] = counts["blend"].get(used, 0) + 1
+        placed.append((o, mask))
+    cover = np.zeros((H, W), bool)
+    pasted = []
+    for o, mask in reversed(placed):  # a later paste lies on top of every earlier one
+        x, y, w, h = o["x"], o["y"], o["w"], o["h"]
+        region = cover[y:y + h, x:x + w]
+        m = mask.astype(bool)
+        visible = m & ~region
+        region |= m
+        full, left = int(m.sum()), int(visible.sum())
+        if left == 0 or left < spec.min_visible * full:
+            counts["pasted_removed"].append(o["category_id"])
+            continue
+        row = bank.objects[o["row"]]
+        rle = masks.local_rle(visible.view(np.uint8), x, y, H, W)
+        ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
+               "bbox": masks.tight_bbox(rle), "area": masks.area(rle), "iscrowd": 0}
+        if not (int(row["flags"]) & Flag.BOX_ONLY):
+            ann["segmentation"] = rle_to_json(rle)
+        ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],
+                        "source_image_id": int(row["image_id"]), "size": [w, h], "flip": o["flip"]}
+        pasted.append(ann)
+    pasted.reverse()
+    kept = [a for a in (_occlude(a, cover, H, W, spec.min_visible, counts) for a in annotations) if a is not None]
+    return kept, pasted, counts
+
+
+def _occlude(ann: dict, cover: np.ndarray, H: int, W: int, min_visible: float, counts: dict) -> dict | None:
+    """``ann`` after the pasted pixels ``cover`` hide part of it: the same record if untouched."""
+    x, y, w, h = ann["bbox"]
+    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
+    x1, y1 = min(W, math.ceil(x + w)), min(H, math.ceil(y + h))
+    if x1 <= x0 or y1 <= y0 or not cover[y0:y1, x0:x1].any():  # the bbox bounds the mask (validate checks it)
+        return ann
+    rle, box_only = masks.annotation_rle(ann.get("segmentation"), ann["bbox"], H, W, ann.get("id"))
+    m = masks.decode_rle(rle)
+    hidden = int(np.count_nonzero(m[cover]))
+    if hidden == 0:
+        return ann
+    full = int(np.count_nonzero(m))
+    m[cover] = 0
+    left = full - hidden
+    if left == 0 or (not ann.get("iscrowd") and left < min_visible * full):
+        counts["removed"].append(ann["category_id"])
+        return None
+    new = masks.rle_from_mask(m)
+    out = dict(ann)
+    out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)
+    if not box_only:
+        out["segmentation"] = rle_to_json(new)
+    out["ltaug"] = {**ann.get("ltaug", {}), "occluded": round(hidden / full, 4)}
+    return out

@@ -1,0 +1,436 @@
+"""Offline execution of a pipeline of steps (resample, paste, mosaic, mixup) into an output folder.
+
+Each step turns a dataset into a dataset. Annotation-only steps (resample) run here; pixel
+steps run in three phases:
+
+1. plan (here, pure and seeded): one recipe per output image, holding every random choice;
+2. execute: the recipes are cut into shards of ``SHARD_SIZE`` (a fixed size, not a function
+   of the worker count); a process pool (``workers``) renders each shard: decode the sources,
+   render, encode JPEG, write each image atomically, then write the shard's annotations as
+   ``shards/NNNNN.json`` (atomically, synced);
+3. merge (here): the shard files in order become the step's dataset, new ids assigned in
+   recipe order.
+
+So the output depends only on the input, the steps and the seed: the same bytes whatever the
+worker count, and a run killed at any point resumes (``resume=True``) by redoing only the
+shards without a result file. Work happens in ``.OUT.partial/`` beside the output folder
+``OUT``, which is renamed into place when complete::
+
+    OUT/
+      annotations.json   the final COCO/LVIS file (loads in pycocotools, and lvis-api for LVIS)
+      images/            every image it references: new ones (JPEG) and the originals it keeps
+                         (hard links to the input files, or copies across file systems; never
+                         re-encoded)
+      run.json           input, steps with their parameters, seed, per-step and per-class counts
+
+Every image a pixel step writes and every annotation it adds carries ``"ltaug"`` provenance:
+op, step, seed, source image ids, source annotation ids, and the recipe's own parameters.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .imagefile import ImageFileError, read_image, write_file_atomic
+from .jsonio import dumps, file_sha256, read_json, write_json_atomic
+from .paths import image_file_name, unsafe_file_name_reason
+from .pixels import encode_jpeg
+from .pool import imap_ordered
+
+SHARD_SIZE = 32
+FORMAT = "ltaug-output"
+PIXEL_OPS = ("paste", "mosaic", "mixup")
+NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step: ``op`` in resample / paste / mosaic / mixup and its spec (``*Spec`` dataclass).
+
+    ``bank``: for paste, an object bank folder; None builds one from the pipeline's input.
+    """
+
+    op: str
+    spec: object
+    bank: str | None = None
+
+    def describe(self) -> dict:
+        d = {"op": self.op, "params": self.spec.params()}
+        if self.op == "paste":
+            d["bank"] = self.bank
+        return d
+
+
+@dataclass
+class _Stage:
+    """What a worker needs to render one step's shard (small: pickled once per shard)."""
+
+    op: str
+    spec: object
+    step: int
+    images_dir: str
+    bank: str | None
+    on_error: str
+    kind: str
+
+
+# -- the worker side --------------------------------------------------------------------------
+
+_BANKS: dict = {}
+
+
+def _bank(path: str):
+    from .bank import Bank
+
+    if path not in _BANKS:
+        _BANKS[path] = Bank(path)
+    return _BANKS[path]
+
+
+def _render_shard(task: tuple, stage: _Stage) -> dict:
+    """Render one shard; write its images and its result file. Returns the shard's counts."""
+    shard_path, items = task
+    out = {"items": []}
+    images_dir = Path(stage.images_dir)
+    for recipe, sources in items:
+        try:
+            loaded = [(read_image(images_dir / image_file_name(rec), rec["id"], rec["height"], rec["width"]), rec, anns)
+                      for rec, anns in sources]
+        except ImageFileError as exc:
+            if stage.on_error == "raise":
+                raise
+            out["items"].append({"skipped": str(exc)})
+            continue
+        out["items"].append(_render_one(recipe, loaded, stage, images_dir))
+    write_file_atomic(Path(shard_path), dumps(out))
+    return {"images": sum("skipped" not in i for i in out["items"]), "skipped": sum("skipped" in i for i in out["items"])}
+
+
+def _render_one(recipe: dict, loaded: list, stage: _Stage, images_dir: Path) -> dict:
+    if stage.op == "paste":
+        from .copy_paste import render_paste
+
+        (img, rec, anns), = loaded
+        kept, new, counts = render_paste(img, anns, recipe, _bank(stage.bank), stage.spec)
+        item = {"kept": kept, "new": new, "removed": counts["removed"], "pasted_removed": counts["pasted_removed"],
+                "blend": counts["blend"]}
+    elif stage.op == "mosaic":
+        from .mosaic import render_mosaic
+
+        img, new, dropped = render_mosaic(loaded, recipe, stage.spec)
+        item = {"new": new, "removed": dropped}
+    else:
+        from .mixup import render_mixup
+
+        img, new, dropped = render_mixup(loaded[0], loaded[1], recipe, stage.spec)
+        item = {"new": new, "removed": dropped}
+    write_file_atomic(images_dir / recipe["file_name"], encode_jpeg(img))
+    item["size"] = [int(img.shape[1]), int(img.shape[0])]
+    return item
+
+
+# -- the calling side -------------------------------------------------------------------------
+
+def partial_dir(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def _job(dataset, images_dir: Path, steps: list[Step]) -> dict:
+    from . import __version__
+
+    src = dataset.path
+    return {"format": FORMAT, "ltaug_version": __version__,
+            "input": {"annotations": None if src is None else str(src),
+                      "sha256": file_sha256(src) if src is not None and Path(src).is_file() else None,
+                      "images": str(images_dir), "kind": dataset.kind},
+            "steps": [s.describe() for s in steps]}
+
+
+def _check_output(out_dir: Path, images_dir: Path) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise UsageError(f"{out_dir}: exists and is not a folder")
+        if out_dir.resolve() == images_dir.resolve() or images_dir.resolve().is_relative_to(out_dir.resolve()):
+            raise UsageError(f"{out_dir}: refusing to write the output over the input images")
+        if any(out_dir.iterdir()) and not (out_dir / "run.json").is_file():
+            raise UsageError(f"{out_dir}: folder exists and is not an ltaug output; refusing to replace it")
+
+
+def _prepare_work(work: Path, job: dict, resume: bool) -> None:
+    if work.exists():
+        if not resume:
+            raise UsageError(f"{work}: an interrupted run is there; add --resume to finish it, or remove the folder")
+        saved = read_json(work / "job.json") if (work / "job.json").is_file() else None
+        if saved != job:
+            raise UsageError(f"{work}: the interrupted run had other inputs or steps; remove the folder to start afresh")
+        for tmp in work.rglob("*.tmp"):
+            tmp.unlink()
+        return
+    (work / "images").mkdir(parents=True)
+    write_json_atomic(work / "job.json", job)
+
+
+def _link_originals(dataset, images_dir: Path, dest: Path) -> None:
+    """Make every image file of ``dataset`` present under ``dest`` (hard link, else copy)."""
+    for image in dataset.images:
+        name = image_file_name(image)
+        reason = "is missing" if name is None else unsafe_file_name_reason(name)
+        if reason:
+            raise InputError(f"image id {image['id']}: file name {name!r} {reason}")
+        target = dest / name
+        if target.exists():
+            continue
+        source = images_dir / name
+        if not source.is_file():
+            raise InputError(f"image id {image['id']}: file {source} not found")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
+
+def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: int | None = None,
+                 resume: bool = False, on_error: str = "raise", progress: bool = True) -> dict:
+    """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
+
+    Returns the run summary that is also written to ``OUT/run.json``.
+    """
+    from tqdm import tqdm
+
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise UsageError(f"workers must be at least 1, got {workers}")
+    if not steps:
+        raise UsageError("the pipeline has no steps")
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    if not images_dir.is_dir():
+        raise InputError(f"{images_dir}: image folder not found")
+    _check_output(out_dir, images_dir)
+    work = partial_dir(out_dir)
+    if resume and (work / "run.json").is_file():  # finished, killed while moving into place
+        _publish(work, out_dir)
+        return read_json(out_dir / "run.json")
+    _prepare_work(work, _job(dataset, images_dir, steps), resume)
+    start = time.perf_counter()
+    work_images = work / "images"
+    _link_originals(dataset, images_dir, work_images)
+    current, reports = dataset, []
+    for k, step in enumerate(steps):
+        done = work / f"step-{k}" / "result.json"
+        if done.is_file():
+            saved = read_json(done)
+            current = dataset.replace(**saved["dataset"])
+            reports.append(saved["report"])
+            continue
+        t0 = time.perf_counter()
+        if step.op == "resample":
+            current, report = _resample(current, step)
+        else:
+            current, report = _pixel_step(current, dataset, images_dir, step, k, work, workers, on_error,
+                                          bar=functools.partial(tqdm, disable=not progress, leave=False, unit="img",
+                                                                desc=f"{step.op} ({k + 1}/{len(steps)})"))
+        report["seconds"] = round(time.perf_counter() - t0, 3)
+        write_json_atomic(done, {"dataset": {"images": current.images, "annotations": current.annotations},
+                                 "report": report})
+        reports.append(report)
+    summary = _finish(dataset, current, steps, reports, work, out_dir, time.perf_counter() - start)
+    return summary
+
+
+def _resample(current, step: Step):
+    from .resample import resample
+
+    out, result = resample(current, step.spec)
+    return out, {"op": "resample", "images_before": len(current.images), "images_after": len(out.images)}
+
+
+def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int,
+                on_error: str, bar):
+    recipes, plan_info, bank = _plan(current, source_dataset, images_dir, step, k, work, workers)
+    stage_dir = work / f"step-{k}"
+    shards_dir = stage_dir / "shards"
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    images = {im["id"]: im for im in current.images}
+    anns_of: dict = {}
+    for a in current.annotations:
+        anns_of.setdefault(a["image_id"], []).append(a)
+    stage = _Stage(step.op, step.spec, k, str(work / "images"), bank, on_error, current.kind)
+    shard_paths = [shards_dir / f"{i // SHARD_SIZE:05d}.json" for i in range(0, len(recipes), SHARD_SIZE)]
+    todo = [i for i, p in enumerate(shard_paths) if not p.is_file()]
+
+    def tasks():
+        for i in todo:
+            chunk = recipes[i * SHARD_SIZE:(i + 1) * SHARD_SIZE]
+            items = [(r, [(images[s], anns_of.get(s, [])) for s in _sources(step.op, r)]) for r in chunk]
+            yield str(shard_paths[i]), items
+
+    n_todo = sum(min(SHARD_SIZE, len(recipes) - i * SHARD_SIZE) for i in todo)
+    with bar(total=len(recipes), initial=len(recipes) - n_todo) as pbar, \
+            imap_ordered(functools.partial(_render_shard, stage=stage), tasks(), min(workers, max(1, len(todo)))) as results:
+        for counts in results:
+            pbar.update(counts["images"] + counts["skipped"])
+    items = [it for p in shard_paths for it in read_json(p)["items"]]
+    return _merge(current, step, k, recipes, items, plan_info)
+
+
+def _sources(op: str, recipe: dict) -> list:
+    return [recipe["image_id"]] if op == "paste" else recipe["sources"]
+
+
+def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int):
+    """Recipes with their output file names (and new image ids), the planning summary, the bank path."""
+    bank_path = None
+    if step.op == "paste":
+        from .bank import Bank, build_bank
+        from .copy_paste import plan_paste
+
+        bank_path = step.bank
+        if bank_path is None:
+            bank_path = str(work / "bank")
+            if not (work / "bank" / "meta.json").is_file():
+                build_bank(source_dataset, images_dir, bank_path, workers=workers, progress=False)
+        recipes, info = plan_paste(current, Bank(bank_path), step.spec)
+        for r in recipes:
+            r["file_name"] = f"{NEW_IMAGES}/step{k}_paste_{r['image_id']}.jpg"
+        return recipes, info, bank_path
+    if step.op == "mosaic":
+        from .mosaic import plan_mosaic as plan
+    else:
+        from .mixup import plan_mixup as plan
+    recipes = plan(current, step.spec)
+    next_id = int(current.index.image_ids.max(initial=0)) + 1
+    for i, r in enumerate(recipes):
+        r["image_id"] = next_id + i
+        r["file_name"] = f"{NEW_IMAGES}/step{k}_{step.op}_{r['image_id']}.jpg"
+    return recipes, {}, bank_path
+
+
+def _recipe_params(op: str, recipe: dict) -> dict:
+    if op == "paste":
+        return {"objects": [{key: o[key] for key in ("annotation_id", "category_id", "x", "y", "w", "h", "flip")}
+                            for o in recipe["objects"]]}
+    if op == "mosaic":
+        return {"centre": recipe["centre"]}
+    return {"lam": recipe["lam"]}
+
+
+def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: dict):
+    """The step's dataset from the rendered items (recipe order), and the step's report."""
+    seed = step.spec.seed
+    next_ann = int(current.index.ann_ids.max(initial=0)) + 1
+    removed, pasted_removed, added, skipped, blends = [], [], [], [], {}
+    new_images, new_anns = {}, {}  # by image id: the replacement / new record and its annotations
+    lvis = current.kind == "lvis"
+    records = {im["id"]: im for im in current.images}
+    for recipe, item in zip(recipes, items):
+        if "skipped" in item:
+            skipped.append(item["skipped"])
+            continue
+        removed += item["removed"]
+        pasted_removed += item.get("pasted_removed", [])
+        for name, n in item.get("blend", {}).items():
+            blends[name] = blends.get(name, 0) + n
+        sources = _sources(step.op, recipe)
+        anns = []
+        for a in item["new"]:
+            a = {"id": next_ann, "image_id": recipe["image_id"], **a}
+            a["ltaug"] = {**a["ltaug"], "step": k}
+            next_ann += 1
+            anns.append(a)
+            added.append(a["category_id"])
+        record = {"id": recipe["image_id"], "file_name": recipe["file_name"],
+                  "width": item["size"][0], "height": item["size"][1]}
+        if step.op == "paste":
+            original = records[recipe["image_id"]]
+            record = {**original, "file_name": recipe["file_name"]}
+            if "coco_url" in record:
+                del record["coco_url"]  # the new file is not that URL
+            anns = item["kept"] + anns
+        if lvis:
+            _lvis_lists(record, [records[s] for s in sources], anns)
+        record["ltaug"] = {"op": step.op, "step": k, "seed": seed, "source_image_ids": sources,
+                           "params": _recipe_params(step.op, recipe)}
+        new_images[recipe["image_id"]] = record
+        new_anns[recipe["image_id"]] = anns
+    if step.op == "paste":
+        images = [new_images.get(im["id"], im) for im in current.images]
+        annotations = []
+        touched = set(new_anns)
+        for a in current.annotations:
+            if a["image_id"] not in touched:
+                annotations.append(a)
+        for anns in new_anns.values():
+            annotations.extend(anns)
+        annotations.sort(key=_ann_order(images))  # stable: each image's annotations stay in their order
+    else:
+        images = current.images + list(new_images.values())
+        annotations = current.annotations + [a for anns in new_anns.values() for a in anns]
+    report = {"op": step.op, "step": k, "params": step.spec.params(), "recipes": len(recipes),
+              "images_written": len(recipes) - len(skipped), "images_skipped": skipped,
+              "added_per_class": _count(added), "removed_per_class": _count(removed),
+              "pasted_removed_per_class": _count(pasted_removed), "blend": blends, "plan": plan_info}
+    return current.replace(images=images, annotations=annotations), report
+
+
+def _ann_order(images: list):
+    """Sort key keeping annotations grouped by image in image order (stable within an image)."""
+    pos = {im["id"]: i for i, im in enumerate(images)}
+    return lambda a: pos[a["image_id"]]
+
+
+def _lvis_lists(record: dict, sources: list, anns: list) -> None:
+    """LVIS image lists of an output image: a class is verified absent (``neg_category_ids``) only
+    if it was in every source and is not in the output; not-exhaustive if it was in any source."""
+    present = {a["category_id"] for a in anns}
+    neg = set.intersection(*(set(s.get("neg_category_ids", ())) for s in sources)) - present
+    not_exhaustive = set().union(*(set(s.get("not_exhaustive_category_ids", ())) for s in sources))
+    record["neg_category_ids"] = sorted(neg)
+    record["not_exhaustive_category_ids"] = sorted(not_exhaustive)
+
+
+def _count(category_ids: list) -> dict:
+    ids, n = np.unique(np.asarray(category_ids, np.int64), return_counts=True)
+    return dict(zip(ids.tolist(), n.tolist()))
+
+
+def _finish(dataset, final, steps: list[Step], reports: list, work: Path, out_dir: Path, seconds: float) -> dict:
+    """Prune unreferenced files, write annotations.json and run.json, move the folder into place."""
+    referenced = {image_file_name(im) for im in final.images}
+    for path in sorted((work / "images").rglob("*")):
+        if path.is_file() and path.relative_to(work / "images").as_posix() not in referenced:
+            path.unlink()
+    final.save(work / "annotations.json", inputs=[dataset.path] if dataset.path else ())
+    summary = {"format": FORMAT, **read_json(work / "job.json"),
+               "steps_run": reports,
+               "counts": {"images_before": len(dataset.images), "images_after": len(final.images),
+                          "annotations_before": len(dataset.annotations), "annotations_after": len(final.annotations),
+                          "images_written": sum(r.get("images_written", 0) for r in reports)},
+               "seconds": round(seconds, 3)}
+    write_json_atomic(work / "run.json", summary, indent=True)
+    _publish(work, out_dir)
+    return summary
+
+
+def _publish(work: Path, out_dir: Path) -> None:
+    """Drop the work files and swap the finished folder into place (an earlier output is replaced)."""
+    for step_dir in work.glob("step-*"):
+        shutil.rmtree(step_dir)
+    shutil.rmtree(work / "bank", ignore_errors=True)
+    (work / "job.json").unlink(missing_ok=True)
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+        os.replace(work, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, out_dir)

@@ -1,0 +1,145 @@
+"""Masks of annotations as the engine sees them, and the RLE arithmetic of pasting.
+
+One convention everywhere (bank, engine, trainer): an annotation's mask is the pycocotools
+rasterisation of its segmentation, and a box-only annotation's mask is its bbox rasterised by
+pycocotools (``frPyObjects`` of the box, which is what COCO evaluation uses for boxes given as
+segmentations).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from . import geometry
+from .errors import InputError
+
+
+def annotation_rle(seg, bbox, height: int, width: int, ann_id=None) -> tuple[dict, bool]:
+    """An annotation's mask (its ``segmentation``, else its ``bbox``) as a compressed RLE of the
+    image's size, and whether it is box-only.
+
+    A segmentation that pycocotools cannot rasterise, or an RLE of another size, raises a
+    one-line :class:`InputError` naming annotation ``ann_id``.
+    """
+    try:
+        if geometry.segmentation_kind(seg) == geometry.NONE:
+            return box_rle(bbox, height, width), True
+        rle = geometry.to_rle(seg, height, width)
+    except Exception as exc:  # noqa: BLE001 (pycocotools raises bare exceptions on corrupt input)
+        raise InputError(f"annotation id {ann_id}: segmentation cannot be rasterised ({exc})") from None
+    if [int(s) for s in rle["size"]] != [height, width]:
+        raise InputError(f"annotation id {ann_id}: mask size {list(rle['size'])} differs from its image's "
+                         f"[height, width] [{height}, {width}]")
+    return rle, False
+
+
+def box_rle(bbox, height: int, width: int) -> dict:
+    """The ``[x, y, w, h]`` box rasterised by pycocotools, as a compressed RLE."""
+    return mask_utils.frPyObjects(np.array([bbox], dtype=np.float64), height, width)[0]
+
+
+def box_mask(bbox, height: int, width: int) -> np.ndarray:
+    """The ``[x, y, w, h]`` box rasterised by pycocotools, as a uint8 ``height x width`` mask."""
+    return mask_utils.decode(box_rle(bbox, height, width))
+
+
+def local_rle(mask: np.ndarray, x: int, y: int, height: int, width: int) -> dict:
+    """Compressed RLE of an image of ``height x width`` that is ``mask`` at (x, y) and 0 elsewhere.
+
+    Built from the foreground pixels alone (cost grows with the object, not the image): their
+    column-major indices (c + x) * height + (r + y), cut into runs of consecutive indices,
+    give COCO's alternating 0/1 run lengths.
+    """
+    h, w = mask.shape
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        raise ValueError(f"mask {w}x{h} at ({x}, {y}) is not inside {width}x{height}")
+    flat = np.flatnonzero(np.asarray(mask).T)  # column-major order of the local mask
+    idx = (flat // h + x) * height + (flat % h + y)
+    if idx.size == 0:
+        counts = [height * width]
+    else:
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = idx[np.concatenate([[0], breaks])]
+        ends = idx[np.concatenate([breaks - 1, [idx.size - 1]])] + 1
+        zeros = starts - np.concatenate([[0], ends[:-1]])
+        runs = np.empty(2 * starts.size + 1, np.int64)
+        runs[0:-1:2], runs[1:-1:2] = zeros, ends - starts
+        runs[-1] = height * width - ends[-1]
+        counts = runs.tolist()
+    return mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """uint8 0/1 mask of an RLE."""
+    return mask_utils.decode(rle)
+
+
+def rle_from_mask(mask: np.ndarray) -> dict:
+    """Compressed RLE of a full-size binary mask."""
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+
+
+def area(rle: dict) -> int:
+    return int(mask_utils.area(rle))
+
+
+def tight_bbox(rle: dict) -> list[float]:
+    """``[x, y, w, h]`` of the mask's pixels (pixel corners), zeros for an empty mask."""
+    return [float(v) for v in mask_utils.toBbox(rle)]
+
+
+def warp_rle(seg, bbox, src_hw, scale_xy, offset_xy, window, canvas_hw, ann_id=None) -> tuple[dict | None, list, float]:
+    """An annotation moved by ``x' = sx * x + ox, y' = sy * y + oy`` onto a canvas and cut to ``window``.
+
+    ``src_hw``: the source image (h, w); ``window``: x0, y0, x1, y1 (integers) of the canvas
+    that shows this source (pixels outside it belong to other sources); ``canvas_hw``: (H, W).
+    Returns ``(rle, bbox, visible)``: the mask on the canvas as a compressed RLE (None for a
+    box-only annotation), its ``[x, y, w, h]``, and the fraction of the moved object that lies
+    in the window (0 when nothing does).
+
+    Polygons are moved exactly and rasterised by pycocotools on the canvas; an RLE is decoded,
+    resized (bilinear, threshold 0.5) and cut; a box is moved and clipped.
+    """
+    (sh, sw), (sx, sy), (ox, oy), (H, W) = src_hw, scale_xy, offset_xy, canvas_hw
+    x0, y0, x1, y1 = window
+    kind = geometry.segmentation_kind(seg)
+    if kind == geometry.NONE:
+        bx, by, bw, bh = bbox
+        nx0, ny0 = max(x0, bx * sx + ox), max(y0, by * sy + oy)
+        nx1, ny1 = min(x1, (bx + bw) * sx + ox), min(y1, (by + bh) * sy + oy)
+        full = bw * sx * bh * sy
+        if nx1 <= nx0 or ny1 <= ny0 or full <= 0:
+            return None, [0.0, 0.0, 0.0, 0.0], 0.0
+        return None, [nx0, ny0, nx1 - nx0, ny1 - ny0], (nx1 - nx0) * (ny1 - ny0) / full
+    if kind == geometry.POLYGON:
+        parts = []
+        for p in seg:
+            xy = np.asarray(p, dtype=np.float64).reshape(-1, 2) * (sx, sy) + (ox, oy)
+            parts.append(xy.reshape(-1).tolist())
+        whole = mask_utils.merge(mask_utils.frPyObjects(parts, H, W))
+        full_area = geometry.polygons_area(seg) * sx * sy
+        if (x0, y0, x1, y1) == (0, 0, W, H):
+            rle = whole
+        else:
+            rle = mask_utils.merge([whole, box_rle([x0, y0, x1 - x0, y1 - y0], H, W)], intersect=True)
+    else:
+        try:
+            src = mask_utils.decode(geometry.to_rle(seg, sh, sw))
+        except Exception as exc:  # noqa: BLE001 (pycocotools raises bare exceptions on corrupt input)
+            raise InputError(f"annotation id {ann_id}: segmentation cannot be rasterised ({exc})") from None
+        tw, th = round(sw * sx), round(sh * sy)
+        moved = (cv2.resize(src * np.uint8(255), (tw, th), interpolation=cv2.INTER_LINEAR) >= 128).astype(np.uint8)
+        full_area = float(np.count_nonzero(moved))
+        # the part of the moved mask inside the window and the canvas
+        cx0, cy0 = max(x0, ox, 0), max(y0, oy, 0)
+        cx1, cy1 = min(x1, ox + tw, W), min(y1, oy + th, H)
+        if cx1 <= cx0 or cy1 <= cy0:
+            return _empty(H, W), [0.0, 0.0, 0.0, 0.0], 0.0
+        rle = local_rle(moved[cy0 - oy:cy1 - oy, cx0 - ox:cx1 - ox], cx0, cy0, H, W)
+    left = area(rle)
+    return rle, tight_bbox(rle), (left / full_area if full_area > 0 else 0.0)
+
+
+def _empty(height: int, width: int) -> dict:
+    return mask_utils.frPyObjects({"counts": [height * width], "size": [height, width]}, height, width)

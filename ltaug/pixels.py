@@ -1,0 +1,116 @@
+"""Pure pixel operations of the engine: resize an object, blend it into an image, mix two images.
+
+Images are uint8 BGR ``h x w x 3`` arrays (what OpenCV decodes); masks are uint8 0/1 ``h x w``.
+Every function touches only the region it needs (an object's box, not the whole image):
+blurring or blending a whole 640 x 480 image for a 100 px object costs 10-20 times more.
+
+Blending modes for pasting an object with mask M at (x, y) into image I (Dwibedi et al.,
+"Cut, Paste and Learn", ICCV 2017, showed that detectors learn the paste boundary unless it
+is hidden; they used Gaussian and Poisson blending):
+
+* ``hard``: I = M * O + (1 - M) * I.
+* ``gaussian``: alpha = M * (G_sigma * M), the mask blurred by a Gaussian of ``sigma`` px and
+  then cut back to the mask: the edge fades into the target from inside the object, and no
+  pixel outside the mask (the source image's background) is ever used, so there is no halo.
+  I = alpha * O + (1 - alpha) * I, computed in the object's box only.
+* ``poisson``: OpenCV's ``seamlessClone`` (Perez et al., "Poisson Image Editing", SIGGRAPH
+  2003) solves for pixels inside M whose gradients are the object's and whose boundary is the
+  target's. OpenCV needs a margin around the mask inside the image; an object within 2 px
+  of the image border is blended ``gaussian`` instead (:func:`paste_object` says which
+  mode it used).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BLENDS = ("hard", "gaussian", "poisson")
+JPEG_QUALITY = 95
+PAD_VALUE = 114  # grey of empty canvas, as mmdetection and ultralytics pad mosaics
+
+
+def resize_object(crop: np.ndarray, mask: np.ndarray, width: int, height: int,
+                  flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The crop and its mask at ``width x height`` (bilinear / bilinear-then-threshold at 0.5), flipped if asked.
+
+    Thresholding the bilinear mask keeps its edge where the object's edge is after resizing,
+    which nearest-neighbour sampling would shift by up to half a source pixel.
+    """
+    size = (int(width), int(height))
+    if crop.shape[1::-1] != size:
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+        mask = (cv2.resize(mask * np.uint8(255), size, interpolation=cv2.INTER_LINEAR) >= 128).astype(np.uint8)
+    if flip:
+        crop, mask = crop[:, ::-1], mask[:, ::-1]
+    return np.ascontiguousarray(crop), np.ascontiguousarray(mask)
+
+
+def feather_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 alpha = M * (G_sigma * M): 1 deep inside the mask, fading towards its edge, 0 outside."""
+    m = mask.astype(np.float32)
+    if sigma <= 0:
+        return m
+    return cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE) * m
+
+
+def blend_alpha(region: np.ndarray, obj: np.ndarray, alpha: np.ndarray) -> None:
+    """``region = alpha * obj + (1 - alpha) * region`` in place, rounded to uint8."""
+    a = alpha[..., None]
+    out = region.astype(np.float32)
+    out += a * (obj.astype(np.float32) - out)
+    np.rint(out, out=out)
+    region[...] = out.astype(np.uint8)
+
+
+def paste_object(image: np.ndarray, obj: np.ndarray, mask: np.ndarray, x: int, y: int,
+                 blend: str = "gaussian", sigma: float = 1.0) -> str:
+    """Paste ``obj`` (h x w x 3) with ``mask`` (h x w) into ``image`` at top-left (x, y), in place.
+
+    The object must lie inside the image. Returns the mode used (``poisson`` falls back to
+    ``gaussian`` when the object lies within 2 px of the image border or its mask is empty).
+    """
+    h, w = mask.shape
+    H, W = image.shape[:2]
+    if not (0 <= x and 0 <= y and x + w <= W and y + h <= H):
+        raise ValueError(f"object {w}x{h} at ({x}, {y}) is not inside the {W}x{H} image")
+    region = image[y:y + h, x:x + w]
+    if blend == "hard":
+        np.copyto(region, obj, where=mask[..., None].astype(bool))
+        return "hard"
+    if blend == "poisson" and x >= 2 and y >= 2 and x + w + 2 <= W and y + h + 2 <= H and mask.any():
+        # seamlessClone wants the mask inside its patch (a zero frame) and, as measured with
+        # OpenCV 5.0, a destination strictly larger than the patch (an equal-sized one is
+        # silently left as it was): patch = object + 1 px, destination = object's surroundings
+        # + 2 px. It centres the mask's bounding rectangle at `center`.
+        m = cv2.copyMakeBorder(mask * np.uint8(255), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        src = cv2.copyMakeBorder(obj, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        ys, xs = np.nonzero(m)
+        x0, y0 = int(xs.min()), int(ys.min())
+        center = (1 + x0 + (int(xs.max()) - x0 + 1) // 2, 1 + y0 + (int(ys.max()) - y0 + 1) // 2)
+        around = np.ascontiguousarray(image[y - 2:y + h + 2, x - 2:x + w + 2])
+        out = cv2.seamlessClone(src, around, m, center, cv2.NORMAL_CLONE)
+        np.copyto(region, out[2:2 + h, 2:2 + w], where=mask[..., None].astype(bool))
+        return "poisson"
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+    blend_alpha(region, obj, feather_alpha(mask, sigma))
+    return "gaussian"
+
+
+def mix(a: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
+    """Mixup of two images of the same size: lam * a + (1 - lam) * b, rounded (Zhang et al., ICLR 2018)."""
+    return cv2.addWeighted(a, float(lam), b, 1.0 - float(lam), 0.0)
+
+
+def decode_image(data: bytes | np.ndarray) -> np.ndarray | None:
+    """BGR pixels in stored orientation (EXIF rotation ignored, as COCO annotations assume); None if undecodable."""
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+
+
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG bytes of a BGR image (OpenCV's libjpeg-turbo; no EXIF, so no orientation to misread)."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
