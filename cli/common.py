@@ -72,3 +72,65 @@ def report_skipped(ds: Dataset, path) -> None:
         total = sum(ds.skipped.values())
         kinds = ", ".join(f"{n} {k}" for k, n in ds.skipped.most_common())
         print(f"{path}: skipped {total} invalid record(s): {kinds}", file=sys.stderr)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Input images, output folder, workers, resume, seed: the options of the pixel commands."""
+    parser.add_argument("annotations", metavar="ANNOTATIONS", help="COCO/LVIS json file or YOLO-seg folder")
+    parser.add_argument("--images", required=True, metavar="DIR", help="image root of the annotation file")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output folder: annotations.json, images/, run.json")
+    add_run_options(parser)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same output bytes")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores); the output "
+                                                                  "is the same bytes for any N")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run (kept in .OUT.partial beside OUT); same final output")
+    add_on_error(parser)
+
+
+def run_engine(args, dataset, images, output, steps, workers=None) -> int:
+    """Run steps with the engine, then print one summary line per step and where the output is."""
+    import sys
+
+    from ltaug.engine import run_pipeline
+    from ltaug.errors import UsageError
+
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    s = run_pipeline(dataset, images, output, steps, workers=workers, resume=args.resume,
+                     on_error=args.on_error, progress=sys.stderr.isatty())
+    for r in s["steps_run"]:
+        print(f"  {describe_step(r)}", file=sys.stderr)
+    c = s["counts"]
+    print(f"wrote {output}: {c['images_after']} images ({c['images_before']} before, {c['images_written']} written), "
+          f"{c['annotations_after']} annotations ({c['annotations_before']} before) in {s['seconds']:.1f} s; "
+          f"`ltaug report {output}` makes the HTML report", file=sys.stderr)
+    return 0
+
+
+def describe_step(r: dict) -> str:
+    """One line about a finished step (from run.json's ``steps_run``)."""
+    if r["op"] == "resample":
+        return f"resample: {r['images_before']} -> {r['images_after']} images ({r['seconds']:.1f} s)"
+    added, removed = sum(r["added_per_class"].values()), sum(r["removed_per_class"].values())
+    rate = r["images_written"] / r["seconds"] if r["seconds"] > 0 else float("inf")
+    parts = [f"{r['op']}: {r['images_written']} images ({rate:.0f} images/s)"]
+    if r["op"] == "paste":
+        blends = ", ".join(f"{k} {v}" for k, v in sorted(r["blend"].items()))
+        parts.append(f"{added} objects pasted ({blends})")
+        plan = r.get("plan", {})
+        if plan.get("no_room"):
+            parts.append(f"{plan['no_room']} found no room")
+        if plan.get("unplaced_budget"):
+            parts.append(f"{plan['unplaced_budget']} of the budget not placed (too few images for --objects)")
+        hidden = sum(r["pasted_removed_per_class"].values())
+        parts.append(f"{removed} existing objects removed as occluded" + (f", {hidden} pasted ones hidden by later pastes" if hidden else ""))
+    else:
+        parts.append(f"{added} objects carried, {removed} cut remnants dropped")
+    if r["images_skipped"]:
+        parts.append(f"{len(r['images_skipped'])} skipped (unreadable images)")
+    return "; ".join(parts)
