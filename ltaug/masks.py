@@ -66,7 +66,7 @@ def local_rle(mask: np.ndarray, x: int, y: int, height: int, width: int) -> dict
         runs = np.empty(2 * starts.size + 1, np.int64)
         runs[0:-1:2], runs[1:-1:2] = zeros, ends - starts
         runs[-1] = height * width - ends[-1]
-        counts = runs.tolist()
+        counts = runs.tolist() if runs[-1] else runs[:-1].tolist()  # pycocotools ends on the last run
     return mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
 
 

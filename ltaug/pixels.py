@@ -16,8 +16,8 @@ is hidden; they used Gaussian and Poisson blending):
 * ``poisson``: OpenCV's ``seamlessClone`` (Perez et al., "Poisson Image Editing", SIGGRAPH
   2003) solves for pixels inside M whose gradients are the object's and whose boundary is the
   target's. OpenCV needs a margin around the mask inside the image; an object within 2 px
-  of the image border is blended ``gaussian`` instead (:func:`paste_object` says which
-  mode it used).
+  of the image border, or one OpenCV refuses (it asserts on masks only a few pixels
+  across), is blended ``gaussian`` instead (:func:`paste_object` says which mode it used).
 """
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def paste_object(image: np.ndarray, obj: np.ndarray, mask: np.ndarray, x: int, y
     """Paste ``obj`` (h x w x 3) with ``mask`` (h x w) into ``image`` at top-left (x, y), in place.
 
     The object must lie inside the image. Returns the mode used (``poisson`` falls back to
-    ``gaussian`` when the object lies within 2 px of the image border or its mask is empty).
+    ``gaussian`` when the object lies within 2 px of the image border, its mask is empty, or
+    OpenCV refuses it).
     """
     h, w = mask.shape
     H, W = image.shape[:2]
@@ -88,9 +89,13 @@ def paste_object(image: np.ndarray, obj: np.ndarray, mask: np.ndarray, x: int, y
         x0, y0 = int(xs.min()), int(ys.min())
         center = (1 + x0 + (int(xs.max()) - x0 + 1) // 2, 1 + y0 + (int(ys.max()) - y0 + 1) // 2)
         around = np.ascontiguousarray(image[y - 2:y + h + 2, x - 2:x + w + 2])
-        out = cv2.seamlessClone(src, around, m, center, cv2.NORMAL_CLONE)
-        np.copyto(region, out[2:2 + h, 2:2 + w], where=mask[..., None].astype(bool))
-        return "poisson"
+        try:
+            out = cv2.seamlessClone(src, around, m, center, cv2.NORMAL_CLONE)
+        except cv2.error:  # OpenCV 5.0 asserts on masks a few pixels across: blend those gaussian
+            out = None
+        if out is not None:
+            np.copyto(region, out[2:2 + h, 2:2 + w], where=mask[..., None].astype(bool))
+            return "poisson"
     if blend not in BLENDS:
         raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     blend_alpha(region, obj, feather_alpha(mask, sigma))

@@ -1,0 +1,211 @@
+"""The offline engine end to end: valid output, same bytes for any worker count, resume after a kill."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DEMO, ROOT
+
+from ltaug import InputError, UsageError, load_dataset
+from ltaug.copy_paste import PasteSpec
+from ltaug.engine import Step, partial_dir, run_pipeline
+from ltaug.frequency import to_lvis
+from ltaug.jsonio import file_sha256
+from ltaug.mixup import MixupSpec
+from ltaug.mosaic import MosaicSpec
+from ltaug.paths import image_file_name
+from ltaug.resample import ResampleSpec
+
+IMAGES = DEMO / "images" / "train"
+STEPS = [Step("resample", ResampleSpec("rfs", seed=0, threshold=0.1)),
+         Step("paste", PasteSpec(objects=4, prob=0.7, seed=1)),
+         Step("mosaic", MosaicSpec(count=6, seed=2)),
+         Step("mixup", MixupSpec(count=4, seed=3))]
+
+
+def same_tree(a: Path, b: Path) -> bool:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a if f.name != "run.json")
+
+
+def linked_images(tmp_path: Path) -> Path:
+    """A private copy (hard links) of the demo image folder, safe to break."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in IMAGES.iterdir():
+        os.link(p, images / p.name)
+    return images
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, demo_train_path):
+    ds = load_dataset(demo_train_path)
+    base = tmp_path_factory.mktemp("engine")
+    run_pipeline(ds, IMAGES, base / "w1", STEPS, workers=1, progress=False)
+    run_pipeline(ds, IMAGES, base / "w2", STEPS, workers=2, progress=False)
+    return ds, base
+
+
+def test_same_bytes_for_any_worker_count(runs):
+    _, base = runs
+    assert same_tree(base / "w1", base / "w2")
+
+
+def test_output_is_a_valid_dataset_with_every_file(runs):
+    from pycocotools.coco import COCO
+
+    ds, base = runs
+    out = base / "w1"
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "images", "run.json"]
+    result = load_dataset(out / "annotations.json")  # full record validation
+    coco = COCO(str(out / "annotations.json"))
+    for a in coco.dataset["annotations"][:400]:
+        assert coco.annToMask(a).sum() > 0 or "segmentation" not in a
+    referenced = {image_file_name(im) for im in result.images}
+    on_disk = {p.relative_to(out / "images").as_posix() for p in (out / "images").rglob("*") if p.is_file()}
+    assert referenced == on_disk  # every referenced file is there, and nothing else
+    run = json.loads((out / "run.json").read_text())
+    assert [s["op"] for s in run["steps"]] == ["resample", "paste", "mosaic", "mixup"]
+    assert run["counts"]["images_after"] == len(result.images)
+
+
+def test_provenance_and_kept_originals(runs):
+    ds, base = runs
+    out = base / "w1"
+    result = load_dataset(out / "annotations.json")
+    ops = {}
+    for im in result.images:
+        ops.setdefault(im.get("ltaug", {}).get("op"), []).append(im)
+    assert len(ops["mosaic"]) == 6 and len(ops["mixup"]) == 4 and ops["paste"]
+    for im in ops["mosaic"]:
+        assert len(im["ltaug"]["source_image_ids"]) == 4 and im["ltaug"]["seed"] == 2
+    for im in ops["paste"]:
+        assert im["file_name"].startswith("ltaug/") and im["ltaug"]["params"]["objects"]
+    by_id = {a["id"]: a for a in ds.annotations}
+    for a in result.annotations:
+        p = a.get("ltaug", {})
+        if p.get("op") == "paste":
+            assert p["source_annotation_id"] in by_id
+            assert by_id[p["source_annotation_id"]]["category_id"] == a["category_id"]
+        if p.get("op") == "mixup":
+            assert 0 < p["mixup_weight"] < 1
+    # images nothing was pasted on are the input files themselves (hard links), not re-encoded
+    kept = [im for im in result.images if im.get("ltaug", {}).get("op", "").startswith("resample")]
+    assert kept
+    for im in kept:
+        assert os.path.samefile(out / "images" / im["file_name"], IMAGES / im["file_name"])
+
+
+def test_lvis_input_gives_lvis_output(tmp_path, demo_train_path):
+    from lvis import LVIS
+
+    ds = to_lvis(load_dataset(demo_train_path), rare_max=2, common_max=5)
+    for im in ds.images:
+        im["neg_category_ids"] = [c["id"] for c in ds.categories[:3]]
+        im["not_exhaustive_category_ids"] = []
+    path = tmp_path / "train_lvis.json"
+    ds.save(path)
+    ds = load_dataset(path)
+    out = tmp_path / "out"
+    run_pipeline(ds, IMAGES, out, [Step("paste", PasteSpec(weighting="uniform", objects=5, seed=0))], workers=1,
+                 progress=False)
+    lvis = LVIS(str(out / "annotations.json"))
+    assert len(lvis.dataset["images"]) == len(ds.images)
+    for im in lvis.dataset["images"]:
+        present = {a["category_id"] for a in lvis.img_ann_map[im["id"]]}
+        assert not present & set(im["neg_category_ids"])
+
+
+def test_errors_are_one_line_and_inputs_untouched(tmp_path, demo_train_path):
+    ds = load_dataset(demo_train_path)
+    before = file_sha256(demo_train_path)
+    with pytest.raises(UsageError, match="over the input images"):
+        run_pipeline(ds, IMAGES, IMAGES, STEPS[1:2], workers=1, progress=False)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not an ltaug output"):
+        run_pipeline(ds, IMAGES, tmp_path / "busy", STEPS[1:2], workers=1, progress=False)
+    # a missing image: one line naming it; with skip, counted
+    images = linked_images(tmp_path)
+    victim = ds.images[3]
+    (images / victim["file_name"]).unlink()
+    with pytest.raises(InputError, match=f"image id {victim['id']}: file .* not found"):
+        run_pipeline(ds, images, tmp_path / "out", STEPS[1:2], workers=1, progress=False)
+    assert file_sha256(demo_train_path) == before
+
+
+def test_skip_unreadable_images(tmp_path, demo_train_path):
+    ds = load_dataset(demo_train_path)
+    images = linked_images(tmp_path)
+    victim = ds.images[5]
+    (images / victim["file_name"]).unlink()
+    (images / victim["file_name"]).write_bytes(b"not an image")
+    # the mosaic step reads through the work folder, where the broken file is linked too
+    s = run_pipeline(ds, images, tmp_path / "out", [Step("mosaic", MosaicSpec(count=40, seed=0))], workers=1,
+                     on_error="skip", progress=False)
+    skipped = s["steps_run"][0]["images_skipped"]
+    assert skipped and all(f"image id {victim['id']}" in r for r in skipped)
+    assert s["counts"]["images_after"] == len(ds.images) + 40 - len(skipped)
+
+
+def _ltaug(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, **kw)
+
+
+@pytest.mark.parametrize("kill_after_shards", [1, 4])
+def test_killed_run_resumes_to_the_same_output(tmp_path, demo_train_path, kill_after_shards):
+    """Kill a real run (SIGKILL, workers included) once some shards are written; --resume then
+    gives the same bytes as a run that was never interrupted."""
+    config = tmp_path / "pipe.yaml"
+    config.write_text(f"""\
+input: {demo_train_path}
+images: {IMAGES}
+output: out
+seed: 7
+steps:
+  - resample: {{method: rfs, threshold: 0.5, epochs: 8}}
+  - paste: {{objects: 5, blend: poisson}}
+""")
+    reference = tmp_path / "ref.yaml"
+    reference.write_text(config.read_text().replace("output: out", "output: ref"))
+    r = _ltaug("run", reference, "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    shards = partial_dir(tmp_path / "out") / "step-1" / "shards"
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(config), "--workers", "2"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if shards.is_dir() and len(list(shards.glob("*.json"))) >= kill_after_shards:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed; give it more work"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out").exists() and partial_dir(tmp_path / "out").is_dir()
+    r = _ltaug("run", config, "--workers", "1")
+    assert r.returncode == 2 and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _ltaug("run", config, "--workers", "1", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert not partial_dir(tmp_path / "out").exists()
+    assert same_tree(tmp_path / "ref", tmp_path / "out")
+
+
+def test_pipeline_file_errors(tmp_path, demo_train_path):
+    bad = tmp_path / "bad.yaml"
+    for text, message in (("steps: [}", "not valid YAML"),
+                          (f"input: {demo_train_path}\nimages: {IMAGES}\noutput: o\nsteps:\n  - blur: {{}}\n", "unknown step 'blur'"),
+                          (f"input: {demo_train_path}\nimages: {IMAGES}\noutput: o\nsteps:\n  - paste: {{objcts: 3}}\n", "unknown parameter(s) objcts"),
+                          (f"input: {demo_train_path}\nimages: {IMAGES}\nsteps: []\n", "missing key(s) output")):
+        bad.write_text(text)
+        r = _ltaug("run", bad)
+        assert r.returncode in (1, 2) and message in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
