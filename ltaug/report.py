@@ -1,0 +1,556 @@
+"""HTML report of an engine output folder: one self-contained page a person reads in a browser.
+
+The page holds, from ``OUT/run.json``, ``OUT/annotations.json`` and the run's input file:
+
+* the run: input, steps with their parameters, per-step counts and timings;
+* the r/c/f shift: the share of instances in each frequency bin, before and after;
+* the before/after class histogram (PNG, drawn by :func:`ltaug.shift.plot_shift`);
+* a per-class table: bin, instances before and after, objects pasted (in the output),
+  existing objects removed by occlusion (paste steps), cut remnants dropped (mosaic/mixup),
+  and the factor after/before;
+* a grid of sample images the engine made (a seeded mix of paste, mosaic and mixup outputs)
+  with masks (semi-transparent fill and contour) and class names drawn, pasted objects (and
+  their copies carried into later mosaics or mixups) outlined with a thick dashed line.
+
+"Before" is the input annotation file named in ``run.json``; bins are those of the input
+(stored LVIS bins, or computed from its image counts as ``ltaug stats`` does), and do not move.
+Every image is embedded as a base64 data URI, so the page is one file that can be mailed or
+archived. It is written atomically.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import __version__, masks
+from .dataset import load_dataset
+from .engine import FORMAT, PIXEL_OPS
+from .errors import InputError, LtaugError, UsageError
+from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+from .imagefile import read_image
+from .jsonio import file_sha256, read_json, write_bytes_atomic
+from .paths import image_file_name
+from .plotting import BIN_COLORS, BIN_NAMES
+from .shift import _summary as shift_summary
+from .shift import plot_shift
+
+REPORT_NAME = "report.html"
+SAMPLES = 12
+THUMB_WIDTH = 480
+THUMB_QUALITY = 85
+FILL_ALPHA = 0.4
+PASTED_BGR = (0, 230, 255)      # the dashes of a pasted object's outline (yellow), over black
+PASTED_CSS = "#ffe600"
+DASH, GAP = 7, 5                # px along the outline
+
+
+# -- reading the output folder ----------------------------------------------------------------
+
+def read_run(out_dir: str | os.PathLike) -> dict:
+    """``OUT/run.json`` of an engine output folder; a one-line InputError for anything else."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        raise InputError(f"{out_dir}: folder not found")
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir}: not a folder; give the output folder of `ltaug run` / paste / mosaic / mixup")
+    if not (out_dir / "run.json").is_file():
+        raise InputError(f"{out_dir}: not an ltaug output folder (no run.json); make one with `ltaug run` "
+                         "or `ltaug paste | mosaic | mixup`")
+    run = read_json(out_dir / "run.json")
+    if not isinstance(run, dict) or run.get("format") != FORMAT or not isinstance(run.get("steps_run"), list):
+        raise InputError(f"{out_dir / 'run.json'}: not the run record of an ltaug output folder "
+                         f"(format {run.get('format') if isinstance(run, dict) else None!r}, expected {FORMAT!r})")
+    return run
+
+
+def input_path(out_dir: Path, run: dict, override=None) -> Path:
+    """The annotation file the run read ("before"): ``override`` if given, else the path in run.json."""
+    if override is not None:
+        path = Path(override)
+        if not path.exists():
+            raise InputError(f"{path}: input annotations not found")
+        return path
+    recorded = (run.get("input") or {}).get("annotations")
+    if not recorded:
+        raise InputError(f"{out_dir / 'run.json'}: names no input annotation file, so there are no 'before' "
+                         "counts; give it with --input")
+    path = Path(recorded)
+    if not path.exists():
+        raise InputError(f"{out_dir / 'run.json'}: the input annotations {path} (the 'before' counts) are not "
+                         "found; give their current path with --input")
+    return path
+
+
+# -- counts -------------------------------------------------------------------------------------
+
+def _per_class(reports: list, ops, key: str) -> dict:
+    """Sum of ``report[key]`` ({category id: n}, keys strings after json) over the steps of ``ops``."""
+    out: dict = {}
+    for r in reports:
+        if r.get("op") in ops:
+            for cid, n in (r.get(key) or {}).items():
+                out[int(cid)] = out.get(int(cid), 0) + int(n)
+    return out
+
+
+def _op(record: dict):
+    lt = record.get("ltaug")
+    return lt.get("op") if isinstance(lt, dict) else None
+
+
+def class_table(before, after, run: dict, *, rare_max=None, common_max=None) -> dict:
+    """The per-class before/after document (the shape of :func:`ltaug.shift.class_shift`, so that
+    :func:`ltaug.shift.plot_shift` draws it) with the report's own columns.
+
+    Each class: ``id``, ``name``, ``bin`` (of the input), ``before_instances`` /
+    ``after_instances`` and ``before_images`` / ``after_images``, ``pasted`` (annotations of
+    the output made by a paste step), ``removed`` (existing objects removed as occluded, summed
+    over the paste steps of run.json), ``dropped`` (cut remnants dropped by mosaic / mixup) and
+    ``factor`` (after / before instances; None when before is 0). Classes are in the input's
+    order; a class only in the output is added with zeros before.
+    """
+    bix, aix = before.index, after.index
+    bins = dataset_bins(before, rare_max=rare_max, common_max=common_max)
+    after_pos = {int(c): k for k, c in enumerate(aix.category_ids)}
+    pasted_cats = [a["category_id"] for a in after.annotations if _op(a) == "paste"]
+    pasted = dict(zip(*(v.tolist() for v in np.unique(np.asarray(pasted_cats, np.int64), return_counts=True))))
+    removed = _per_class(run["steps_run"], ("paste",), "removed_per_class")
+    dropped = _per_class(run["steps_run"], ("mosaic", "mixup"), "removed_per_class")
+    classes = []
+
+    def row(cid, name, b, bi, bm):
+        k = after_pos.pop(cid, None)
+        ai = int(aix.instance_counts[k]) if k is not None else 0
+        am = int(aix.image_counts[k]) if k is not None else 0
+        classes.append({"id": cid, "name": name, "bin": b, "before_instances": bi, "after_instances": ai,
+                        "pasted": int(pasted.get(cid, 0)), "removed": int(removed.get(cid, 0)),
+                        "dropped": int(dropped.get(cid, 0)), "before_images": bm, "after_images": am,
+                        "factor": ai / bi if bi else None})
+
+    for cid, name, b, bi, bm in zip(bix.category_ids.tolist(), bix.category_names, bins,
+                                    bix.instance_counts.tolist(), bix.image_counts.tolist()):
+        row(int(cid), name, str(b), int(bi), int(bm))
+    for cid, k in sorted(after_pos.items()):
+        row(cid, aix.category_names[k], "r", 0, 0)
+    return {"classes": classes, "summary": shift_summary(classes, bix.num_images, aix.num_images)}
+
+
+# -- samples ------------------------------------------------------------------------------------
+
+def pick_samples(images: list, n: int, seed: int = 0, pasted_in=None) -> list:
+    """Up to ``n`` images made by a pixel step, a seeded mix of ops (round robin over the ops in
+    pipeline order); of the paste outputs, those with a pasted object come first."""
+    groups: dict = {}
+    for im in images:
+        op = _op(im)
+        if op in PIXEL_OPS:
+            groups.setdefault(op, []).append(im)
+    rng = np.random.default_rng(seed)
+    queues = []
+    for op in PIXEL_OPS:
+        group = groups.get(op, [])
+        order = [group[i] for i in rng.permutation(len(group))]
+        if op == "paste" and pasted_in is not None:
+            order.sort(key=lambda im: im["id"] not in pasted_in)  # stable: the shuffle stays within each kind
+        queues.append(order)
+    picked = []
+    while len(picked) < n and any(queues):
+        for q in queues:
+            if q and len(picked) < n:
+                picked.append(q.pop(0))
+    return picked
+
+
+def pasted_flags(annotations: list, of=None) -> dict:
+    """Annotation id -> True if it is a pasted object or a copy of one (carried into a mosaic or
+    mixup, or repeated by a later resample step), following ``ltaug.source_annotation_id``;
+    for the annotations ``of`` (default: all)."""
+    by_id = {a["id"]: a for a in annotations}
+    memo: dict = {}
+
+    def flag(a) -> bool:
+        chain = []
+        while True:
+            if a["id"] in memo:
+                result = memo[a["id"]]
+                break
+            chain.append(a["id"])
+            lt = a.get("ltaug") if isinstance(a.get("ltaug"), dict) else {}
+            if lt.get("op") == "paste":
+                result = True
+                break
+            src = by_id.get(lt.get("source_annotation_id")) if (lt.get("op") in ("mosaic", "mixup")
+                                                                or "repeat" in lt) else None
+            if src is None or src["id"] in chain:
+                result = False
+                break
+            a = src
+        for i in chain:
+            memo[i] = result
+        return result
+
+    return {a["id"]: flag(a) for a in (annotations if of is None else of)}
+
+
+def class_color(position: int) -> tuple:
+    """A distinct saturated BGR colour for the class at ``position`` (golden-ratio hue steps)."""
+    hue = int((position * 0.618033988749895 % 1.0) * 180)
+    hsv = np.array([[[hue, 200, 235]]], dtype=np.uint8)
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def _dashed(img: np.ndarray, contour: np.ndarray, color, thickness: int) -> None:
+    pts = contour.reshape(-1, 2)
+    if len(pts) < 2:
+        return
+    pts = np.concatenate([pts, pts[:1]])  # closed
+    for start in range(0, len(pts) - 1, DASH + GAP):
+        seg = pts[start:start + DASH + 1]
+        if len(seg) >= 2:
+            cv2.polylines(img, [seg.reshape(-1, 1, 2)], False, color, thickness, cv2.LINE_AA)
+
+
+def draw_sample(image: np.ndarray, annotations: list, names: dict, colors: dict, pasted: dict,
+                width: int = THUMB_WIDTH) -> np.ndarray:
+    """A thumbnail ``width`` px wide (never enlarged) of ``image`` (BGR) with every annotation's
+    mask filled and outlined in its class colour and its class name written at its box;
+    pasted objects (``pasted[ann id]``) get a thick dashed outline, yellow over black."""
+    H, W = image.shape[:2]
+    s = min(1.0, width / W)
+    tw, th = max(1, round(W * s)), max(1, round(H * s))
+    thumb = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA) if s < 1 else image.copy()
+    shapes = []
+    for a in annotations:
+        rle, _ = masks.annotation_rle(a.get("segmentation"), a["bbox"], H, W, a.get("id"))
+        m = masks.decode_rle(rle)
+        if s < 1:
+            m = (cv2.resize(m * np.uint8(255), (tw, th), interpolation=cv2.INTER_AREA) >= 128).astype(np.uint8)
+        color = colors.get(a["category_id"], (255, 255, 255))
+        region = m.astype(bool)
+        thumb[region] = (thumb[region] * (1 - FILL_ALPHA) + np.array(color) * FILL_ALPHA).astype(np.uint8)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        shapes.append((a, color, contours))
+    for a, color, contours in shapes:  # outlines over every fill
+        if pasted.get(a["id"]):
+            cv2.drawContours(thumb, contours, -1, (0, 0, 0), 4, cv2.LINE_AA)
+            for c in contours:
+                _dashed(thumb, c, PASTED_BGR, 2)
+        else:
+            cv2.drawContours(thumb, contours, -1, color, 1, cv2.LINE_AA)
+    for a, color, _ in shapes:  # labels over every outline
+        label = names.get(a["category_id"], str(a["category_id"]))
+        _label(thumb, label, a["bbox"][0] * s, a["bbox"][1] * s, color, pasted.get(a["id"], False))
+    return thumb
+
+
+def _label(img: np.ndarray, text: str, x: float, y: float, color, pasted: bool) -> None:
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    (w, h), base = cv2.getTextSize(text, font, scale, 1)
+    H, W = img.shape[:2]
+    x0 = int(min(max(0, x), max(0, W - w - 4)))
+    y0 = int(min(max(0, y - h - base - 2), max(0, H - h - base - 2)))
+    bg = (0, 0, 0) if pasted else tuple(int(c * 0.55) for c in color)
+    cv2.rectangle(img, (x0, y0), (x0 + w + 4, y0 + h + base + 2), bg, -1)
+    cv2.putText(img, text, (x0 + 2, y0 + h + 1), font, scale, PASTED_BGR if pasted else (255, 255, 255), 1, cv2.LINE_AA)
+
+
+# -- the page -----------------------------------------------------------------------------------
+
+def _uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _params(params: dict) -> str:
+    parts = [f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, (dict, list)) else v}"
+             for k, v in (params or {}).items()]
+    return ", ".join(parts)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _histogram_png(doc: dict, title: str) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="ltaug-report-") as tmp:
+        path = Path(tmp) / "shift.png"
+        plot_shift(doc, path, title=title)
+        return path.read_bytes()
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#1d1f23;
+  margin:0;background:#f4f5f7}
+main{max-width:1280px;margin:0 auto;padding:24px 28px 48px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 10px;border-bottom:1px solid #d8dbe0;padding-bottom:4px}
+.sub{color:#5b6270;margin:0 0 16px}.note{color:#5b6270;font-size:13px;margin:6px 0}
+.warn{background:#fff4d6;border:1px solid #e8c76a;padding:8px 12px;border-radius:6px;margin:10px 0}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
+.card{background:#fff;border:1px solid #dde0e5;border-radius:8px;padding:10px 14px;flex:1 1 140px}
+.card b{display:block;font-size:20px}.card span{color:#5b6270;font-size:12px}
+table{border-collapse:collapse;background:#fff;border:1px solid #dde0e5;font-size:13px}
+th,td{padding:4px 10px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top}
+th{background:#eef0f3;font-weight:600;position:sticky;top:0;max-width:110px}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+tr:hover td{background:#f7f9fc}
+table.info th{white-space:nowrap;max-width:none}
+code{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",monospace;color:#30343b;word-break:break-word}
+.bin{display:inline-block;min-width:18px;text-align:center;border-radius:4px;color:#fff;font-weight:600;font-size:12px}
+.bar{display:flex;height:22px;width:100%;max-width:560px;border-radius:4px;overflow:hidden;border:1px solid #c9cdd3}
+.bar div{color:#fff;font-size:11px;line-height:22px;padding-left:4px;white-space:nowrap;overflow:hidden}
+.fig{background:#fff;border:1px solid #dde0e5;border-radius:8px;padding:8px;max-width:100%}
+.fig img{max-width:100%;height:auto;display:block}
+.scroll{max-height:640px;overflow:auto;display:inline-block;max-width:100%}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:14px;align-items:start}
+figure{margin:0;background:#fff;border:1px solid #dde0e5;border-radius:8px;overflow:hidden}
+figure img{width:100%;height:auto;display:block;background:#222}
+figcaption{padding:6px 10px;font-size:12.5px;color:#30343b}figcaption .f{color:#7a808b;font-size:11.5px}
+.legend{display:flex;gap:18px;align-items:center;flex-wrap:wrap;margin:6px 0 12px;font-size:13px}
+.legend svg{vertical-align:middle;margin-right:6px}
+.up{color:#1a7f37}.down{color:#b42318}
+"""
+
+
+def _bin_badge(b: str) -> str:
+    return f'<span class="bin" style="background:{BIN_COLORS.get(b, "#888")}">{_e(b)}</span>'
+
+
+def _share_bar(shares: dict) -> str:
+    cells = "".join(f'<div style="width:{100 * shares[b]:.3f}%;background:{BIN_COLORS[b]}" '
+                    f'title="{BIN_NAMES[b]} {_pct(shares[b])}">{b} {_pct(shares[b]) if shares[b] >= 0.06 else ""}</div>'
+                    for b in BINS if shares[b] > 0)
+    return f'<div class="bar">{cells}</div>'
+
+
+def _run_section(run: dict, out_dir: Path, before_path: Path, warnings: list) -> str:
+    inp, c = run.get("input") or {}, run.get("counts") or {}
+    rows = []
+    for k, (step, r) in enumerate(zip(run.get("steps") or [{}] * len(run["steps_run"]), run["steps_run"])):
+        op = r.get("op", step.get("op", "?"))
+        params = dict(r.get("params") or step.get("params") or {})
+        if step.get("bank"):
+            params["bank"] = step["bank"]
+        if op == "resample":
+            result = f"{r.get('images_before', '?')} → {r.get('images_after', '?')} images"
+        else:
+            added = sum((r.get("added_per_class") or {}).values())
+            removed = sum((r.get("removed_per_class") or {}).values())
+            parts = [f"{r.get('images_written', 0)} images written"]
+            if op == "paste":
+                parts.append(f"{added} objects pasted")
+                hidden = sum((r.get("pasted_removed_per_class") or {}).values())
+                parts.append(f"{removed} existing objects removed as occluded")
+                if hidden:
+                    parts.append(f"{hidden} pasted hidden by later pastes")
+                plan = r.get("plan") or {}
+                if plan.get("no_room"):
+                    parts.append(f"{plan['no_room']} found no room")
+                if plan.get("unplaced_budget"):
+                    parts.append(f"{plan['unplaced_budget']} of the budget not placed")
+                if r.get("blend"):
+                    parts.append("blend " + ", ".join(f"{m} {n}" for m, n in sorted(r["blend"].items())))
+            else:
+                parts.append(f"{added} objects carried, {removed} cut remnants dropped")
+            if r.get("images_skipped"):
+                parts.append(f"{len(r['images_skipped'])} skipped (unreadable)")
+            result = "; ".join(parts)
+        secs = r.get("seconds")
+        rows.append(f"<tr><td class=n>{k}</td><td><b>{_e(op)}</b></td><td><code>{_e(_params(params))}</code></td>"
+                    f"<td>{_e(result)}</td><td class=n>{'' if secs is None else f'{secs:.2f}'}</td></tr>")
+    info = [("output", str(out_dir)), ("input annotations", f"{before_path} ({inp.get('kind', '?')})"),
+            ("input images", inp.get("images", "?")), ("input sha256", inp.get("sha256") or "not recorded"),
+            ("made by", f"ltaug {run.get('ltaug_version', '?')}; report by ltaug {__version__}")]
+    warn = "".join(f'<p class="warn">{_e(w)}</p>' for w in warnings)
+    return (f"<h2>Run</h2>{warn}<table class=info>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in info)
+            + "</table>"
+            + f"<p class=note>images {c.get('images_before', '?')} → {c.get('images_after', '?')} "
+              f"({c.get('images_written', '?')} written) · annotations {c.get('annotations_before', '?')} → "
+              f"{c.get('annotations_after', '?')} · {run.get('seconds', 0):.1f} s in all</p>"
+            + "<table><tr><th class=n>step</th><th>op</th><th>parameters</th><th>result</th><th class=n>s</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _shift_section(doc: dict, bin_rule: str, hist_png: bytes) -> str:
+    s = doc["summary"]
+    rows = []
+    for b in BINS:
+        members = [c for c in doc["classes"] if c["bin"] == b]
+        sb, sa = s["before"]["bin_instance_share"][b], s["after"]["bin_instance_share"][b]
+        ib, ia = sum(c["before_instances"] for c in members), sum(c["after_instances"] for c in members)
+        diff = 100 * (sa - sb)
+        cls = "up" if diff > 0.05 else "down" if diff < -0.05 else ""
+        rows.append(f"<tr><td>{_bin_badge(b)} {BIN_NAMES[b]}</td><td class=n>{len(members)}</td>"
+                    f"<td class=n>{ib}</td><td class=n>{_pct(sb)}</td><td class=n>{ia}</td><td class=n>{_pct(sa)}</td>"
+                    f"<td class='n {cls}'>{diff:+.1f} pt</td></tr>")
+    return ("<h2>r/c/f shift</h2>"
+            f"<p class=note>Share of instances per frequency bin of the input ({_e(bin_rule)}); bins do not move.</p>"
+            "<table><tr><th>bin</th><th class=n>classes</th><th class=n>instances before</th><th class=n>share before</th>"
+            "<th class=n>instances after</th><th class=n>share after</th><th class=n>change</th></tr>" + "".join(rows) + "</table>"
+            f"<p class=note>before</p>{_share_bar(s['before']['bin_instance_share'])}"
+            f"<p class=note>after</p>{_share_bar(s['after']['bin_instance_share'])}"
+            "<h2>Instances per class, before and after</h2>"
+            f'<div class="fig"><img alt="instances per class before (bars) and after (ticks)" '
+            f'src="{_uri("image/png", hist_png)}"></div>')
+
+
+def _class_section(doc: dict) -> str:
+    classes = sorted(doc["classes"], key=lambda c: (c["before_instances"], c["id"]))
+    show_dropped = any(c["dropped"] for c in classes)
+    head = ("<tr><th class=n>id</th><th>name</th><th>bin</th><th class=n>before</th><th class=n>after</th>"
+            "<th class=n>pasted</th><th class=n>removed by occlusion</th>"
+            + ("<th class=n>cut remnants dropped</th>" if show_dropped else "")
+            + "<th class=n>factor</th><th class=n>images before</th><th class=n>images after</th></tr>")
+    rows = []
+    for c in classes:
+        f = c["factor"]
+        factor = ("new" if c["after_instances"] else "–") if f is None else f"{f:.2f}×"
+        rows.append(f"<tr><td class=n>{c['id']}</td><td>{_e(c['name'])}</td><td>{_bin_badge(c['bin'])}</td>"
+                    f"<td class=n>{c['before_instances']}</td><td class=n>{c['after_instances']}</td>"
+                    f"<td class=n>{c['pasted']}</td><td class=n>{c['removed']}</td>"
+                    + (f"<td class=n>{c['dropped']}</td>" if show_dropped else "")
+                    + f"<td class=n>{factor}</td><td class=n>{c['before_images']}</td>"
+                    f"<td class=n>{c['after_images']}</td></tr>")
+    return (f"<h2>Per class ({len(classes)} classes, rarest first)</h2>"
+            "<p class=note><b>before</b> / <b>after</b>: instances in the input / the output · "
+            "<b>pasted</b>: objects placed by paste steps that are in the output (copies carried into mosaics "
+            "or mixups not counted) · <b>removed by occlusion</b>: existing objects dropped because pasted ones "
+            "hid them (all paste steps)" + (" · <b>cut remnants dropped</b>: objects cut by mosaic/mixup below "
+                                            "their minimum visible part" if show_dropped else "")
+            + " · <b>factor</b>: after / before</p>"
+            + (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>' if len(classes) > 100
+               else f'<table>{head}{"".join(rows)}</table>'))
+
+
+def _legend() -> str:
+    dash = (f'<svg width="46" height="16"><line x1="2" y1="8" x2="44" y2="8" stroke="#000" stroke-width="5"/>'
+            f'<line x1="2" y1="8" x2="44" y2="8" stroke="{PASTED_CSS}" stroke-width="2.5" stroke-dasharray="7 5"/></svg>')
+    fill = ('<svg width="34" height="16"><rect x="2" y="2" width="30" height="12" fill="#3b82f6" fill-opacity="0.4" '
+            'stroke="#3b82f6" stroke-width="1.5"/></svg>')
+    return (f'<div class="legend"><span>{fill}object: mask filled and outlined in its class colour, class name '
+            f'at its box</span><span>{dash}pasted object (or a copy of one carried into a mosaic / mixup)</span>'
+            '</div>')
+
+
+def _sample_section(out_dir: Path, after, samples: int, seed: int, width: int) -> str:
+    if samples <= 0:
+        return ""
+    anns_of: dict = {}
+    for a in after.annotations:
+        anns_of.setdefault(a["image_id"], []).append(a)
+    direct = {a["image_id"] for a in after.annotations if _op(a) == "paste"}
+    picked = pick_samples(after.images, samples, seed, pasted_in=direct)
+    if not picked:
+        return "<h2>Sample outputs</h2><p class=note>No image in this output was made by a pixel step " \
+               "(paste, mosaic, mixup): nothing to show.</p>"
+    pasted = pasted_flags(after.annotations, [a for im in picked for a in anns_of.get(im["id"], [])])
+    ix = after.index
+    names = dict(zip(ix.category_ids.tolist(), ix.category_names))
+    colors = {cid: class_color(k) for k, cid in enumerate(ix.category_ids.tolist())}
+    cells = []
+    for im in picked:
+        lt, anns = im["ltaug"], anns_of.get(im["id"], [])
+        name = image_file_name(im)
+        n_pasted = sum(bool(pasted.get(a["id"])) for a in anns)
+        what = {"paste": f"paste, step {lt.get('step')}",
+                "mosaic": f"mosaic of {len(lt.get('source_image_ids', []))} images, step {lt.get('step')}",
+                "mixup": f"mixup, step {lt.get('step')}"}[lt["op"]]
+        sources = ", ".join(str(i) for i in lt.get("source_image_ids", []))
+        lam = (lt.get("params") or {}).get("lam")
+        if lt["op"] == "mixup" and lam is not None and len(lt.get("source_image_ids", [])) == 2:
+            a_id, b_id = lt["source_image_ids"]
+            sources = f"{a_id} (weight {lam:.2f}), {b_id} (weight {1 - lam:.2f})"
+        caption = (f"<b>{_e(what)}</b> · image {im['id']} · {len(anns)} objects, {n_pasted} pasted"
+                   f"<br><span class=f>{_e(name)} · from image(s) "
+                   f"{_e(sources)}</span>")
+        try:
+            img = read_image(out_dir / "images" / name, im["id"], im.get("height"), im.get("width"))
+            thumb = draw_sample(img, anns, names, colors, pasted, width)
+            ok, buf = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
+            if not ok:
+                raise InputError(f"image id {im['id']}: cannot encode the thumbnail")
+            body = f'<img alt="{_e(name)}" width="{thumb.shape[1]}" height="{thumb.shape[0]}" ' \
+                   f'src="{_uri("image/jpeg", buf.tobytes())}">'
+        except LtaugError as exc:
+            body = f'<p class="warn">{_e(exc)}</p>'
+        cells.append(f"<figure>{body}<figcaption>{caption}</figcaption></figure>")
+    made = sum(_op(im) in PIXEL_OPS for im in after.images)
+    return (f"<h2>Sample outputs ({len(picked)} of {made} images the engine made, seed {seed})</h2>"
+            + _legend() + f'<div class="grid">{"".join(cells)}</div>')
+
+
+def build_report(out_dir: str | os.PathLike, *, input_annotations=None, samples: int = SAMPLES, seed: int = 0,
+                 thumb_width: int = THUMB_WIDTH, rare_max: int | None = None, common_max: int | None = None,
+                 on_error: str = "raise") -> tuple[str, dict, list]:
+    """The report page of the output folder ``out_dir``: ``(html, class document, warnings)``.
+
+    ``input_annotations`` replaces the input path recorded in run.json (a moved input).
+    """
+    if samples < 0:
+        raise UsageError(f"--samples must be >= 0, got {samples}")
+    if thumb_width < 64:
+        raise UsageError(f"--thumb-width must be >= 64 px, got {thumb_width}")
+    out_dir = Path(out_dir)
+    run = read_run(out_dir)
+    before_path = input_path(out_dir, run, input_annotations)
+    warnings = []
+    recorded_sha = (run.get("input") or {}).get("sha256")
+    if recorded_sha and before_path.is_file() and file_sha256(before_path) != recorded_sha:
+        warnings.append(f"{before_path} has changed since the run (its sha256 differs from run.json's): "
+                        "the 'before' counts are those of the file as it is now")
+    before = load_dataset(before_path, on_error=on_error)
+    after = load_dataset(out_dir / "annotations.json", on_error=on_error)
+    for ds, path in ((before, before_path), (after, out_dir / "annotations.json")):
+        if ds.skipped:
+            warnings.append(f"{path}: skipped {sum(ds.skipped.values())} invalid record(s)")
+    doc = class_table(before, after, run, rare_max=rare_max, common_max=common_max)
+    if uses_stored_frequency(before, rare_max, common_max):
+        bin_rule = "stored LVIS frequency"
+    else:
+        bin_rule = (f"image counts: r ≤ {RARE_MAX if rare_max is None else rare_max} < c ≤ "
+                    f"{COMMON_MAX if common_max is None else common_max} < f")
+    s = doc["summary"]
+    title = f"ltaug report: {out_dir.resolve().name}"
+    rare_b, rare_a = s["before"]["bin_instance_share"]["r"], s["after"]["bin_instance_share"]["r"]
+    cards = [(f"{s['images']['before']} → {s['images']['after']}", "images"),
+             (f"{s['before']['instances']} → {s['after']['instances']}", "instances"),
+             (f"{_pct(rare_b)} → {_pct(rare_a)}", "share of rare-class instances"),
+             (f"{s['before']['instances_per_class']['min']} → {s['after']['instances_per_class']['min']}",
+              "fewest instances of a class (non-empty)"),
+             (f"{sum(c['pasted'] for c in doc['classes'])}", "pasted objects in the output"),
+             (f"{sum(c['removed'] for c in doc['classes'])}", "existing objects removed by occlusion")]
+    page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>",
+            f"<h1>{_e(title)}</h1>",
+            f'<p class="sub">{_e(out_dir)} · {len(run["steps_run"])} step(s): '
+            f'{_e(" → ".join(r.get("op", "?") for r in run["steps_run"]))}</p>',
+            '<div class="cards">' + "".join(f"<div class=card><b>{_e(v)}</b><span>{_e(k)}</span></div>"
+                                            for v, k in cards) + "</div>",
+            _run_section(run, out_dir, before_path, warnings),
+            _shift_section(doc, bin_rule, _histogram_png(doc, "Instances per class, before (bars) and after (ticks)")),
+            _sample_section(out_dir, after, samples, seed, thumb_width),
+            _class_section(doc),
+            "</main></body></html>"]
+    return "\n".join(page), doc, warnings
+
+
+def write_report(out_dir: str | os.PathLike, path: str | os.PathLike | None = None, **kwargs) -> tuple[Path, dict, list]:
+    """Build the report of ``out_dir`` and write it atomically to ``path`` (default OUT/report.html)."""
+    path = Path(out_dir) / REPORT_NAME if path is None else Path(path)
+    page, doc, warnings = build_report(out_dir, **kwargs)
+    write_bytes_atomic(path, page.encode("utf-8"))
+    return path, doc, warnings
+
+
+__all__ = ["REPORT_NAME", "build_report", "class_table", "draw_sample", "pasted_flags", "pick_samples",
+           "read_run", "write_report"]
