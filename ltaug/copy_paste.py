@@ -34,6 +34,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from . import masks
 from .bank import Bank, Flag
@@ -259,7 +260,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         counts["blend"][used] = counts["blend"].get(used, 0) + 1
         placed.append((o, mask))
     cover = np.zeros((H, W), bool)
-    pasted = []
+    pasted, shown = [], []  # shown: RLEs of every pasted object's visible part; their union is the cover
     for o, mask in reversed(placed):  # a later paste lies on top of every earlier one
         x, y, w, h = o["x"], o["y"], o["w"], o["h"]
         region = cover[y:y + h, x:x + w]
@@ -267,11 +268,13 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         visible = m & ~region
         region |= m
         full, left = int(m.sum()), int(visible.sum())
+        if left:
+            shown.append(masks.local_rle(visible.view(np.uint8), x, y, H, W))
         if left == 0 or left < spec.min_visible * full:
             counts["pasted_removed"].append(o["category_id"])
             continue
         row = bank.objects[o["row"]]
-        rle = masks.local_rle(visible.view(np.uint8), x, y, H, W)
+        rle = shown[-1]
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
                "bbox": masks.tight_bbox(rle), "area": masks.area(rle), "iscrowd": 0}
         if not (int(row["flags"]) & Flag.BOX_ONLY):
@@ -280,32 +283,48 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
                         "source_image_id": int(row["image_id"]), "size": [w, h], "flip": o["flip"]}
         pasted.append(ann)
     pasted.reverse()
-    kept = [a for a in (_occlude(a, cover, H, W, spec.min_visible, counts) for a in annotations) if a is not None]
+    occlusion = _Occlusion(cover, shown, [(o["x"], o["y"], o["x"] + o["w"], o["y"] + o["h"]) for o, _ in placed])
+    kept = [a for a in (occlusion.apply(a, spec.min_visible, counts) for a in annotations) if a is not None]
     return kept, pasted, counts
 
 
-def _occlude(ann: dict, cover: np.ndarray, H: int, W: int, min_visible: float, counts: dict) -> dict | None:
-    """``ann`` after the pasted pixels ``cover`` hide part of it: the same record if untouched."""
-    x, y, w, h = ann["bbox"]
-    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
-    x1, y1 = min(W, math.ceil(x + w)), min(H, math.ceil(y + h))
-    if x1 <= x0 or y1 <= y0 or not cover[y0:y1, x0:x1].any():  # the bbox bounds the mask (validate checks it)
-        return ann
-    rle, box_only = masks.annotation_rle(ann.get("segmentation"), ann["bbox"], H, W, ann.get("id"))
-    m = masks.decode_rle(rle)
-    hidden = int(np.count_nonzero(m[cover]))
-    if hidden == 0:
-        return ann
-    full = int(np.count_nonzero(m))
-    m[cover] = 0
-    left = full - hidden
-    if left == 0 or (not ann.get("iscrowd") and left < min_visible * full):
-        counts["removed"].append(ann["category_id"])
-        return None
-    new = masks.rle_from_mask(m)
-    out = dict(ann)
-    out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)
-    if not box_only:
-        out["segmentation"] = rle_to_json(new)
-    out["ltaug"] = {**ann.get("ltaug", {}), "occluded": round(hidden / full, 4)}
-    return out
+class _Occlusion:
+    """What the pasted objects hide, and the existing annotations after it.
+
+    Works on RLEs (pycocotools ``merge`` / ``area``: cost grows with the masks' runs, not the
+    image): hidden pixels = area(mask AND cover); the visible mask = mask AND NOT cover, with
+    the complement of the cover encoded once per image, and only when something is hidden.
+    """
+
+    def __init__(self, cover: np.ndarray, shown: list, boxes: list):
+        self.cover, self.boxes = cover, boxes
+        self.cover_rle = mask_utils.merge(shown) if shown else None
+        self._uncovered = None
+
+    def apply(self, ann: dict, min_visible: float, counts: dict) -> dict | None:
+        """``ann`` after the pasted pixels hide part of it: the same record if untouched."""
+        if self.cover_rle is None or not self._meets_a_paste(ann["bbox"]):
+            return ann  # the bbox bounds the mask (validate checks it)
+        H, W = self.cover.shape
+        rle, box_only = masks.annotation_rle(ann.get("segmentation"), ann["bbox"], H, W, ann.get("id"))
+        hidden = masks.area(mask_utils.merge([rle, self.cover_rle], intersect=True))
+        if hidden == 0:
+            return ann
+        full = masks.area(rle)
+        left = full - hidden
+        if left == 0 or (not ann.get("iscrowd") and left < min_visible * full):
+            counts["removed"].append(ann["category_id"])
+            return None
+        if self._uncovered is None:
+            self._uncovered = masks.rle_from_mask(~self.cover)
+        new = mask_utils.merge([rle, self._uncovered], intersect=True)
+        out = dict(ann)
+        out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)
+        if not box_only:
+            out["segmentation"] = rle_to_json(new)
+        out["ltaug"] = {**ann.get("ltaug", {}), "occluded": round(hidden / full, 4)}
+        return out
+
+    def _meets_a_paste(self, bbox) -> bool:
+        x, y, w, h = bbox
+        return any(x < b[2] and b[0] < x + w and y < b[3] and b[1] < y + h for b in self.boxes)

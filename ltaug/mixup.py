@@ -62,12 +62,12 @@ def render_mixup(a, b, recipe: dict, spec: MixupSpec) -> tuple[np.ndarray, list[
     under[:th, :tw] = cv2.resize(img_b, (tw, th), interpolation=cv2.INTER_LINEAR)
     out = mix(img_a, under, lam)
     anns, dropped = [], []
-    for weight, record, src_anns, scale in ((lam, rec_a, anns_a, (1.0, 1.0)), (1 - lam, rec_b, anns_b, (tw / w, th / h))):
+    for weight, record, src_anns, moved in ((lam, rec_a, anns_a, False), (1 - lam, rec_b, anns_b, True)):
         for ann in src_anns:
-            if scale == (1.0, 1.0):
+            if not moved:  # A's objects stay where they are
                 new = {k: v for k, v in ann.items() if k not in ("id", "image_id", "ltaug")}
             else:
-                new = warp_annotation(ann, (h, w), scale, (0, 0), (0, 0, tw, th), (H, W), spec)
+                new = warp_annotation(ann, (h, w), (tw / w, th / h), (0, 0), (0, 0, tw, th), (H, W), spec)
                 if new is None:
                     dropped.append(ann["category_id"])
                     continue

@@ -54,12 +54,8 @@ def feather_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def blend_alpha(region: np.ndarray, obj: np.ndarray, alpha: np.ndarray) -> None:
-    """``region = alpha * obj + (1 - alpha) * region`` in place, rounded to uint8."""
-    a = alpha[..., None]
-    out = region.astype(np.float32)
-    out += a * (obj.astype(np.float32) - out)
-    np.rint(out, out=out)
-    region[...] = out.astype(np.uint8)
+    """``region = alpha * obj + (1 - alpha) * region`` in place (OpenCV ``blendLinear``, rounded to uint8)."""
+    region[...] = cv2.blendLinear(obj, region, alpha, 1.0 - alpha)
 
 
 def paste_object(image: np.ndarray, obj: np.ndarray, mask: np.ndarray, x: int, y: int,

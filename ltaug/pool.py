@@ -1,12 +1,14 @@
 """A process pool that yields results in submission order, with a bounded queue of work in flight.
 
 Used by the bank builder and the engine. ``workers <= 1`` runs in the calling process (no pool,
-no pickling). Otherwise a :class:`concurrent.futures.ProcessPoolExecutor` started by
-``forkserver`` where the platform has it: forking a process whose OpenCV thread pool has run
-(any earlier resize or blur) leaves the children's copy of that pool locked, and they hang on
-their first parallel OpenCV call; a fork server is a fresh process, so its children are not.
-The calling script must be importable (the usual ``if __name__ == "__main__":`` guard). At most
-``2 * workers`` items are in flight. The first
+no pickling). Otherwise a :class:`concurrent.futures.ProcessPoolExecutor` of Python's default
+start method (``fork`` on Linux: no ``if __name__ == "__main__":`` guard needed, notebooks
+work). Each worker runs one item at a time, so OpenCV's own threads would only compete: the
+workers must run OpenCV single-threaded. They cannot switch it themselves: after a fork, the
+child's copy of a thread pool the parent has used is locked, and ``cv2.setNumThreads`` there
+hangs (seen with OpenCV 5.0). So the parent switches to one thread while it starts the
+workers, which inherit that, and switches back after. At most ``2 * workers`` items are in
+flight. The first
 items are submitted on entry, so the processes start before the caller's progress-bar thread.
 On exit, queued items are cancelled and running ones waited for.
 """
@@ -21,11 +23,21 @@ from collections.abc import Callable, Iterable, Iterator
 
 
 def init_worker() -> None:
-    """One item per process at a time: OpenCV's own threads would only compete; Ctrl-C is the parent's."""
+    """Ctrl-C is the parent's to handle (it stops the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's thread count set to ``n`` inside the block, restored after."""
     import cv2
 
-    cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 @contextlib.contextmanager
@@ -37,20 +49,13 @@ def imap_ordered(fn: Callable, items: Iterable, workers: int) -> Iterator[Iterat
     from concurrent.futures import ProcessPoolExecutor
 
     items = iter(items)
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(), initializer=init_worker)
     try:
-        pending = deque(pool.submit(fn, item) for item in itertools.islice(items, 2 * workers))
+        with opencv_threads(1):  # all workers start at the first submit, and inherit one thread
+            pending = deque(pool.submit(fn, item) for item in itertools.islice(items, 2 * workers))
         yield _drain(pool, fn, pending, items)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _context():
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["numpy", "cv2", "pycocotools.mask", "ltaug.engine"])  # imported once, not per worker
-    return ctx
 
 
 def _drain(pool, fn, pending: deque, items: Iterator) -> Iterator:
