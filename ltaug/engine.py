@@ -198,9 +198,13 @@ def _link_originals(dataset, images_dir: Path, dest: Path) -> None:
 
 
 def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: int | None = None,
-                 resume: bool = False, on_error: str = "raise", progress: bool = True) -> dict:
+                 resume: bool = False, on_error: str = "raise", progress: bool = True,
+                 map_shards=imap_ordered) -> dict:
     """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
 
+    ``map_shards(fn, shards, workers)``: a context manager giving an iterator over
+    ``fn(shard)`` in order; the local process pool (:func:`ltaug.pool.imap_ordered`) by
+    default. Any executor that runs the same ``fn`` on the same shards gives the same output.
     Returns the run summary that is also written to ``OUT/run.json``.
     """
     from tqdm import tqdm
@@ -234,7 +238,7 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: in
         if step.op == "resample":
             current, report = _resample(current, step)
         else:
-            current, report = _pixel_step(current, dataset, images_dir, step, k, work, workers, on_error,
+            current, report = _pixel_step(current, dataset, images_dir, step, k, work, workers, on_error, map_shards,
                                           bar=functools.partial(tqdm, disable=not progress, leave=False, unit="img",
                                                                 desc=f"{step.op} ({k + 1}/{len(steps)})"))
         report["seconds"] = round(time.perf_counter() - t0, 3)
@@ -253,7 +257,7 @@ def _resample(current, step: Step):
 
 
 def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int,
-                on_error: str, bar):
+                on_error: str, map_shards, bar):
     recipes, plan_info, bank = _plan(current, source_dataset, images_dir, step, k, work, workers)
     stage_dir = work / f"step-{k}"
     shards_dir = stage_dir / "shards"
@@ -274,7 +278,7 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
 
     n_todo = sum(min(SHARD_SIZE, len(recipes) - i * SHARD_SIZE) for i in todo)
     with bar(total=len(recipes), initial=len(recipes) - n_todo) as pbar, \
-            imap_ordered(functools.partial(_render_shard, stage=stage), tasks(), min(workers, max(1, len(todo)))) as results:
+            map_shards(functools.partial(_render_shard, stage=stage), tasks(), min(workers, max(1, len(todo)))) as results:
         for counts in results:
             pbar.update(counts["images"] + counts["skipped"])
     items = [it for p in shard_paths for it in read_json(p)["items"]]
