@@ -19,7 +19,7 @@ Run the steps of a pipeline file one after the other into one output folder. The
 
 Step parameters have the names of the flags of `ltaug resample | paste | mosaic | mixup`, with
 _ for -. Paste also takes bank: (an `ltaug bank` folder) and exclude: (a list of bank flags).
---workers and --on-error override the file's workers: / on_error:.
+-o, --workers and --on-error override the file's output: / workers: / on_error:.
 
 examples:
   ltaug run examples/pipeline.yaml
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a pipeline of steps from a YAML file", description=HELP,
                        formatter_class=FORMATTER)
     p.add_argument("config", metavar="CONFIG.yaml", help="pipeline file")
+    p.add_argument("-o", "--output", metavar="OUT", help="output folder (overrides the file's output:)")
     add_run_options(p)
     p.set_defaults(run=run, on_error=None)
 
@@ -41,4 +42,4 @@ def run(args) -> int:
     args.on_error = args.on_error or pipe.on_error
     ds = load(pipe.input, args)
     workers = args.workers if args.workers is not None else pipe.workers
-    return run_engine(args, ds, pipe.images, pipe.output, pipe.steps, workers)
+    return run_engine(args, ds, pipe.images, args.output or pipe.output, pipe.steps, workers)

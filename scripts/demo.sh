@@ -35,6 +35,13 @@ echo "== 6. per-class budget: every class at least 8 instances, none above 6x it
 echo "== 7. object bank: every object cut out once, for copy-paste"
 "$LTAUG" bank "$DATA/annotations/train.json" --images "$DATA/images/train" -o "$OUT/bank"
 
+echo "== 8. the pixel engine: RFS, then copy-paste of rare-class objects to every class's budget, mosaic, mixup"
+"$LTAUG" run examples/pipeline.yaml -o "$OUT/augmented" --workers 2
+"$LTAUG" validate "$OUT/augmented/annotations.json" --images "$OUT/augmented/images"
+
+echo "== 9. the HTML report of that run"
+"$LTAUG" report "$OUT/augmented" --rare-max 2 --common-max 5
+
 echo
 echo "outputs in $OUT/:"
 echo "  train_classes.png  class histogram coloured by r/c/f"
@@ -47,3 +54,5 @@ echo "  train_rfs_shift.png, train_plan_shift.png   instances per class before (
 echo "  train_plan.json    the budget plan (per-image repeats, per-class target/after/status)"
 echo "  train_planned.json the planned dataset"
 echo "  bank/              object bank (crops, masks, object table, meta.json)"
+echo "  augmented/         the rebalanced dataset: annotations.json, images/, run.json"
+echo "  augmented/report.html   before/after histograms, per-class table, r/c/f shift, sample images (open it)"
