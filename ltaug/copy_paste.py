@@ -255,6 +255,8 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
     placed, counts = [], {"removed": [], "pasted_removed": [], "blend": {}}
     for o in recipe["objects"]:
         crop, mask = bank.get(o["row"])
+        if int(bank.objects[o["row"]]["flags"]) & Flag.BOX_ONLY:
+            mask = np.ones_like(mask)  # a box-only object is its whole crop
         crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
         used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
         counts["blend"][used] = counts["blend"].get(used, 0) + 1

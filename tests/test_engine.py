@@ -209,3 +209,24 @@ def test_pipeline_file_errors(tmp_path, demo_train_path):
         r = _ltaug("run", bad)
         assert r.returncode in (1, 2) and message in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_box_only_dataset_pastes_rectangles(tmp_path, demo_doc):
+    from pycocotools.coco import COCO
+
+    for a in demo_doc["annotations"]:
+        a.pop("segmentation", None)
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(demo_doc))
+    ds = load_dataset(path)
+    spec = PasteSpec(objects=3, blend="hard", max_overlap=0.0, seed=0)  # no overlaps: whole rectangles
+    s = run_pipeline(ds, IMAGES, tmp_path / "out", [Step("paste", spec)],
+                     workers=1, progress=False)
+    assert s["steps_run"][0]["plan"]["box_only"]
+    out = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    pasted = [a for a in out["annotations"] if a.get("ltaug", {}).get("op") == "paste"]
+    assert pasted and all("segmentation" not in a for a in pasted)
+    for a in pasted:  # a rectangle: its area is its box's
+        assert a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3])
+    COCO(str(tmp_path / "out" / "annotations.json"))
+    load_dataset(tmp_path / "out" / "annotations.json")
