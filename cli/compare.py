@@ -1,0 +1,53 @@
+"""`ltaug compare`: run a matrix of data-side x loss-side experiments over seeds and report it."""
+from __future__ import annotations
+
+import sys
+
+from .common import FORMATTER
+
+HELP = """\
+Run every cell of a comparison (data side: none, RFS, class-aware, copy-paste, mosaic/mixup ...;
+loss side: CE, focal, EQL, EQLv2, Seesaw, BAGS, federated; stage 2: cRT, tau-norm) for every
+seed, then write OUT/results.md and .csv (AP, AP50, APr, APc, APf for bbox and segm as
+mean ± std over seeds, training minutes; the difference to the baseline with a 95% paired
+bootstrap interval over val images), OUT/ap_by_bin.png and OUT/per_class_delta.png.
+
+Cells run --jobs at a time, each in its own process with its own torch thread count
+(threads: in the file). Resumable: finished runs are kept (OUT/runs/CELL/seedS/result.json),
+an unfinished one continues from its last epoch checkpoint. Just run the same command again.
+The config format is in trainer/compare.py's docstring and examples/compare_study.yaml.
+Needs the train extra.
+
+examples:
+  ltaug compare examples/compare_study.yaml --jobs 2
+  ltaug compare examples/compare_study.yaml --report-only      # tables and plots of what has finished"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="run and report a matrix of data-side x loss-side experiments",
+                       description=HELP, formatter_class=FORMATTER)
+    p.add_argument("config", metavar="CONFIG.yaml")
+    p.add_argument("--jobs", type=int, metavar="N", help="runs at once (default: jobs: in the file, else 1)")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ltaug.errors import UsageError
+
+    try:
+        from trainer.compare import load_compare, run_compare
+        from trainer.compare_report import write_report
+    except ImportError as exc:
+        raise UsageError(f"ltaug compare needs the train extra (pip install 'ltaug[train]'): {exc}") from None
+    cmp = load_compare(args.config)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.report_only:
+        s = write_report(cmp)
+    else:
+        s = run_compare(cmp, jobs=args.jobs, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print((cmp.out / "results.md").read_text())
+    state = "complete" if s["complete"] else "incomplete: run the command again to finish"
+    print(f"wrote {cmp.out}/results.md, results.csv, ap_by_bin.png, per_class_delta.png ({state})", file=sys.stderr)
+    return 0
