@@ -46,7 +46,8 @@ def add_parser(sub) -> None:
     out.add_argument("--repeat-factors", metavar="FILE.json",
                      help="write per-image expected uses per epoch instead (rfs: the repeat factors)")
     g = p.add_argument_group("rfs")
-    g.add_argument("--threshold", type=float, default=0.001, metavar="T", help="t in r(c) (default 0.001)")
+    g.add_argument("--threshold", type=float, default=0.001, metavar="T",
+                   help="t in r(c) (default 0.001; 0 repeats nothing: plain epochs)")
     g.add_argument("--linear", action="store_true", help="r(c) = max(1, t / f(c)) instead of the square root")
     g.add_argument("--rounding", choices=("stochastic", "ceil"), default="stochastic",
                    help="per-epoch rounding of r(I) (default stochastic)")

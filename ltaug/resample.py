@@ -39,6 +39,8 @@ class ResampleSpec:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.threshold >= 0:
+            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:

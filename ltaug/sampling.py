@@ -39,12 +39,15 @@ def repeat_factors(index: DatasetIndex, *, threshold: float = DEFAULT_RFS_THRESH
     2. Category repeat factor r(c) = max(1, sqrt(t / f(c))) (``sqrt=False``: max(1, t / f(c))).
     3. Image repeat factor r(I) = max over the categories c present in I of r(c).
 
+    t = 0 gives r(I) = 1 everywhere: plain epochs (each image once per epoch), for a pipeline
+    that wants one fresh copy of each image per epoch (e.g. to paste onto it anew).
+
     Images without annotations get r(I) = 1 (the max over an empty set would be undefined;
     detectron2 and mmdetection crashed or silently dropped such images in the past). Classes
     with no image never enter step 3.
     """
-    if not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold}")
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
     n_images = max(index.num_images, 1)
     freq = index.image_counts / n_images                       # step 1
     with np.errstate(divide="ignore"):

@@ -214,6 +214,6 @@ def test_cli_repeat_factors_file(coco_lt_train, tmp_path, capsys):
 
 def test_cli_resample_usage_errors(coco_lt_train, tmp_path, capsys):
     assert main(["resample", str(coco_lt_train), "--method", "soft", "--lambda", "2", "-o", str(tmp_path / "x.json")]) == 2
-    assert main(["resample", str(coco_lt_train), "--method", "rfs", "--threshold", "0", "-o", str(tmp_path / "x.json")]) == 2
+    assert main(["resample", str(coco_lt_train), "--method", "rfs", "--threshold", "-0.1", "-o", str(tmp_path / "x.json")]) == 2
     assert main(["resample", str(coco_lt_train), "--method", "rfs", "-o", str(coco_lt_train)]) == 2
     assert not (tmp_path / "x.json").exists()
