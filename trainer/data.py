@@ -61,6 +61,7 @@ from torch.utils.data import get_worker_info
 from ltaug.dataset import Dataset, load_dataset
 from ltaug.geometry import NONE as NO_SEGMENTATION
 from ltaug.geometry import decode, segmentation_kind
+from ltaug.masks import box_mask
 from ltaug.paths import image_file_name
 
 __all__ = ["DetectionDataset", "collate_fn", "worker_init_fn"]
@@ -74,7 +75,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     ``dataset_or_path``: an :class:`ltaug.dataset.Dataset` or a path ``load_dataset`` reads;
     ``images_dir``: the folder ``file_name`` (or the last part of LVIS ``coco_url``) is relative to;
     ``masks``: also return instance masks (decoded by pycocotools; an annotation without a
-    segmentation gets its filled box); ``train``: apply the random flip; ``min_size``/``max_size``:
+    segmentation gets its box rasterised by pycocotools, as everywhere in ltaug); ``train``: apply the random flip; ``min_size``/``max_size``:
     the resize (``min_size=None``: no resize; ``max_size=None``: no cap on the long side).
     """
 
@@ -228,10 +229,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         seg = self.dataset.annotations[row].get("segmentation")
         if segmentation_kind(seg) != NO_SEGMENTATION:
             return decode(seg, h, w)
-        mask = np.zeros((h, w), dtype=np.uint8)    # box-only annotation: its filled box
-        x, y, bw, bh = self.index.ann_boxes[row]
-        mask[int(np.floor(y)):int(np.ceil(y + bh)), int(np.floor(x)):int(np.ceil(x + bw))] = 1
-        return mask
+        return box_mask(self.index.ann_boxes[row].tolist(), h, w)  # box-only: the box as pycocotools rasterises it
 
     def __repr__(self) -> str:
         return (f"DetectionDataset({len(self)} images, {self.num_classes} classes, masks={self.masks}, "
