@@ -7,12 +7,12 @@ segmentations).
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from . import geometry
 from .errors import InputError
+from .pixels import resize_mask
 
 
 def annotation_rle(seg, bbox, height: int, width: int, ann_id=None) -> tuple[dict, bool]:
@@ -129,7 +129,7 @@ def warp_rle(seg, bbox, src_hw, scale_xy, offset_xy, window, canvas_hw, ann_id=N
         except Exception as exc:  # noqa: BLE001 (pycocotools raises bare exceptions on corrupt input)
             raise InputError(f"annotation id {ann_id}: segmentation cannot be rasterised ({exc})") from None
         tw, th = round(sw * sx), round(sh * sy)
-        moved = (cv2.resize(src * np.uint8(255), (tw, th), interpolation=cv2.INTER_LINEAR) >= 128).astype(np.uint8)
+        moved = resize_mask(src, tw, th)
         full_area = float(np.count_nonzero(moved))
         # the part of the moved mask inside the window and the canvas
         cx0, cy0 = max(x0, ox, 0), max(y0, oy, 0)

@@ -29,17 +29,24 @@ JPEG_QUALITY = 95
 PAD_VALUE = 114  # grey of empty canvas, as mmdetection and ultralytics pad mosaics
 
 
-def resize_object(crop: np.ndarray, mask: np.ndarray, width: int, height: int,
-                  flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The crop and its mask at ``width x height`` (bilinear / bilinear-then-threshold at 0.5), flipped if asked.
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A 0/1 mask at ``width x height``: bilinear on mask x 255, then >= 128 (threshold at 0.5).
 
     Thresholding the bilinear mask keeps its edge where the object's edge is after resizing,
-    which nearest-neighbour sampling would shift by up to half a source pixel.
+    which nearest-neighbour sampling would shift by up to half a source pixel. Every resize of
+    a mask in ltaug (pasted objects, mosaic tiles, mixup, the online transforms) uses this rule.
     """
+    r = cv2.resize(mask * np.uint8(255), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+    return (r >= 128).view(np.uint8)
+
+
+def resize_object(crop: np.ndarray, mask: np.ndarray, width: int, height: int,
+                  flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The crop and its mask at ``width x height`` (bilinear / :func:`resize_mask`), flipped if asked."""
     size = (int(width), int(height))
     if crop.shape[1::-1] != size:
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
-        mask = (cv2.resize(mask * np.uint8(255), size, interpolation=cv2.INTER_LINEAR) >= 128).astype(np.uint8)
+        mask = resize_mask(mask, *size)
     if flip:
         crop, mask = crop[:, ::-1], mask[:, ::-1]
     return np.ascontiguousarray(crop), np.ascontiguousarray(mask)

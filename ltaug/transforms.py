@@ -79,7 +79,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import albumentations as A
-import cv2
 import numpy as np
 from albumentations.core.bbox_utils import convert_bboxes_from_albumentations, convert_bboxes_to_albumentations
 
@@ -92,6 +91,7 @@ from .imagefile import read_image
 from .mixup import MixupSpec, render_mixup
 from .mosaic import MosaicSpec, render_mosaic, tile_layout
 from .paths import image_file_name
+from .pixels import resize_mask
 
 if int(A.__version__.split(".")[0]) < 2:
     raise ImportError(f"ltaug.transforms needs albumentations >= 2.0 (found {A.__version__}): "
@@ -149,14 +149,12 @@ def box_masks(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(N, h, w) uint8 0/1 masks at ``width x height``: bilinear, then threshold at 0.5.
 
-    The rule of :func:`ltaug.pixels.resize_object` and :func:`ltaug.masks.warp_rle` (mask x 255,
-    bilinear, >= 128). One OpenCV call per mask: stacking masks as channels needs a transpose
-    that costs 3-4 times more than the calls it saves.
+    :func:`ltaug.pixels.resize_mask` per mask: stacking masks as channels needs a transpose that
+    costs 3-4 times more than the calls it saves.
     """
     out = np.empty((masks.shape[0], int(height), int(width)), np.uint8)
     for m, o in zip(masks, out):
-        r = cv2.resize(m * np.uint8(255), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
-        np.greater_equal(r, 128, out=o, casting="unsafe")
+        o[...] = resize_mask(m, width, height)
     return out
 
 
