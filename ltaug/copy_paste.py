@@ -131,22 +131,23 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.G
     flip = bool(rng.random() < 0.5) if spec.flip else False
     if w < MIN_SIDE or h < MIN_SIDE:
         return None
-    for _ in range(PLACEMENT_TRIES):
-        x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
-        if all(_covered_fraction(b, (x, y, x + w, y + h)) <= spec.max_overlap for b in boxes):
-            boxes.append((x, y, x + w, y + h))
-            return x, y, w, h, flip
-    return None
-
-
-def _covered_fraction(b, new) -> float:
-    """Fraction of box ``b``'s area that box ``new`` covers (boxes as x0, y0, x1, y1)."""
-    iw = min(b[2], new[2]) - max(b[0], new[0])
-    ih = min(b[3], new[3]) - max(b[1], new[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    area = (b[2] - b[0]) * (b[3] - b[1])
-    return 1.0 if area <= 0 else iw * ih / area
+    xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES)  # all tries drawn at once, the first that fits wins
+    ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES)
+    ok = np.ones(PLACEMENT_TRIES, bool)
+    if boxes:
+        b = np.asarray(boxes, dtype=np.float64)  # (n, 4) x0, y0, x1, y1
+        iw = np.minimum(b[None, :, 2], (xs + w)[:, None]) - np.maximum(b[None, :, 0], xs[:, None])
+        ih = np.minimum(b[None, :, 3], (ys + h)[:, None]) - np.maximum(b[None, :, 1], ys[:, None])
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+        covered = np.where(area > 0, inter / np.where(area > 0, area, 1), (inter > 0).astype(np.float64))
+        ok = (covered <= spec.max_overlap).all(axis=1)
+    hits = np.flatnonzero(ok)
+    if hits.size == 0:
+        return None
+    x, y = int(xs[hits[0]]), int(ys[hits[0]])
+    boxes.append((x, y, x + w, y + h))
+    return x, y, w, h, flip
 
 
 def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec: PasteSpec, rng) -> tuple[list, dict]:
@@ -261,7 +262,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
         counts["blend"][used] = counts["blend"].get(used, 0) + 1
         placed.append((o, mask))
-    cover = np.zeros((H, W), bool)
+    cover = np.zeros((H, W), bool, order="F")  # Fortran order: its complement encodes without a copy
     pasted, shown = [], []  # shown: RLEs of every pasted object's visible part; their union is the cover
     for o, mask in reversed(placed):  # a later paste lies on top of every earlier one
         x, y, w, h = o["x"], o["y"], o["w"], o["h"]
@@ -318,7 +319,7 @@ class _Occlusion:
             counts["removed"].append(ann["category_id"])
             return None
         if self._uncovered is None:
-            self._uncovered = masks.rle_from_mask(~self.cover)
+            self._uncovered = masks.rle_from_mask(np.logical_not(self.cover))
         new = mask_utils.merge([rle, self._uncovered], intersect=True)
         out = dict(ann)
         out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)

@@ -4,8 +4,9 @@ Each step turns a dataset into a dataset. Annotation-only steps (resample) run h
 steps run in three phases:
 
 1. plan (here, pure and seeded): one recipe per output image, holding every random choice;
-2. execute: the recipes are cut into shards of ``SHARD_SIZE`` (a fixed size, not a function
-   of the worker count); a process pool (``workers``) renders each shard: decode the sources,
+2. execute: the recipes are cut into shards of min(32, max(4, ceil(n / 64))) recipes (a
+   function of the number of recipes n only, never of the worker count: small steps still get
+   enough shards to keep two or more workers busy); a process pool (``workers``) renders each shard: decode the sources,
    render, encode JPEG, write each image atomically, then write the shard's annotations as
    ``shards/NNNNN.json`` (atomically, synced);
 3. merge (here): the shard files in order become the step's dataset, new ids assigned in
@@ -44,7 +45,7 @@ from .paths import image_file_name, unsafe_file_name_reason
 from .pixels import encode_jpeg
 from .pool import imap_ordered
 
-SHARD_SIZE = 32
+SHARD_MAX = 32
 FORMAT = "ltaug-output"
 PIXEL_OPS = ("paste", "mosaic", "mixup")
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
@@ -267,22 +268,28 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
     for a in current.annotations:
         anns_of.setdefault(a["image_id"], []).append(a)
     stage = _Stage(step.op, step.spec, k, str(work / "images"), bank, on_error, current.kind)
-    shard_paths = [shards_dir / f"{i // SHARD_SIZE:05d}.json" for i in range(0, len(recipes), SHARD_SIZE)]
+    size = shard_size(len(recipes))
+    shard_paths = [shards_dir / f"{i // size:05d}.json" for i in range(0, len(recipes), size)]
     todo = [i for i, p in enumerate(shard_paths) if not p.is_file()]
 
     def tasks():
         for i in todo:
-            chunk = recipes[i * SHARD_SIZE:(i + 1) * SHARD_SIZE]
+            chunk = recipes[i * size:(i + 1) * size]
             items = [(r, [(images[s], anns_of.get(s, [])) for s in _sources(step.op, r)]) for r in chunk]
             yield str(shard_paths[i]), items
 
-    n_todo = sum(min(SHARD_SIZE, len(recipes) - i * SHARD_SIZE) for i in todo)
+    n_todo = sum(min(size, len(recipes) - i * size) for i in todo)
     with bar(total=len(recipes), initial=len(recipes) - n_todo) as pbar, \
             map_shards(functools.partial(_render_shard, stage=stage), tasks(), min(workers, max(1, len(todo)))) as results:
         for counts in results:
             pbar.update(counts["images"] + counts["skipped"])
     items = [it for p in shard_paths for it in read_json(p)["items"]]
     return _merge(current, step, k, recipes, items, plan_info)
+
+
+def shard_size(n: int) -> int:
+    """Recipes per shard: min(32, max(4, ceil(n / 64)))."""
+    return min(SHARD_MAX, max(4, -(-n // 64)))
 
 
 def _sources(op: str, recipe: dict) -> list:

@@ -47,24 +47,31 @@ def box_mask(bbox, height: int, width: int) -> np.ndarray:
 def local_rle(mask: np.ndarray, x: int, y: int, height: int, width: int) -> dict:
     """Compressed RLE of an image of ``height x width`` that is ``mask`` at (x, y) and 0 elsewhere.
 
-    Built from the foreground pixels alone (cost grows with the object, not the image): their
-    column-major indices (c + x) * height + (r + y), cut into runs of consecutive indices,
-    give COCO's alternating 0/1 run lengths.
+    Built from the mask's column transitions (cost grows with the object, not the image): in
+    each column of the zero-padded mask, +1 marks the first row of a run and -1 the row after
+    its last; at column-major index (c + x) * height + (r + y) these give COCO's alternating
+    0/1 run lengths. A run that reaches a column's last image row and the next column's first
+    (a mask as tall as the image) is one run.
     """
     h, w = mask.shape
     if x < 0 or y < 0 or x + w > width or y + h > height:
         raise ValueError(f"mask {w}x{h} at ({x}, {y}) is not inside {width}x{height}")
-    flat = np.flatnonzero(np.asarray(mask).T)  # column-major order of the local mask
-    idx = (flat // h + x) * height + (flat % h + y)
-    if idx.size == 0:
+    padded = np.zeros((w, h + 2), np.int8)
+    padded[:, 1:-1] = np.asarray(mask).T
+    d = np.diff(padded, axis=1).ravel()  # index col * (h + 1) + row
+    s, e = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    starts = (s // (h + 1) + x) * height + s % (h + 1) + y
+    ends = (e // (h + 1) + x) * height + e % (h + 1) + y
+    if starts.size == 0:
         counts = [height * width]
     else:
-        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-        starts = idx[np.concatenate([[0], breaks])]
-        ends = idx[np.concatenate([breaks - 1, [idx.size - 1]])] + 1
-        zeros = starts - np.concatenate([[0], ends[:-1]])
+        join = starts[1:] == ends[:-1]
+        if join.any():
+            starts = starts[np.concatenate([[True], ~join])]
+            ends = ends[np.concatenate([~join, [True]])]
         runs = np.empty(2 * starts.size + 1, np.int64)
-        runs[0:-1:2], runs[1:-1:2] = zeros, ends - starts
+        runs[0:-1:2] = starts - np.concatenate([[0], ends[:-1]])
+        runs[1:-1:2] = ends - starts
         runs[-1] = height * width - ends[-1]
         counts = runs.tolist() if runs[-1] else runs[:-1].tolist()  # pycocotools ends on the last run
     return mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
@@ -76,7 +83,9 @@ def decode_rle(rle: dict) -> np.ndarray:
 
 
 def rle_from_mask(mask: np.ndarray) -> dict:
-    """Compressed RLE of a full-size binary mask."""
+    """Compressed RLE of a full-size binary mask (fastest when it is already Fortran-ordered)."""
+    if mask.dtype == bool and mask.flags.f_contiguous:
+        return mask_utils.encode(mask.view(np.uint8))
     return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
 
 

@@ -93,16 +93,19 @@ def test_hard_paste_shows_the_bank_pixels_and_masks(demo_bank, items):
     for k, o in enumerate(placed):
         _, mask = resize_object(*demo_bank.get(o["row"]), o["w"], o["h"], o["flip"])
         top[o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]][mask == 1] = k
-    n_own = len(out["labels"]) - sum((top == k).any() for k in range(len(placed)))
+    shown = [k for k in range(len(placed)) if (top == k).any()]  # min_visible=0: those with a visible pixel stay
+    n_own = len(out["labels"]) - len(shown)
     pasted_masks = out["masks"][n_own:]
-    assert len(pasted_masks) == len(placed)  # min_visible=0: every object with a visible pixel stays
-    for k, (o, m, label) in enumerate(zip(placed, pasted_masks, out["labels"][n_own:])):
+    assert len(pasted_masks) == len(shown)
+    for j, (m, label) in enumerate(zip(pasted_masks, out["labels"][n_own:])):
+        k = shown[j]
+        o = placed[k]
         crop, _ = resize_object(*demo_bank.get(o["row"]), o["w"], o["h"], o["flip"])
         on_top = (top == k)[o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]]
         region = out["image"][o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]]
         assert np.array_equal(region[on_top], crop[on_top])
         assert np.array_equal(m.astype(bool), top == k)
-        assert out["bboxes"][n_own + k] == _xywh(tight_box(m))
+        assert out["bboxes"][n_own + j] == _xywh(tight_box(m))
         assert label == o["category_id"] == int(demo_bank.objects[o["row"]]["category_id"])
     # the image's own objects: what pastes cover is cut away
     for m_in, m_out in zip(it["masks"], out["masks"][:n_own]):
