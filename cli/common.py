@@ -90,10 +90,21 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="finish an interrupted run (kept in .OUT.partial beside OUT); same final output")
     add_on_error(parser)
+    parser.add_argument("--backend", choices=("local", "ray"),
+                        help="who renders the shards: 'local' processes (default) or 'ray' tasks, on a local Ray "
+                             "instance of --workers CPUs or the cluster of --address (needs the ray extra); "
+                             "the output is the same bytes either way")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="with --backend ray: the Ray cluster to run on, 'auto' (the one `ray start` runs "
+                             "on this machine) or HOST:PORT (default: RAY_ADDRESS, else a local instance); "
+                             "every node must see the images and the output folder at the same paths")
 
 
-def run_engine(args, dataset, images, output, steps, workers=None) -> int:
-    """Run steps with the engine, then print one summary line per step and where the output is."""
+def run_engine(args, dataset, images, output, steps, workers=None, backend=None, address=None) -> int:
+    """Run steps with the engine, then print one summary line per step and where the output is.
+
+    ``backend`` / ``address``: a pipeline file's values, used where --backend / --address are not given.
+    """
     import sys
 
     from ltaug.engine import run_pipeline
@@ -101,8 +112,17 @@ def run_engine(args, dataset, images, output, steps, workers=None) -> int:
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    cli_address = getattr(args, "address", None)
+    backend = getattr(args, "backend", None) or backend or "local"
+    if backend != "ray" and cli_address:
+        raise UsageError("--address is for --backend ray")
+    executor = {}
+    if backend == "ray":
+        from ltaug.ray_backend import ray_map_shards
+
+        executor["map_shards"] = ray_map_shards(cli_address or address, num_cpus=workers)
     s = run_pipeline(dataset, images, output, steps, workers=workers, resume=args.resume,
-                     on_error=args.on_error, progress=sys.stderr.isatty())
+                     on_error=args.on_error, progress=sys.stderr.isatty(), **executor)
     for r in s["steps_run"]:
         print(f"  {describe_step(r)}", file=sys.stderr)
     c = s["counts"]

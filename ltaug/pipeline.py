@@ -8,6 +8,8 @@ Format (paths are relative to the config file's folder)::
     seed: 0                               # step k uses seed + k unless it sets its own `seed`
     workers: 2                            # optional (default: all cores)
     on_error: raise                       # optional: raise | skip (unreadable images)
+    backend: local                        # optional: local (process pool) | ray (Ray tasks; the ray extra)
+    address: auto                         # optional, with backend ray: a Ray cluster (auto, HOST:PORT)
     steps:
       - resample: {method: rfs, threshold: 0.1}
       - paste: {weighting: inverse, objects: 3, blend: gaussian}
@@ -37,7 +39,8 @@ from .mosaic import MosaicSpec
 from .resample import ResampleSpec
 
 SPECS = {"resample": ResampleSpec, "paste": PasteSpec, "mosaic": MosaicSpec, "mixup": MixupSpec}
-TOP_KEYS = ("input", "images", "output", "seed", "workers", "on_error", "steps")
+TOP_KEYS = ("input", "images", "output", "seed", "workers", "on_error", "backend", "address", "steps")
+BACKENDS = ("local", "ray")
 
 
 def flag_bits(names) -> int:
@@ -88,6 +91,8 @@ class Pipeline:
     seed: int = 0
     workers: int | None = None
     on_error: str = "raise"
+    backend: str | None = None  # None: the command line's, else local
+    address: str | None = None
 
 
 def load_pipeline(path: str | os.PathLike) -> Pipeline:
@@ -112,6 +117,11 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
     seed = doc.get("seed", 0)
     if not isinstance(seed, int):
         raise UsageError(f"{path}: seed must be an integer, got {seed!r}")
+    backend, address = doc.get("backend"), doc.get("address")
+    if backend is not None and backend not in BACKENDS:
+        raise UsageError(f"{path}: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if address is not None and (backend != "ray" or not isinstance(address, str) or not address):
+        raise UsageError(f"{path}: address needs backend: ray and a string (auto, HOST:PORT), got {address!r}")
     raw = doc["steps"]
     if not isinstance(raw, list) or not raw:
         raise UsageError(f"{path}: steps must be a non-empty list")
@@ -131,4 +141,5 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
         steps.append(step)
     base = path.parent
     return Pipeline(input=base / str(doc["input"]), images=base / str(doc["images"]), output=base / str(doc["output"]),
-                    steps=steps, seed=seed, workers=doc.get("workers"), on_error=doc.get("on_error", "raise"))
+                    steps=steps, seed=seed, workers=doc.get("workers"), on_error=doc.get("on_error", "raise"),
+                    backend=backend, address=address)
