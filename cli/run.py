@@ -19,7 +19,8 @@ Run the steps of a pipeline file one after the other into one output folder. The
 
 Step parameters have the names of the flags of `ltaug resample | paste | mosaic | mixup`, with
 _ for -. Paste also takes bank: (an `ltaug bank` folder) and exclude: (a list of bank flags).
--o, --workers and --on-error override the file's output: / workers: / on_error:.
+-o, --workers, --on-error, --backend and --address override the file's output: /
+workers: / on_error: / backend: / address:.
 
 examples:
   ltaug run examples/pipeline.yaml
@@ -42,4 +43,5 @@ def run(args) -> int:
     args.on_error = args.on_error or pipe.on_error
     ds = load(pipe.input, args)
     workers = args.workers if args.workers is not None else pipe.workers
-    return run_engine(args, ds, pipe.images, args.output or pipe.output, pipe.steps, workers)
+    return run_engine(args, ds, pipe.images, args.output or pipe.output, pipe.steps, workers,
+                      backend=pipe.backend, address=pipe.address)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The one environment for the demo and the tests: engine, trainer (torch) and test tools.
-EXTRAS="${LTAUG_EXTRAS:-dev,train}"
+EXTRAS="${LTAUG_EXTRAS:-dev,train,ray}"
 PY="${PYTHON:-python3}"
 key=$( (cat pyproject.toml scripts/setup.sh; echo "$EXTRAS") | sha256sum | cut -c1-12)
 VENV="${LTAUG_VENV:-.venv}"
