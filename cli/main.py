@@ -14,10 +14,10 @@ from ltaug import __version__
 from ltaug.errors import LtaugError
 from ltaug.jsonio import gc_paused
 
-from . import bank, compare, convert, mixup, mosaic, paste, plan, recount, report, resample, run, stats, train, validate
+from . import bank, compare, convert, evaluate, mixup, mosaic, paste, plan, recount, report, resample, run, stats, tau_sweep, train, validate
 from .common import check_bin_thresholds
 
-COMMANDS = (stats, validate, convert, recount, resample, plan, bank, paste, mosaic, mixup, run, report, train, compare)
+COMMANDS = (stats, validate, convert, recount, resample, plan, bank, paste, mosaic, mixup, run, report, train, evaluate, tau_sweep, compare)
 
 DESCRIPTION = """\
 ltaug: rebalance long-tailed COCO / LVIS detection and instance-segmentation datasets.

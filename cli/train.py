@@ -27,12 +27,18 @@ losses: ce, bce, focal, cb, eql, eql_softmax, eqlv2, seesaw, bags, federated,
 samplers: plain (shuffled; use for files already rebalanced offline), rfs (repeat factor
   sampling online, --rfs-threshold), cas (class-aware), repeat-factors (read an
   `ltaug resample --repeat-factors` file with --repeat-factors).
+decoupled training (Kang et al. ICLR 2020), stage 2 after a normal run: --stage2 crt --from
+  RUN_DIR re-initialises the box classifier (cls_score) and trains it alone, everything else
+  frozen, with class-balanced sampling (--sampler cas unless given); the preset and --masks
+  follow the stage-1 run. tau-normalisation needs no training: `ltaug eval --tau` and
+  `ltaug tau-sweep`.
 
 examples:
   ltaug train --train train.json --images train2017/ --val val.json --val-images val2017/ \\
       --backbone-weights ../shared/weights/mobilenetv2_imagenet_features.pt --loss seesaw --epochs 12 --out runs/seesaw
   ltaug train --train train_rfs.json --images train2017/ --loss ce --out runs/rfs_offline ...
-  ltaug train --train train.json --images train2017/ --sampler rfs --rfs-threshold 0.01 --out runs/rfs_online ..."""
+  ltaug train --train train.json --images train2017/ --sampler rfs --rfs-threshold 0.01 --out runs/rfs_online ...
+  ltaug train --train train.json --images train2017/ --stage2 crt --from runs/ce --epochs 4 --out runs/ce_crt ..."""
 
 
 def add_parser(sub) -> None:
@@ -46,7 +52,8 @@ def add_parser(sub) -> None:
     p.add_argument("--loss", default="ce", help="box classification loss (default ce)")
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                    help="loss parameter, repeatable (e.g. --loss-param gamma=2.0)")
-    p.add_argument("--sampler", default="plain", choices=("plain", "rfs", "cas", "repeat-factors"))
+    p.add_argument("--sampler", choices=("plain", "rfs", "cas", "repeat-factors"),
+                   help="default plain; cas with --stage2 crt")
     p.add_argument("--rfs-threshold", type=float, default=0.001, metavar="T")
     p.add_argument("--repeat-factors", metavar="FILE.json")
     p.add_argument("--counts-from", metavar="ANN",
@@ -63,6 +70,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-iters-per-epoch", type=int, metavar="N", help="cut epochs short (smoke tests)")
+    p.add_argument("--stage2", choices=("crt",), help="decoupled stage 2 after the run given by --from")
+    p.add_argument("--from", dest="init_from", metavar="RUN_DIR", help="the stage-1 run of --stage2")
     p.set_defaults(run=run)
 
 
@@ -79,6 +88,17 @@ def _loss_params(items) -> dict:
     return out
 
 
+def _stage1_config(run_dir) -> dict:
+    from pathlib import Path
+
+    from ltaug.jsonio import read_json
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UsageError(f"--from {run_dir}: no config.json (not a run folder of `ltaug train`)")
+    return read_json(path)
+
+
 def run(args) -> int:
     try:
         from trainer.engine import TrainConfig, train
@@ -86,13 +106,17 @@ def run(args) -> int:
     except ImportError as exc:
         raise UsageError(f"ltaug train needs the train extra (torch, torchvision, faster-coco-eval): "
                          f"pip install 'ltaug[train]' ({exc})") from None
+    sampler = args.sampler or ("cas" if args.stage2 == "crt" else "plain")
     cfg = TrainConfig(train=args.train, images=args.images, val=args.val, val_images=args.val_images, out=args.out,
-                      loss=args.loss, loss_params=_loss_params(args.loss_param), sampler=args.sampler,
+                      loss=args.loss, loss_params=_loss_params(args.loss_param), sampler=sampler,
                       rfs_threshold=args.rfs_threshold, repeat_factors=args.repeat_factors,
                       counts_from=args.counts_from, masks=args.masks, backbone_weights=args.backbone_weights,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
                       workers=args.workers, threads=args.threads, seed=args.seed,
-                      max_iters_per_epoch=args.max_iters_per_epoch)
+                      max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from)
+    if args.init_from:  # stage 2 builds the stage-1 model
+        stage1 = _stage1_config(args.init_from)
+        cfg.preset, cfg.masks = stage1["preset"], cfg.masks or stage1["masks"]
     if args.preset:
         cfg.preset = args.preset
     try:

@@ -10,6 +10,10 @@ Optimisation defaults are the stable ones measured on this project's CPU machine
 momentum 0.9, weight decay 1e-4, lr 0.005 for batch 2 (0.02 diverged within 100 iterations),
 a linear warm-up over the first iterations, a step decay (x0.1) at 2/3 and 8/9 of the
 epochs, and gradient-norm clipping at 10.
+
+``stage2="crt"`` with ``init_from=RUN_DIR`` is the second stage of decoupled training
+(:mod:`trainer.decouple`): the stage-1 run's weights, a re-initialised classifier trained
+alone, class-balanced sampling.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from ltaug.jsonio import atomic_path, write_json_atomic
 from .model import PRESETS, build_model, default_preset
 
 SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
+STAGE2 = ("crt",)
 
 
 @dataclass
@@ -58,6 +63,8 @@ class TrainConfig:
     seed: int = 0
     max_iters_per_epoch: int | None = None  # for smoke tests and quick looks
     record_samples: bool = False            # write the image ids each rank trained on, per epoch
+    stage2: str | None = None               # "crt": decoupled classifier re-training from init_from
+    init_from: str | None = None            # the stage-1 run folder (or checkpoint) of stage2
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     def validate(self) -> None:
@@ -72,6 +79,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not self.lr > 0:
             raise ValueError("lr must be > 0")
+        if self.stage2 is not None and self.stage2 not in STAGE2:
+            raise ValueError(f"stage2 must be one of {', '.join(STAGE2)}, got {self.stage2!r}")
+        if (self.stage2 is None) != (self.init_from is None):
+            raise ValueError("stage 2 (--stage2) and the stage-1 run it starts from (--from) go together")
+        if self.stage2 == "crt" and self.sampler == "plain":
+            raise ValueError("cRT re-trains the classifier with class-balanced sampling: use sampler cas, "
+                             "rfs or repeat-factors, not plain")
 
 
 def lr_factor(it: int, *, warmup_iters: int, iters_per_epoch: int, epochs: int) -> float:
@@ -94,6 +108,15 @@ def _make_sampler(cfg: TrainConfig, dataset, ds):
     return TrainingSampler(dataset, seed=cfg.seed)
 
 
+def build_run_model(cfg: TrainConfig, freq):
+    """The configured detector; ``freq`` (an ltaug Dataset) gives the classes and their counts."""
+    ix = freq.index
+    return build_model(num_classes=ix.num_categories, preset=PRESETS[cfg.preset], masks=cfg.masks, loss=cfg.loss,
+                       loss_params=cfg.loss_params, class_instance_counts=ix.instance_counts.tolist(),
+                       class_image_counts=ix.image_counts.tolist(), num_images=ix.num_images,
+                       backbone_weights=cfg.backbone_weights)
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -104,6 +127,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from .data import DetectionDataset, collate_fn, worker_init_fn
+    from .decouple import load_stage1, prepare_crt
+    from .inference import evaluate_model
 
     cfg.validate()
     rank, world = _init_distributed(cfg)
@@ -127,12 +152,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
         collate_fn=collate_fn, drop_last=True, persistent_workers=cfg.workers > 0, worker_init_fn=worker_init_fn,
         generator=torch.Generator().manual_seed(cfg.seed))
-    ix = freq.index
-    model = build_model(num_classes=ix.num_categories, preset=preset, masks=cfg.masks, loss=cfg.loss,
-                        loss_params=cfg.loss_params, class_instance_counts=ix.instance_counts.tolist(),
-                        class_image_counts=ix.image_counts.tolist(), num_images=ix.num_images,
-                        backbone_weights=cfg.backbone_weights).to(cfg.device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    model = build_run_model(cfg, freq).to(cfg.device)
+    if cfg.stage2 == "crt":
+        load_stage1(model, cfg.init_from)
+        params = prepare_crt(model)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
@@ -264,38 +289,3 @@ def _init_distributed(cfg: TrainConfig) -> tuple[int, int]:
             cfg.device = f"cuda:{local}"
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
-
-
-@torch.no_grad()
-def predict(model, dataset, *, device: str, label_to_category, progress: bool = True) -> list[dict]:
-    """COCO result dicts for every image of ``dataset`` (a DetectionDataset without resize).
-
-    torchvision's detectors resize internally and return boxes in the input image's pixels.
-    ``label_to_category``: the training set's label -> category id map.
-    """
-    from tqdm import tqdm
-
-    model.eval()
-    results = []
-    for i in tqdm(range(len(dataset)), desc="predict", disable=not progress, unit="img"):
-        image, target = dataset[i]
-        out = model([image.to(device)])[0]
-        for box, score, label in zip(out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()):
-            x0, y0, x1, y1 = box
-            results.append({"image_id": int(target["image_id"]), "category_id": int(label_to_category[label]),
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
-    return results
-
-
-def evaluate_model(model, val_path, val_images, *, train_ds, label_to_category, device, progress=True) -> dict:
-    """bbox AP of ``model`` on a validation file; r/c/f bins from the training file (LVIS practice)."""
-    from ltaug.frequency import dataset_bins
-
-    from .data import DetectionDataset
-    from .evaluate import evaluate
-
-    val = load_dataset(val_path)
-    dataset = DetectionDataset(val, val_images, masks=False, train=False, min_size=None, max_size=None)
-    dets = predict(model, dataset, device=device, label_to_category=label_to_category, progress=progress)
-    bins = dict(zip(train_ds.index.category_ids.tolist(), dataset_bins(train_ds).tolist()))
-    return evaluate(val, dets, iou_types=("bbox",), bins=bins)

@@ -47,6 +47,10 @@ ground-truth area); -1 where class k has no non-ignored ground truth in range a.
   <= ``rare_max`` images, c if <= ``common_max``, f above (:func:`ltaug.frequency.dataset_bins`).
   Pass ``bins`` (category id -> "r"/"c"/"f") to use other bins, e.g. the training set's.
 
+segm needs a segmentation on every ground-truth annotation (the reference evaluators fail
+otherwise): when some have none, segm is skipped and ``result["skipped"]["segm"]`` says why;
+asking for segm alone on such ground truth is a ValueError.
+
 A class with no non-crowd ground-truth instance has AP None and is left out of every mean; a
 mean over no class (e.g. APs without small objects) is None. With no detections every
 defined AP is 0.0.
@@ -86,7 +90,8 @@ def evaluate(gt, detections, *, iou_types=("bbox",), rare_max: int = RARE_MAX, c
          "num_images": int, "num_detections": int,
          "bbox": {"AP": float|None, ..., "APf": ..., "classes_per_bin": {"r": n, ...},
                   "per_class": {category_id: {"name", "bin", "ap", "ap50", "instances"}}},
-         "segm": {...}}
+         "segm": {...},
+         "skipped": {"segm": reason}}      # only when an asked-for iou type was skipped
 
     ``instances`` counts a class's non-crowd ground-truth annotations; ``classes_per_bin`` the
     classes with such instances, i.e. those averaged. (``json.dumps`` turns the integer
@@ -101,6 +106,10 @@ def evaluate(gt, detections, *, iou_types=("bbox",), rare_max: int = RARE_MAX, c
     iou_types = (iou_types,) if isinstance(iou_types, str) else tuple(iou_types)
     if not iou_types or any(t not in IOU_TYPES for t in iou_types):
         raise ValueError(f"iou_types must be a non-empty selection of {IOU_TYPES}, got {iou_types!r}")
+    skipped = _skipped_iou_types(ds, iou_types)
+    iou_types = tuple(t for t in iou_types if t not in skipped)
+    if not iou_types:
+        raise ValueError(f"segm needs a segmentation on every ground-truth annotation: {skipped['segm']}")
     if federated is None:
         federated = any("neg_category_ids" in im or "not_exhaustive_category_ids" in im for im in ds.images)
     if max_dets is None:
@@ -119,6 +128,8 @@ def evaluate(gt, detections, *, iou_types=("bbox",), rare_max: int = RARE_MAX, c
                            + (" (lvis_style: LVIS federated rules)" if federated else " (COCO rules)"),
               "federated": bool(federated), "max_dets": int(max_dets), "bins_source": bins_source,
               "num_images": ix.num_images, "num_detections": num_given}
+    if skipped:
+        result["skipped"] = skipped
     for iou_type in iou_types:
         precision, params = _run_evaluator(ds, detections, iou_type, federated, max_dets, cat_bins)
         result[iou_type] = _summarise(ds, precision, params, cat_bins, instances)
@@ -143,6 +154,18 @@ def _category_bins(ds: Dataset, bins, rare_max, common_max, use_stored_bins) -> 
         return dataset_bins(ds).tolist(), "stored LVIS frequency"
     out = dataset_bins(ds, rare_max=rare_max, common_max=common_max).tolist()
     return out, f"ground-truth image counts: r <= {rare_max} < c <= {common_max} < f"
+
+
+def _skipped_iou_types(ds: Dataset, iou_types) -> dict:
+    """{"segm": reason} when segm is asked for but some ground-truth annotations have no segmentation."""
+    from ltaug.geometry import NONE, segmentation_kind
+
+    if "segm" not in iou_types:
+        return {}
+    missing = sum(segmentation_kind(a.get("segmentation")) == NONE for a in ds.annotations)
+    if not missing:
+        return {}
+    return {"segm": f"{missing} of {len(ds.annotations)} ground-truth annotations have no segmentation"}
 
 
 def _check_detections(ds: Dataset, detections, iou_types) -> None:
@@ -277,8 +300,9 @@ def format_eval_table(result: dict) -> str:
     not listed."""
     types = [t for t in IOU_TYPES if t in result]
     lines = [f"evaluator  {result['evaluator']}, max {result['max_dets']} detections",
-             f"bins       {result['bins_source']}", "",
-             f"{'metric':<8}" + "".join(f"{t:>9}" for t in types), "-" * (8 + 9 * len(types))]
+             f"bins       {result['bins_source']}"]
+    lines += [f"{t:<10} skipped: {why}" for t, why in result.get("skipped", {}).items()]
+    lines += ["", f"{'metric':<8}" + "".join(f"{t:>9}" for t in types), "-" * (8 + 9 * len(types))]
     for m in METRICS:
         if m == "APr":
             lines.append("")

@@ -1,0 +1,114 @@
+"""`ltaug eval`, `ltaug tau-sweep` and `ltaug train --stage2 crt` through the CLI, on a tiny demo run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from cli.main import main  # noqa: E402
+from conftest import DEMO, shared_path  # noqa: E402
+
+TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
+VAL, VAL_IMAGES = DEMO / "annotations" / "val.json", DEMO / "images" / "val"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """Two iterations of `ltaug train` on the demo data, evaluated on the demo val set."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    weights = shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")
+    assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--val", str(VAL), "--val-images",
+                 str(VAL_IMAGES), "--out", str(out), "--epochs", "1", "--max-iters-per-epoch", "2", "--workers", "0",
+                 "--threads", "2", "--preset", "cpu", "--backbone-weights", str(weights)]) == 0
+    return out
+
+
+def eval_json(capsys, *args):
+    capsys.readouterr()
+    assert main(["eval", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_run_equals_training_eval_and_rebins(run_dir, capsys, tmp_path):
+    trained = json.loads((run_dir / "metrics.json").read_text())["eval"]
+    got = eval_json(capsys, run_dir)                   # the run's own --val
+    assert got["bbox"]["AP"] == trained["bbox"]["AP"] and got["bbox"]["per_class"] == trained["bbox"]["per_class"]
+    assert got["model"] == {"source": str(run_dir), "epochs": 1, "tau": None, "tau_bias": None}
+    assert got["bins_source"].startswith("training file image counts: r <= 10 < c <= 100")
+    dets = tmp_path / "dets.json"
+    rebinned = eval_json(capsys, run_dir / "checkpoint.pt", "--val", VAL, "--val-images", VAL_IMAGES,
+                         "--rare-max", "1", "--common-max", "3", "--save-detections", dets)
+    assert rebinned["bins_source"].endswith("r <= 1 < c <= 3 < f") and rebinned["bbox"]["AP"] == got["bbox"]["AP"]
+    # the saved detections score the same as a results file
+    again = eval_json(capsys, dets, "--val", VAL, "--train", TRAIN, "--rare-max", "1", "--common-max", "3")
+    assert again["bbox"]["AP"] == got["bbox"]["AP"] and again["bbox"]["APr"] == rebinned["bbox"]["APr"]
+    assert main(["eval", str(run_dir)]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith(f"model      {run_dir}, 1 epochs") and "APr" in table
+
+
+def test_tau_sweep_first_row_is_the_run(run_dir, capsys):
+    plain = eval_json(capsys, run_dir)
+    tau1 = eval_json(capsys, run_dir, "--tau", "1", "--tau-bias", "drop")
+    assert tau1["model"]["tau"] == 1.0 and tau1["model"]["tau_bias"] == "drop"
+    assert main(["tau-sweep", str(run_dir), "--taus", "1,0", "--tau-bias", "drop", "--json"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert [r["tau"] for r in sweep["results"]] == [0.0, 1.0]
+    assert sweep["results"][1]["bbox"]["AP"] == tau1["bbox"]["AP"]
+    assert main(["tau-sweep", str(run_dir), "--taus", "0,0.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"model      {run_dir}") and "best bbox AP" in lines[-2]
+    row0 = next(line for line in lines if line.strip().startswith("0.00")).split()
+    assert float(row0[1]) == pytest.approx(plain["bbox"]["AP"], abs=5e-4)
+
+
+def test_segm_is_skipped_with_a_note_when_the_ground_truth_has_no_masks(capsys, tmp_path):
+    from ltaug import load_dataset
+    from ltaug.geometry import rle_to_json, to_rle
+
+    val = load_dataset(VAL)
+    sizes = {im["id"]: (im["height"], im["width"]) for im in val.images}
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9,
+             "segmentation": rle_to_json(to_rle(a["segmentation"], *sizes[a["image_id"]]))}
+            for a in val.annotations if not a.get("iscrowd")]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    with_masks = eval_json(capsys, tmp_path / "dets.json", "--val", VAL)
+    assert with_masks["segm"]["AP"] > 0.9 and "skipped" not in with_masks
+    doc = json.loads(VAL.read_text())
+    for a in doc["annotations"]:
+        a.pop("segmentation", None)
+    (tmp_path / "boxes.json").write_text(json.dumps(doc))
+    assert main(["eval", str(tmp_path / "dets.json"), "--val", str(tmp_path / "boxes.json")]) == 0
+    out = capsys.readouterr().out
+    assert "segm       skipped: 156 of 156 ground-truth annotations have no segmentation" in out
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "bbox"]
+
+
+def test_crt_via_cli(run_dir, tmp_path, capsys):
+    out = tmp_path / "crt"
+    assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", str(out), "--stage2", "crt",
+                 "--from", str(run_dir), "--epochs", "1", "--max-iters-per-epoch", "2", "--workers", "0"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["sampler"], cfg["stage2"], cfg["init_from"], cfg["preset"]) == ("cas", "crt", str(run_dir), "cpu")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "nowhere"], "no checkpoint.pt"),
+    (["eval", "{dets}"], "needs --val"),
+    (["eval", "{dets}", "--val", str(VAL), "--tau", "1"], "--tau applies to a run"),
+    (["eval", "{run}", "--val", str(VAL)], "--val needs --val-images"),
+    (["tau-sweep", "{run}", "--taus", "0,-1"], "numbers >= 0"),
+    (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{tmp}/x", "--stage2", "crt"],
+     "go together"),
+    (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{tmp}/x", "--stage2", "crt", "--from",
+      "{run}", "--sampler", "plain"], "class-balanced"),
+])
+def test_errors_are_one_line(args, message, run_dir, tmp_path, capsys):
+    (tmp_path / "dets.json").write_text("[]")
+    args = [a.format(dets=tmp_path / "dets.json", run=run_dir, tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
