@@ -26,7 +26,7 @@ from ltaug.pipeline import load_pipeline, make_step
 HOLDER = """\
 import logging, sys
 import ray
-ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 import os
 print(ray.get_runtime_context().gcs_address, os.environ.get("RAY_AUTH_MODE", ""), flush=True)
 sys.stdin.read()  # until the test closes our stdin
