@@ -26,16 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import trainer  # noqa: E402,F401  before torch: OMP_WAIT_POLICY (trainer/__init__.py)
+import torch  # noqa: E402
 from ltaug import load_dataset  # noqa: E402
-from trainer.data import DetectionDataset, collate_fn  # noqa: E402
+from trainer.data import DetectionDataset, collate_fn, worker_init_fn  # noqa: E402
 from trainer.engine import TrainConfig, train  # noqa: E402
 from trainer.model import PRESETS, build_model  # noqa: E402
-from trainer.samplers import TrainingSampler  # noqa: E402
+from trainer.samplers import AspectRatioBatchSampler, TrainingSampler, aspect_ratio_groups  # noqa: E402
 
 WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_imagenet_features.pt"
 SHARED = ROOT.parent / "shared" / "data" / "coco-lt"
@@ -46,8 +46,10 @@ def bare_loop(ann, images, iters, warmup, seed) -> float:
     torch.manual_seed(seed)
     ds = load_dataset(ann)
     data = DetectionDataset(ds, images, min_size=preset.min_size, max_size=preset.max_size)
-    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=TrainingSampler(data, seed=seed),
-                                         num_workers=1, collate_fn=collate_fn, drop_last=True)
+    sampler = TrainingSampler(data, seed=seed)
+    batches = AspectRatioBatchSampler(sampler, aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights), 2)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=1, collate_fn=collate_fn,
+                                         worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(seed))
     model = build_model(num_classes=ds.index.num_categories, preset=preset, backbone_weights=WEIGHTS)
     model.train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9,
@@ -63,6 +65,7 @@ def bare_loop(ann, images, iters, warmup, seed) -> float:
         if it >= warmup:
             break
         step(*batch)
+    sampler.set_epoch(1)  # the trainer's timed epoch is its second: the same images, batches and flips
     seen, t0 = 0, time.perf_counter()  # timed like the trainer's epoch: from a fresh iterator
     for it, batch in enumerate(loader):
         if it >= iters:
@@ -86,6 +89,40 @@ def our_loop(ann, images, iters, warmup, seed) -> float:
         return metrics["history"][-1]["images_per_s"]
 
 
+def wait_policy_ab(args) -> None:
+    """The bare loop in fresh processes, one per OpenMP wait setting of ``--wait``, interleaved.
+
+    spin: GNU OpenMP's default (spin up to 300,000 iterations, then sleep; set as
+    OMP_WAIT_POLICY="", which libgomp warns about and ignores); passive: OMP_WAIT_POLICY=PASSIVE
+    (sleep at once); a number N: GOMP_SPINCOUNT=N. ``--hog`` runs one busy Python process
+    beside them, as a second training job or another user would.
+    """
+    import os
+    import subprocess
+
+    settings = args.wait.split(",")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
+    got = {w: [] for w in settings}
+    try:
+        for k in range(args.repeat):
+            for w in settings if k % 2 == 0 else settings[::-1]:
+                env = {key: v for key, v in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                env.update({"spin": {"OMP_WAIT_POLICY": ""}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}.get(
+                    w, {"GOMP_SPINCOUNT": w}))
+                cmd = [sys.executable, __file__, "--only-bare", "--iters", str(args.iters), "--warmup",
+                       str(args.warmup), "--threads", str(args.threads), "--seed", str(args.seed)]
+                out = subprocess.run(cmd + (["--demo"] if args.demo else []), env=env, capture_output=True, text=True,
+                                     check=True).stdout
+                got[w].append(float(out.split()[-1]))
+                print(f"  run {k + 1}: {w:8s} {got[w][-1]:6.2f} images/s   (load average "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        if hog is not None:
+            hog.kill()
+    for w in settings:
+        print(f"bare loop, wait {w:8s} {max(got[w]):6.2f} images/s (best of {args.repeat}){', busy neighbour' * args.hog}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=30)
@@ -94,12 +131,22 @@ def main(argv=None) -> int:
     ap.add_argument("--demo", action="store_true", help="use the bundled demo data instead of ../shared")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=2, help="runs of each, interleaved; best kept (default 2)")
+    ap.add_argument("--wait", metavar="W,W,...",
+                    help="instead: the bare loop per OpenMP wait setting (spin, passive, or a GOMP_SPINCOUNT)")
+    ap.add_argument("--hog", action="store_true", help="with --wait: a busy process runs beside")
+    ap.add_argument("--only-bare", action="store_true", help=argparse.SUPPRESS)  # one run, for --wait
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.demo or not SHARED.exists():
         ann, images = ROOT / "examples/data/annotations/train.json", ROOT / "examples/data/images/train"
     else:
         ann, images = SHARED / "annotations/instances_train.json", SHARED / "images/train2017"
+    if args.only_bare:
+        print(f"{bare_loop(ann, images, args.iters, args.warmup, args.seed):.4f}")
+        return 0
+    if args.wait:
+        wait_policy_ab(args)
+        return 0
     print(f"data {ann}; torch {torch.__version__}, {args.threads} threads, batch 2, preset cpu "
           f"({PRESETS['cpu'].min_size}/{PRESETS['cpu'].max_size} px, {PRESETS['cpu'].box_batch_size_per_image} RoIs)")
     bare, ours = [], []

@@ -61,9 +61,9 @@ def add_model_options(p) -> None:
 
 def trainer_modules():
     try:
-        import torch
+        from trainer import decouple, evaluate, inference  # before torch: see trainer/__init__.py
 
-        from trainer import decouple, evaluate, inference
+        import torch
     except ImportError as exc:
         raise UsageError(f"this command needs the train extra (torch, torchvision, faster-coco-eval): "
                          f"pip install 'ltaug[train]' ({exc})") from None

@@ -11,7 +11,7 @@ from trainer.decouple import load_stage1, predict_taus, tau_normalization, tau_n
 from trainer.engine import TrainConfig, train  # noqa: E402
 from trainer.inference import predict, val_dataset  # noqa: E402
 from trainer.model import PRESETS, build_model  # noqa: E402
-from trainer.samplers import ClassAwareSampler  # noqa: E402
+from trainer.samplers import AspectRatioBatchSampler, ClassAwareSampler, aspect_ratio_groups  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 
@@ -67,6 +67,21 @@ def test_tau_zero_is_the_model_and_the_sweep_equals_one_pass_per_tau(random_mode
     assert sweep[0.0] == plain and sweep[1.0] == normalised
 
 
+def test_mask_rcnn_results_carry_masks_and_the_sweep_runs_the_mask_branch_per_tau(random_model_and_val):
+    _, dataset, l2c = random_model_and_val
+    torch.manual_seed(0)
+    model = build_model(num_classes=len(l2c) - 1, preset=PRESETS["cpu"], masks=True).eval()
+    model.roi_heads.score_thresh, model.roi_heads.detections_per_img = 0.0, 5
+    kw = dict(device="cpu", label_to_category=l2c, progress=False)
+    plain = predict(model, dataset, **kw)
+    image = dataset.dataset.images[0]
+    first = [r for r in plain if r["image_id"] == image["id"]]
+    assert len(first) == 5 and all(r["segmentation"]["size"] == [image["height"], image["width"]] for r in first)
+    with tau_normalization(model, 1.0):
+        normalised = predict(model, dataset, **kw)
+    assert predict_taus(model, dataset, [0.0, 1.0], **kw) == {0.0: plain, 1.0: normalised}
+
+
 def test_crt_trains_only_the_classifier_with_the_class_aware_sampler(tmp_path):
     weights = shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")
     common = dict(train=str(TRAIN), images=str(IMAGES), epochs=1, warmup_iters=1, workers=0, threads=2, seed=0,
@@ -90,8 +105,9 @@ def test_crt_trains_only_the_classifier_with_the_class_aware_sampler(tmp_path):
 
     ds = load_dataset(TRAIN)
     seen = json.loads((tmp_path / "s2" / "samples_epoch1_rank0.json").read_text())
-    cas = ClassAwareSampler(ds, seed=0).epoch_indices(0)[:6]
-    assert seen == ds.index.image_ids[cas].tolist()
+    groups = aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights)
+    batches = list(AspectRatioBatchSampler(ClassAwareSampler(ds, seed=0), groups, 2))[:3]
+    assert seen == ds.index.image_ids[sum(batches, [])].tolist()
 
 
 def test_crt_config_and_stage1_mismatch(tmp_path):

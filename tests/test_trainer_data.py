@@ -20,7 +20,13 @@ from ltaug.resample import (
 )
 from ltaug.sampling import repeat_factors
 from trainer.data import DetectionDataset, collate_fn
-from trainer.samplers import ClassAwareSampler, RepeatFactorSampler, TrainingSampler
+from trainer.samplers import (
+    AspectRatioBatchSampler,
+    ClassAwareSampler,
+    RepeatFactorSampler,
+    TrainingSampler,
+    aspect_ratio_groups,
+)
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +311,30 @@ def test_training_sampler_is_a_permutation():
     s = TrainingSampler(31, seed=0)
     assert sorted(s) == list(range(31))
     assert list(TrainingSampler(31, seed=0, shuffle=False)) == list(range(31))
+
+
+def test_aspect_ratio_groups_follow_torchvision_bins():
+    # edges 0.5, 0.63, 0.79, 1, 1.26, 1.59, 2 (torchvision references, k = 3)
+    ratios = [1 / 3, 0.6, 0.75, 0.9, 1.0, 4 / 3, 16 / 9, 2.25]
+    assert aspect_ratio_groups([r * 480 for r in ratios], [480] * 8).tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_aspect_ratio_batches(demo, replicas):
+    ix = demo.index
+    groups = aspect_ratio_groups(ix.image_widths, ix.image_heights)
+    shares = []
+    for rank in range(replicas):
+        sampler = RepeatFactorSampler.from_dataset(demo, 0.3, seed=1, num_replicas=replicas, rank=rank)
+        sampler.set_epoch(2)
+        batches = list(AspectRatioBatchSampler(sampler, groups, 3))
+        assert batches == list(AspectRatioBatchSampler(sampler, groups, 3))          # a function of the order
+        order = list(sampler)
+        assert len(batches) == len(order) // 3 and all(len(b) == 3 for b in batches)
+        used = Counter(i for b in batches for i in b)
+        assert not used - Counter(order) and sum((Counter(order) - used).values()) == len(order) % 3
+        mixed = [b for b in batches if len({groups[i] for i in b}) > 1]
+        assert len(mixed) <= len(set(groups.tolist())) - 1                             # only the epoch's leftovers
+        assert batches[-len(mixed) or len(batches):] == mixed
+        shares.append(len(batches))
+    assert len(set(shares)) == 1                                                       # ranks step together

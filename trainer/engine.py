@@ -1,6 +1,7 @@
 """The training loop: flat and readable top to bottom, as torchvision's references/detection.
 
-``train(config)`` builds the data, the sampler, the model and the optimiser, runs the epochs
+``train(config)`` builds the data, the sampler (batches grouped by aspect ratio, as
+torchvision's references do: less padding), the model and the optimiser, runs the epochs
 with a progress bar (loss, images/s), writes a checkpoint after every epoch (atomically:
 an interrupted run resumes from the last complete epoch with ``resume=True``), appends one
 line per epoch to ``metrics.jsonl``, evaluates on the validation set at the end, and draws
@@ -129,6 +130,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     from .data import DetectionDataset, collate_fn, worker_init_fn
     from .decouple import load_stage1, prepare_crt
     from .inference import evaluate_model
+    from .samplers import AspectRatioBatchSampler, aspect_ratio_groups
 
     cfg.validate()
     rank, world = _init_distributed(cfg)
@@ -148,10 +150,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
                                min_size=preset.min_size, max_size=preset.max_size)
     sampler = _make_sampler(cfg, dataset, ds)
+    batches = AspectRatioBatchSampler(sampler, aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights),
+                                      cfg.batch_size)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-        collate_fn=collate_fn, drop_last=True, persistent_workers=cfg.workers > 0, worker_init_fn=worker_init_fn,
-        generator=torch.Generator().manual_seed(cfg.seed))
+        dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_fn,
+        persistent_workers=cfg.workers > 0, worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed))
     model = build_run_model(cfg, freq).to(cfg.device)
     if cfg.stage2 == "crt":
         load_stage1(model, cfg.init_from)
