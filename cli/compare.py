@@ -20,7 +20,9 @@ Needs the train extra.
 
 examples:
   ltaug compare examples/compare_study.yaml --jobs 2
-  ltaug compare examples/compare_study.yaml --report-only      # tables and plots of what has finished"""
+  ltaug compare examples/compare_study.yaml --report-only      # tables and plots of what has finished
+  ltaug compare examples/compare_study.yaml --cells baseline,rfs --seeds 0 --out out/check
+                                               # one row of the study again, in a folder of your own"""
 
 
 def add_parser(sub) -> None:
@@ -29,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("config", metavar="CONFIG.yaml")
     p.add_argument("--jobs", type=int, metavar="N", help="runs at once (default: jobs: in the file, else 1)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
+    p.add_argument("--cells", metavar="A,B,...", help="only these cells (and the cells they start from:)")
+    p.add_argument("--seeds", metavar="S,S,...", help="only these seeds (default: seeds: in the file)")
+    p.add_argument("--out", metavar="DIR", help="output folder instead of out: in the file")
     p.set_defaults(run=run)
 
 
@@ -36,11 +41,16 @@ def run(args) -> int:
     from ltaug.errors import UsageError
 
     try:
-        from trainer.compare import load_compare, run_compare
+        from trainer.compare import load_compare, run_compare, select
         from trainer.compare_report import write_report
     except ImportError as exc:
         raise UsageError(f"ltaug compare needs the train extra (pip install 'ltaug[train]'): {exc}") from None
     cmp = load_compare(args.config)
+    try:
+        seeds = None if args.seeds is None else [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise UsageError(f"--seeds must be integers separated by commas, got {args.seeds!r}") from None
+    cmp = select(cmp, cells=None if args.cells is None else args.cells.split(","), seeds=seeds, out=args.out)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     if args.report_only:

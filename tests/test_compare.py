@@ -10,7 +10,7 @@ from conftest import DEMO, ROOT, shared_path
 
 pytest.importorskip("torch")
 
-from trainer.compare import load_compare, run_dir  # noqa: E402
+from trainer.compare import load_compare, run_dir, select  # noqa: E402
 
 
 def config(tmp_path, cells: str, seeds="[0]") -> str:
@@ -74,3 +74,15 @@ def test_config_errors_are_one_line(tmp_path):
         r = ltaug("compare", config(tmp_path, cells))
         assert r.returncode == 2 and message in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_select_cells_seeds_and_out(tmp_path):
+    cmp = load_compare(config(tmp_path, "  baseline: {}\n  rfs: {sampler: rfs}\n  tau: {from: baseline, tau: 1.0}\n",
+                              seeds="[0, 1, 2]"))
+    one = select(cmp, cells=["tau"], seeds=[1], out=tmp_path / "mine")
+    assert list(one.cells) == ["baseline", "tau"] and one.seeds == [1] and one.out == tmp_path / "mine"
+    assert select(cmp, cells=["rfs"]).baseline == "rfs" and select(cmp).cells == cmp.cells
+    r = ltaug("compare", config(tmp_path, "  baseline: {}\n"), "--cells", "baseline,nope")
+    assert r.returncode == 2 and r.stderr.strip() == "ltaug compare: error: no cell nope in the config (cells: baseline)"
+    r = ltaug("compare", config(tmp_path, "  baseline: {}\n"), "--seeds", "0,x")
+    assert r.returncode == 2 and "--seeds must be integers" in r.stderr

@@ -233,6 +233,23 @@ def run_cell(spec: dict) -> dict:
 
 # -- the matrix -------------------------------------------------------------------------------
 
+def select(cmp: Compare, *, cells=None, seeds=None, out=None) -> Compare:
+    """The study restricted to some cells (with the cells they start ``from``) and seeds, or
+    written elsewhere; one-line errors for names that are not in it."""
+    chosen = list(cmp.cells) if cells is None else list(cells)
+    unknown = [c for c in chosen if c not in cmp.cells]
+    if unknown:
+        raise UsageError(f"no cell {', '.join(unknown)} in the config (cells: {', '.join(cmp.cells)})")
+    for cell in chosen:  # a stage-2 cell needs its stage-1 cell
+        source = cmp.cells[cell].get("from")
+        if source is not None and source not in chosen:
+            chosen.append(source)
+    seeds = cmp.seeds if seeds is None else list(seeds)
+    baseline = cmp.baseline if cmp.baseline in chosen else chosen[0]
+    return dataclasses.replace(cmp, cells={c: v for c, v in cmp.cells.items() if c in chosen}, seeds=seeds,
+                               out=cmp.out if out is None else Path(out), baseline=baseline)
+
+
 def _order(cmp: Compare) -> list[list[str]]:
     """Cells in waves: a cell runs after the cell it starts ``from``."""
     waves, done = [], set()
@@ -253,8 +270,8 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     cmp.out.mkdir(parents=True, exist_ok=True)
     for wave in _order(cmp):
         todo = []
-        for cell in wave:
-            for seed in cmp.seeds:
+        for seed in cmp.seeds:  # seed-major: a study stopped half-way has every cell at its first seeds
+            for cell in wave:
                 if (run_dir(cmp, cell, seed) / "result.json").is_file():
                     continue
                 data = make_data(cmp, cell, seed, workers=jobs) if "data" in cmp.cells[cell] else None
