@@ -97,6 +97,12 @@ def test_training_loss_goes_down_and_resumes(tmp_path):
     again = train(cfg, progress=False)
     assert [h["epoch"] for h in again["history"]] == [1, 2, 3, 4, 5]
     assert again["history"][:4] == metrics["history"]
+    # without its checkpoint a run starts over, and its history with it
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    cfg.epochs = 1
+    fresh = train(cfg, progress=False)
+    assert [h["epoch"] for h in fresh["history"]] == [1]
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1
 
 
 def test_bad_config_is_a_value_error(tmp_path):

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ltaug import load_dataset
-from ltaug.jsonio import atomic_path, write_json_atomic
+from ltaug.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
 from .model import PRESETS, build_model, default_preset
 
@@ -182,6 +182,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
             model, device_ids=[torch.cuda.current_device()] if cfg.device.startswith("cuda") else None)
 
     history_path = out / "metrics.jsonl"
+    if main and history_path.exists():  # keep the epochs the checkpoint holds (none without one)
+        kept = [line for line in history_path.read_text().splitlines() if json.loads(line)["epoch"] <= start_epoch]
+        write_bytes_atomic(history_path, "".join(line + "\n" for line in kept).encode())
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         seen_ids = []
