@@ -28,6 +28,24 @@ def test_mobilenet_weights_map_by_position_and_load(tmp_path):
         load_mobilenet_v2_features(tmp_path / "bad.pt")
 
 
+@pytest.mark.parametrize("preset,masks", [("cpu", True), ("gpu", True), ("cpu", False)])
+def test_preset_sets_roi_align_sampling(preset, masks):
+    from torchvision.ops import roi_align
+
+    model = build_model(num_classes=3, preset=PRESETS[preset], masks=masks)
+    pools = [model.roi_heads.box_roi_pool] + ([model.roi_heads.mask_roi_pool] if masks else [])
+    assert [p.sampling_ratio for p in pools] == [PRESETS[preset].roi_sampling_ratio] * len(pools)
+    assert [p.output_size for p in pools] == [(7, 7), (14, 14)][:len(pools)]
+    # the pooler really samples once per bin: equal to torchvision's roi_align at that ratio
+    g = torch.Generator().manual_seed(0)
+    feats = {"0": torch.randn(1, 4, 40, 40, generator=g), "1": torch.randn(1, 4, 20, 20, generator=g)}
+    boxes = [torch.tensor([[10.0, 12.0, 100.0, 90.0]])]
+    got = model.roi_heads.box_roi_pool(feats, boxes, [(320, 320)])
+    ratio = PRESETS[preset].roi_sampling_ratio
+    want = roi_align(feats["0"], boxes, 7, spatial_scale=1 / 8, sampling_ratio=ratio, aligned=False)
+    assert torch.allclose(got, want)
+
+
 def test_ce_hook_equals_torchvision_loss():
     from trainer import model as m
     from trainer.losses import build_loss
