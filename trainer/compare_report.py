@@ -30,7 +30,7 @@ def _mean_std(values: list) -> tuple:
     v = [x for x in values if x is not None]
     if not v:
         return None, None
-    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None  # no spread from one seed
 
 
 def _describe(cmp: Compare, cell: str) -> str:
@@ -55,6 +55,8 @@ def write_report(cmp: Compare) -> dict:
     results = _results(cmp)
     train = load_dataset(cmp.train)
     bins, how = bins_of(train, rare_max=cmp.bins.get("rare_max"), common_max=cmp.bins.get("common_max"))
+    sizes = [sum(b == k for b in bins.values()) for k in "rcf"]
+    how = f"{how} (r {sizes[0]}, c {sizes[1]}, f {sizes[2]} classes)"
     iou_types = [t for t in ("bbox", "segm") if any(t in r["eval"] for runs in results.values() for r in runs.values())]
     rows = {}
     for cell, runs in results.items():
@@ -85,7 +87,9 @@ def write_report(cmp: Compare) -> dict:
 
 def _pm(ms) -> str:
     m, s = ms
-    return "-" if m is None else f"{100 * m:.1f} ± {100 * s:.1f}"
+    if m is None:
+        return "-"
+    return f"{100 * m:.1f}" if s is None else f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
 def _interval(b: dict | None) -> str:
