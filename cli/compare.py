@@ -60,4 +60,8 @@ def run(args) -> int:
     print((cmp.out / "results.md").read_text())
     state = "complete" if s["complete"] else "incomplete: run the command again to finish"
     print(f"wrote {cmp.out}/results.md, results.csv, ap_by_bin.png, per_class_delta.png ({state})", file=sys.stderr)
+    if s.get("failed"):
+        print(f"ltaug compare: {len(s['failed'])} run(s) failed: {', '.join(s['failed'])} (see their log.txt)",
+              file=sys.stderr)
+        return 1
     return 0

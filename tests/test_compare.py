@@ -70,7 +70,11 @@ def test_config_errors_are_one_line(tmp_path):
     for cells, message in (("  a: {losss: ce}\n", "unknown setting(s) losss"),
                            ("  a: {from: nope, tau: 1}\n", "from: nope is not a cell"),
                            ("  a: {tau: 1}\n", "need from:"),
-                           ("  baseline: {data: [{blur: {}}]}\n", "unknown step 'blur'")):
+                           ("  baseline: {data: [{blur: {}}]}\n", "unknown step 'blur'"),
+                           ("  baseline: {loss: seesw}\n", "cell baseline: unknown loss 'seesw'"),
+                           ("  baseline: {loss: seesaw, loss_params: {pp: 1}}\n", "takes no parameter pp"),
+                           ("  baseline: {sampler: rfss}\n", "sampler must be one of"),
+                           ("  baseline: {epochs: 0}\n", "epochs must be >= 1")):
         r = ltaug("compare", config(tmp_path, cells))
         assert r.returncode == 2 and message in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
@@ -86,3 +90,12 @@ def test_select_cells_seeds_and_out(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == "ltaug compare: error: no cell nope in the config (cells: baseline)"
     r = ltaug("compare", config(tmp_path, "  baseline: {}\n"), "--seeds", "0,x")
     assert r.returncode == 2 and "--seeds must be integers" in r.stderr
+
+
+def test_a_failed_run_is_named_and_the_exit_status_is_1(tmp_path):
+    r = ltaug("compare", config(tmp_path, f"  baseline: {{}}\n  broken: {{backbone_weights: {tmp_path}/none.pt}}\n"),
+              "--cells", "broken")
+    assert r.returncode == 1, r.stderr
+    assert "[1/1] broken seed 0: FAILED (see its log.txt)" in r.stderr
+    assert "1 run(s) failed: broken/seed0" in r.stderr
+    assert "none.pt" in (tmp_path / "out" / "runs" / "broken" / "seed0" / "log.txt").read_text()

@@ -45,7 +45,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ltaug.errors import InputError, UsageError
@@ -101,7 +101,7 @@ def load_compare(path) -> Compare:
     training = dict(doc.get("training") or {})
     for key in ("backbone_weights", "counts_from"):
         if training.get(key):
-            training[key] = str(base / training[key])
+            training[key] = str(_relative_to(base, training[key]))
     cells = doc["cells"]
     if not isinstance(cells, dict) or not cells:
         raise UsageError(f"{path}: cells must be a non-empty mapping of name -> settings")
@@ -116,16 +116,42 @@ def load_compare(path) -> Compare:
             raise UsageError(f"{path}: cell {name}: tau / stage2 need from: (the stage-1 cell)")
         if "data" in cell:
             _check_data(path, name, cell["data"])
+        _check_training(path, name, {**training, **cell})
     baseline = doc.get("baseline", "baseline")
     if baseline not in cells:
         raise UsageError(f"{path}: baseline {baseline!r} is not a cell")
     seeds = doc.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise UsageError(f"{path}: seeds must be a list of integers")
-    return Compare(train=base / doc["train"], images=base / doc["images"], val=base / doc["val"],
-                   val_images=base / doc["val_images"], out=base / doc["out"], seeds=seeds, cells=cells,
+    at = {k: _relative_to(base, doc[k]) for k in ("train", "images", "val", "val_images", "out")}
+    return Compare(**at, seeds=seeds, cells=cells,
                    training=training, jobs=int(doc.get("jobs", 1)), threads=int(doc.get("threads", 1)),
                    bins=dict(doc.get("bins") or {}), baseline=baseline, bootstrap=dict(doc.get("bootstrap") or {}))
+
+
+def _relative_to(base: Path, value) -> Path:
+    """A path of the config, relative to the config's folder, without ``..`` parts where it can."""
+    return Path(os.path.normpath(base / value))
+
+
+def _check_training(path, name, settings: dict) -> None:
+    """The cell's trainer settings checked now, not when its run starts hours later: the
+    TrainConfig rules, and the loss built once for two classes (its name and parameters)."""
+    from .engine import TrainConfig
+    from .losses import build_loss
+
+    fields = {k: v for k, v in settings.items() if k not in CELL_KEYS}
+    if "from" in settings and "stage2" in settings:
+        fields["init_from"] = "stage-1 run"
+    try:
+        cfg = TrainConfig(train="", images="", out="", **fields)
+        cfg.validate()
+        params = dict(cfg.loss_params)
+        if cfg.loss in ("eql", "eql_softmax"):
+            params.setdefault("num_images", 10)
+        build_loss(cfg.loss, num_classes=2, class_instance_counts=[10, 1], class_image_counts=[10, 1], **params)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: cell {name}: {exc}") from None
 
 
 def _check_data(path, name, steps) -> None:
@@ -265,9 +291,15 @@ def _order(cmp: Compare) -> list[list[str]]:
 
 
 def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
-    """Make the data, run every (cell, seed) not yet finished, then write the report."""
+    """Make the data, run every (cell, seed) not yet finished, then write the report.
+
+    Logs each run as it starts and ends, with the count done and a rough time left (elapsed
+    time per finished run so far). The summary's ``failed`` lists the runs whose process failed."""
     jobs = cmp.jobs if jobs is None else jobs
     cmp.out.mkdir(parents=True, exist_ok=True)
+    left = sum(not (run_dir(cmp, c, s) / "result.json").is_file() for c in cmp.cells for s in cmp.seeds)
+    log(f"{left} of {len(cmp.cells) * len(cmp.seeds)} runs to do, {jobs} at a time")
+    finished, failed, start = 0, [], time.perf_counter()
     for wave in _order(cmp):
         todo = []
         for seed in cmp.seeds:  # seed-major: a study stopped half-way has every cell at its first seeds
@@ -277,15 +309,22 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
                 data = make_data(cmp, cell, seed, workers=jobs) if "data" in cmp.cells[cell] else None
                 todo.append((cell, seed, data))
         with ThreadPoolExecutor(max(1, jobs)) as pool:  # each thread waits on its own training process
-            for cell, seed, ok, seconds in pool.map(lambda t: _spawn(cmp, *t), todo):
-                log(f"{cell} seed {seed}: {'done' if ok else 'FAILED (see its log.txt)'} in {seconds / 60:.1f} min")
+            for future in as_completed([pool.submit(_spawn, cmp, *t, log=log) for t in todo]):
+                cell, seed, ok, seconds = future.result()
+                finished += 1
+                if not ok:
+                    failed.append(f"{cell}/seed{seed}")
+                rest = (time.perf_counter() - start) / finished * (left - finished)
+                log(f"[{finished}/{left}] {cell} seed {seed}: {'done' if ok else 'FAILED (see its log.txt)'} "
+                    f"in {seconds / 60:.1f} min" + (f"; about {rest / 60:.0f} min left" if finished < left else ""))
     from .compare_report import write_report
 
-    return write_report(cmp)
+    return {**write_report(cmp), "failed": failed}
 
 
-def _spawn(cmp: Compare, cell: str, seed: int, data) -> tuple:
+def _spawn(cmp: Compare, cell: str, seed: int, data, *, log=print) -> tuple:
     folder = run_dir(cmp, cell, seed)
+    log(f"{cell} seed {seed}: started ({folder / 'log.txt'})")
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"config": cell_config(cmp, cell, seed, data), "tau": cmp.cells[cell].get("tau"),
             "val": str(cmp.val), "val_images": str(cmp.val_images), "bins": cmp.bins,
