@@ -15,6 +15,9 @@ bootstrap interval over val images), OUT/ap_by_bin.png and OUT/per_class_delta.p
 Cells run --jobs at a time, each in its own process with its own torch thread count
 (threads: in the file). Resumable: finished runs are kept (OUT/runs/CELL/seedS/result.json),
 an unfinished one continues from its last epoch checkpoint. Just run the same command again.
+Every cell's settings (sampler, loss and its parameters, data steps) are checked before the
+first run starts, so a typo fails at once, not hours in; a run that fails is named at the end
+and the exit status is 1.
 The config format is in trainer/compare.py's docstring and examples/compare_study.yaml.
 Needs the train extra.
 
@@ -31,7 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("config", metavar="CONFIG.yaml")
     p.add_argument("--jobs", type=int, metavar="N", help="runs at once (default: jobs: in the file, else 1)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
-    p.add_argument("--cells", metavar="A,B,...", help="only these cells (and the cells they start from:)")
+    p.add_argument("--cells", metavar="A,B,...", help="only these cells (plus the stage-1 cell that a from: names)")
     p.add_argument("--seeds", metavar="S,S,...", help="only these seeds (default: seeds: in the file)")
     p.add_argument("--out", metavar="DIR", help="output folder instead of out: in the file")
     p.set_defaults(run=run)
