@@ -37,9 +37,12 @@ def _describe(cmp: Compare, cell: str) -> str:
     c = {**cmp.training, **cmp.cells[cell]}
     parts = []
     if "data" in cmp.cells[cell]:
-        parts.append(" + ".join(op for step in cmp.cells[cell]["data"] for op in step))
+        parts.append(" + ".join(f"{op}({', '.join(f'{k}={v}' for k, v in (params or {}).items())})"
+                                for step in cmp.cells[cell]["data"] for op, params in step.items()))
     if c.get("sampler", "plain") != "plain":
-        parts.append(f"sampler {c['sampler']}")
+        parts.append(f"sampler {c['sampler']}" + (f" t={c.get('rfs_threshold')}" if c["sampler"] == "rfs" else ""))
+    if "epochs" in cmp.cells[cell]:
+        parts.append(f"{c['epochs']} epochs")
     parts.append(f"loss {c.get('loss', 'ce')}")
     if "from" in cmp.cells[cell]:
         parts.append(f"from {cmp.cells[cell]['from']}" + (f", tau {cmp.cells[cell]['tau']}" if "tau" in cmp.cells[cell]
