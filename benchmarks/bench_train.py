@@ -35,7 +35,7 @@ from ltaug import load_dataset  # noqa: E402
 from trainer.data import DetectionDataset, collate_fn, worker_init_fn  # noqa: E402
 from trainer.engine import TrainConfig, train  # noqa: E402
 from trainer.model import PRESETS, build_model  # noqa: E402
-from trainer.samplers import AspectRatioBatchSampler, TrainingSampler, aspect_ratio_groups  # noqa: E402
+from trainer.samplers import AspectRatioBatchSampler, TrainingSampler  # noqa: E402
 
 WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_imagenet_features.pt"
 SHARED = ROOT.parent / "shared" / "data" / "coco-lt"
@@ -47,7 +47,7 @@ def bare_loop(ann, images, iters, warmup, seed) -> float:
     ds = load_dataset(ann)
     data = DetectionDataset(ds, images, min_size=preset.min_size, max_size=preset.max_size)
     sampler = TrainingSampler(data, seed=seed)
-    batches = AspectRatioBatchSampler(sampler, aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights), 2)
+    batches = AspectRatioBatchSampler.for_index(sampler, ds.index, 2)
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=1, collate_fn=collate_fn,
                                          worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(seed))
     model = build_model(num_classes=ds.index.num_categories, preset=preset, backbone_weights=WEIGHTS)

@@ -11,7 +11,7 @@ from trainer.decouple import load_stage1, predict_taus, tau_normalization, tau_n
 from trainer.engine import TrainConfig, train  # noqa: E402
 from trainer.inference import predict, val_dataset  # noqa: E402
 from trainer.model import PRESETS, build_model  # noqa: E402
-from trainer.samplers import AspectRatioBatchSampler, ClassAwareSampler, aspect_ratio_groups  # noqa: E402
+from trainer.samplers import AspectRatioBatchSampler, ClassAwareSampler  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 
@@ -105,8 +105,7 @@ def test_crt_trains_only_the_classifier_with_the_class_aware_sampler(tmp_path):
 
     ds = load_dataset(TRAIN)
     seen = json.loads((tmp_path / "s2" / "samples_epoch1_rank0.json").read_text())
-    groups = aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights)
-    batches = list(AspectRatioBatchSampler(ClassAwareSampler(ds, seed=0), groups, 2))[:3]
+    batches = list(AspectRatioBatchSampler.for_index(ClassAwareSampler(ds, seed=0), ds.index, 2))[:3]
     assert seen == ds.index.image_ids[sum(batches, [])].tolist()
 
 

@@ -138,7 +138,7 @@ def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
     from collections import Counter
 
     from ltaug import load_dataset
-    from trainer.samplers import AspectRatioBatchSampler, RepeatFactorSampler, aspect_ratio_groups
+    from trainer.samplers import AspectRatioBatchSampler, RepeatFactorSampler
 
     script = tmp_path / "run.py"
     script.write_text(
@@ -156,8 +156,7 @@ def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
     for r in (0, 1):
         sampler = RepeatFactorSampler.from_dataset(ds, 0.1, seed=3, num_replicas=2, rank=r)
         sampler.set_epoch(0)
-        groups = aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights)
-        share = sum(AspectRatioBatchSampler(sampler, groups, 2), [])  # batch 2, drop_last
+        share = sum(AspectRatioBatchSampler.for_index(sampler, ds.index, 2), [])  # batch 2, drop_last
         assert Counter(seen[r]) == Counter(ids[share].tolist())
     full = RepeatFactorSampler.from_dataset(ds, 0.1, seed=3, num_replicas=1, rank=0).epoch_indices(0)
     assert len(seen[0]) == len(seen[1])

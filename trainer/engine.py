@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     from .data import DetectionDataset, collate_fn, worker_init_fn
     from .decouple import load_stage1, prepare_crt
     from .inference import evaluate_model
-    from .samplers import AspectRatioBatchSampler, aspect_ratio_groups
+    from .samplers import AspectRatioBatchSampler
 
     cfg.validate()
     rank, world = _init_distributed(cfg)
@@ -150,8 +150,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
                                min_size=preset.min_size, max_size=preset.max_size)
     sampler = _make_sampler(cfg, dataset, ds)
-    batches = AspectRatioBatchSampler(sampler, aspect_ratio_groups(ds.index.image_widths, ds.index.image_heights),
-                                      cfg.batch_size)
+    batches = AspectRatioBatchSampler.for_index(sampler, ds.index, cfg.batch_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_fn,
         persistent_workers=cfg.workers > 0, worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed))

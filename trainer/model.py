@@ -208,9 +208,10 @@ def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: 
         if n_maps == 3 else None
     arch = MaskRCNN if masks else FasterRCNN
     # torchvision's own RoI poolers (feature maps, output sizes), only the sampling ratio from the preset
-    pools = {"box_roi_pool": MultiScaleRoIAlign(["0", "1", "2", "3"], 7, preset.roi_sampling_ratio)}
+    maps = ["0", "1", "2", "3"]
+    pools = {"box_roi_pool": MultiScaleRoIAlign(maps, 7, preset.roi_sampling_ratio)}
     if masks:
-        pools["mask_roi_pool"] = MultiScaleRoIAlign(["0", "1", "2", "3"], 14, preset.roi_sampling_ratio)
+        pools["mask_roi_pool"] = MultiScaleRoIAlign(maps, 14, preset.roi_sampling_ratio)
     model = arch(backbone, num_classes=num_classes + 1, min_size=preset.min_size, max_size=preset.max_size,
                  rpn_anchor_generator=anchors, **pools,
                  rpn_batch_size_per_image=preset.rpn_batch_size_per_image,

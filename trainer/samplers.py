@@ -227,6 +227,12 @@ class AspectRatioBatchSampler(BatchSampler):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.sampler, self.group_ids, self.batch_size = sampler, np.asarray(group_ids), int(batch_size)
 
+    @classmethod
+    def for_index(cls, sampler, index: DatasetIndex, batch_size: int) -> "AspectRatioBatchSampler":
+        """Batches of the images of ``index`` (an ltaug dataset's columns), grouped by
+        :func:`aspect_ratio_groups` of their widths and heights."""
+        return cls(sampler, aspect_ratio_groups(index.image_widths, index.image_heights), batch_size)
+
     def __iter__(self):
         buffers: dict[int, list[tuple[int, int]]] = {}   # group -> [(position in the epoch, index)]
         full = 0
