@@ -243,6 +243,23 @@ def test_seesaw_with_p_and_q_zero_is_ce():
     assert_same(loss, make("ce"), logits_for())
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_seesaw_factors_stay_finite_for_half_precision_logits(dtype):
+    """Under CUDA autocast the logits are float16, where counts above 65504 are inf: the
+    factors must still be the float32 ones (finite, > 0), and so must the loss."""
+    loss = make("seesaw").eval()
+    loss.cum_samples.copy_(torch.tensor([1e5, 50.0, 5.0, 1.0]))
+    z = logits_for(seed=2).to(dtype)
+    factors = loss.seesaw_factors(z, LABELS)
+    assert torch.isfinite(factors).all() and (factors > 0).all()
+    expected = loss.seesaw_factors(z.float(), LABELS)
+    torch.testing.assert_close(factors.float(), expected, rtol=1e-3, atol=0)
+    assert factors[1, 2] < 0.01  # class 2 (50 seen) against class 1 (1e5 seen): mitigated, not zeroed
+    value, grad = value_and_grad(loss, z)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+    torch.testing.assert_close(value.double(), ref_seesaw([1e5, 50, 5, 1])(z.double(), LABELS), rtol=1e-2, atol=1e-3)
+
+
 def test_seesaw_counts_are_saved_and_restored():
     loss = make("seesaw").train()
     loss(logits_for(), LABELS)

@@ -351,14 +351,20 @@ class SeesawLoss(ClassificationLoss):
         self.register_buffer("cum_samples", torch.zeros(num_classes))
 
     def seesaw_factors(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """S (N, K + 1) for the current ``cum_samples``; 1 on the label, row 0 and column 0."""
-        factors = logits.new_ones(logits.shape)
+        """S (N, K + 1) for the current ``cum_samples``; 1 on the label, row 0 and column 0.
+
+        Computed in at least float32, whatever the logits' dtype: under CUDA mixed precision
+        the logits are float16, in which counts above 65504 are inf and small factors round
+        to 0 (a logit of -inf after the log). float32 and float64 logits are computed as is.
+        """
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        factors = torch.ones(logits.shape, dtype=dtype, device=logits.device)
         fg = labels > 0
         own = labels[fg] - 1
-        counts = self.cum_samples.to(logits.dtype).clamp(min=1)
+        counts = self.cum_samples.to(dtype).clamp(min=1)
         ratio = counts[None, :] / counts[own][:, None]
         mitigation = torch.where(ratio < 1, ratio ** self.p, torch.ones_like(ratio))
-        scores = logits.detach()[fg].softmax(dim=1)
+        scores = logits.detach()[fg].to(dtype).softmax(dim=1)
         score_ratio = scores[:, 1:] / scores.gather(1, labels[fg, None]).clamp(min=self.eps)
         compensation = torch.where(score_ratio > 1, score_ratio ** self.q, torch.ones_like(score_ratio))
         factors[fg, 1:] = mitigation * compensation
@@ -369,7 +375,7 @@ class SeesawLoss(ClassificationLoss):
         if self.training:
             seen = torch.bincount(labels, minlength=self.logit_dim)[1:]
             self.cum_samples += seen.to(self.cum_samples.dtype)
-        adjusted = logits + self.seesaw_factors(logits, labels).log()
+        adjusted = logits + self.seesaw_factors(logits, labels).log()  # float32 under fp16 autocast
         return _per_roi_mean(F.cross_entropy(adjusted, labels, reduction="sum"), len(labels))
 
 
