@@ -8,7 +8,7 @@ steps run in three phases:
    function of the number of recipes n only, never of the worker count: small steps still get
    enough shards to keep two or more workers busy); a process pool (``workers``) renders each shard: decode the sources,
    render, encode JPEG, write each image atomically, then write the shard's annotations as
-   ``shards/NNNNN.json`` (atomically, synced);
+   ``shards/NNNNN.json`` (each file atomically: temporary name, then rename);
 3. merge (here): the shard files in order become the step's dataset, new ids assigned in
    recipe order.
 
@@ -25,7 +25,9 @@ shards without a result file. Work happens in ``.OUT.partial/`` beside the outpu
       run.json           input, steps with their parameters, seed, per-step and per-class counts
 
 Every image a pixel step writes and every annotation it adds carries ``"ltaug"`` provenance:
-op, step, seed, source image ids, source annotation ids, and the recipe's own parameters.
+op, step, seed, source image ids, source annotation ids, and the recipe's own parameters (the
+step's parameters are in ``run.json``). A pasted image's ``source_image_ids`` is the image
+pasted onto; each pasted annotation names the image its object came from.
 """
 from __future__ import annotations
 
@@ -171,11 +173,20 @@ def _prepare_work(work: Path, job: dict, resume: bool) -> None:
         saved = read_json(work / "job.json") if (work / "job.json").is_file() else None
         if saved != job:
             raise UsageError(f"{work}: the interrupted run had other inputs or steps; remove the folder to start afresh")
-        for tmp in work.rglob("*.tmp"):
-            tmp.unlink()
+        _remove_leftovers(work)
         return
     (work / "images").mkdir(parents=True)
     write_json_atomic(work / "job.json", job)
+
+
+def _remove_leftovers(work: Path) -> None:
+    """Delete what a killed run left half-written: ``*.tmp`` files (images, shard files) and
+    ``*.tmp`` folders (an object bank that was being built)."""
+    for tmp in sorted(work.rglob("*.tmp"), key=lambda p: len(p.parts)):
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        elif tmp.exists():  # not inside a folder removed above
+            tmp.unlink()
 
 
 def _link_originals(dataset, images_dir: Path, dest: Path) -> None:
@@ -353,7 +364,7 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
         anns = []
         for a in item["new"]:
             a = {"id": next_ann, "image_id": recipe["image_id"], **a}
-            a["ltaug"] = {**a["ltaug"], "step": k}
+            a["ltaug"] = {**a["ltaug"], "step": k, "seed": seed}
             next_ann += 1
             anns.append(a)
             added.append(a["category_id"])
@@ -368,6 +379,7 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
         if lvis:
             _lvis_lists(record, [records[s] for s in sources], anns)
         record["ltaug"] = {"op": step.op, "step": k, "seed": seed, "source_image_ids": sources,
+                           "source_annotation_ids": [a["ltaug"]["source_annotation_id"] for a in item["new"]],
                            "params": _recipe_params(step.op, recipe)}
         new_images[recipe["image_id"]] = record
         new_anns[recipe["image_id"]] = anns

@@ -35,7 +35,8 @@ def read_image(path: str | os.PathLike, image_id, height: int | None = None, wid
 def write_file_atomic(path: Path, data: bytes) -> None:
     """Write to ``path.tmp`` then rename: a reader (or a resumed run) never sees half a file.
 
-    No fsync per image (it would cost more than encoding); the engine syncs each finished shard.
+    Safe against a killed process, not a power cut: no fsync per image or shard file (it would
+    cost more than encoding); the final annotation file is synced (:func:`ltaug.jsonio.write_json_atomic`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -97,6 +97,22 @@ def test_provenance_and_kept_originals(runs):
             assert by_id[p["source_annotation_id"]]["category_id"] == a["category_id"]
         if p.get("op") == "mixup":
             assert 0 < p["mixup_weight"] < 1
+    # every annotation a step adds names its image's step, seed and sources
+    images = {im["id"]: im for im in result.images}
+    added = [a for a in result.annotations if a.get("ltaug", {}).get("op") in ("paste", "mosaic", "mixup")]
+    assert {a["ltaug"]["op"] for a in added} == {"paste", "mosaic", "mixup"}
+    for a in added:
+        p, q = a["ltaug"], images[a["image_id"]]["ltaug"]
+        assert (p["op"], p["step"], p["seed"]) == (q["op"], q["step"], q["seed"])
+        assert p["source_annotation_id"] in q["source_annotation_ids"]
+        if p["op"] == "paste":  # the image names the image pasted onto; each object, where it came from
+            assert p["source_annotation_id"] in [o["annotation_id"] for o in q["params"]["objects"]]
+        else:
+            assert p["source_image_id"] in q["source_image_ids"]
+    for im in ops["mosaic"] + ops["mixup"]:
+        ids = im["ltaug"]["source_annotation_ids"]
+        assert ids and sorted(ids) == sorted(a["ltaug"]["source_annotation_id"] for a in result.annotations
+                                             if a["image_id"] == im["id"])
     # images nothing was pasted on are the input files themselves (hard links), not re-encoded
     kept = [im for im in result.images if im.get("ltaug", {}).get("op", "").startswith("resample")]
     assert kept
@@ -193,6 +209,11 @@ steps:
     assert not (tmp_path / "out").exists() and partial_dir(tmp_path / "out").is_dir()
     r = _ltaug("run", config, "--workers", "1")
     assert r.returncode == 2 and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # what a kill at another moment leaves: a bank folder being built, an image being written
+    (partial_dir(tmp_path / "out") / ".bank.x1y2.tmp").mkdir()
+    (partial_dir(tmp_path / "out") / ".bank.x1y2.tmp" / "pixels.bin").write_bytes(b"half")
+    (shards.parent / "images").mkdir(exist_ok=True)
+    (shards.parent / "images" / "half.jpg.tmp").write_bytes(b"half")
     r = _ltaug("run", config, "--workers", "1", "--resume")
     assert r.returncode == 0, r.stderr
     assert not partial_dir(tmp_path / "out").exists()
