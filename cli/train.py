@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeat-factors", metavar="FILE.json")
     p.add_argument("--counts-from", metavar="ANN",
                    help="file whose class frequencies the losses use (default: --train; pass the original "
-                        "file when --train is a rebalanced one)")
+                        "file when --train is a rebalanced one); it must list the training file's category ids "
+                        "in the same order")
     p.add_argument("--masks", action="store_true", help="Mask R-CNN instead of Faster R-CNN")
     p.add_argument("--preset", choices=("cpu", "gpu"), help="model/input preset (default: gpu if CUDA, else cpu)")
     p.add_argument("--backbone-weights", metavar="PATH", help="ImageNet backbone weights (MobileNetV2 features file)")

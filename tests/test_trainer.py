@@ -144,6 +144,35 @@ def test_training_loss_goes_down_and_resumes(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1
 
 
+def test_counts_file_with_other_categories_is_refused(tmp_path):
+    """--counts-from must list the training file's category ids in its order: the model's class c
+    is the training file's c-th category."""
+    from ltaug import load_dataset
+    from trainer.counts import load_counts
+
+    train_path = DEMO / "annotations" / "train.json"
+    doc = json.loads(train_path.read_text())
+    ids = [c["id"] for c in doc["categories"]]
+    doc["categories"] = doc["categories"][1:] + doc["categories"][:1]   # same ids, another order
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps(doc))
+    doc["categories"] = json.loads(train_path.read_text())["categories"][:-1]
+    doc["annotations"] = [a for a in doc["annotations"] if a["category_id"] != ids[-1]]
+    fewer = tmp_path / "fewer.json"
+    fewer.write_text(json.dumps(doc))
+    train_ds = load_dataset(train_path)
+    assert load_counts(str(train_path), train_ds).index.category_ids.tolist() == ids
+    with pytest.raises(ValueError, match=f"{swapped}.*{train_path}.*category 1 is id {ids[1]} there and id {ids[0]}"):
+        load_counts(str(swapped), train_ds)
+    with pytest.raises(ValueError, match=f"category {len(ids)} is id none there and id {ids[-1]}"):
+        load_counts(str(fewer), train_ds)
+    cfg = TrainConfig(train=str(train_path), images=str(DEMO / "images" / "train"), out=str(tmp_path / "run"),
+                      counts_from=str(swapped), epochs=1, workers=0, preset="cpu", device="cpu")
+    with pytest.raises(ValueError, match="its categories differ") as err:
+        train(cfg, progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_bad_config_is_a_value_error(tmp_path):
     for bad in (dict(sampler="x"), dict(sampler="repeat-factors"), dict(epochs=0), dict(lr=0.0), dict(preset="tpu")):
         cfg = TrainConfig(train="t.json", images=".", out=str(tmp_path), **bad)

@@ -30,6 +30,7 @@ import torch
 from ltaug import load_dataset
 from ltaug.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
+from .counts import load_counts
 from .model import PRESETS, build_model, default_preset
 
 SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
@@ -156,7 +157,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                                                 "world_size": world}, indent=True)
 
     ds = load_dataset(cfg.train)
-    freq = load_dataset(cfg.counts_from) if cfg.counts_from else ds
+    freq = load_counts(cfg.counts_from, ds)
     dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
                                min_size=preset.min_size, max_size=preset.max_size)
     sampler = _make_sampler(cfg, dataset, ds)

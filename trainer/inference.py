@@ -140,6 +140,7 @@ def load_run(path, *, train: str | None = None, device: str = "cpu") -> Run:
     counts that count-based losses are built with. Raises ValueError with one line for a
     missing or foreign checkpoint or file.
     """
+    from .counts import load_counts
     from .engine import TrainConfig, build_run_model
 
     path = Path(path)
@@ -161,7 +162,7 @@ def load_run(path, *, train: str | None = None, device: str = "cpu") -> Run:
             raise ValueError(f"{ckpt}: the run's {name.replace('_', '-')} file {value} is not there "
                              f"(pass --train with the training annotation file)")
     train_ds = load_dataset(cfg.train)
-    freq = load_dataset(cfg.counts_from) if cfg.counts_from else train_ds
+    freq = load_counts(cfg.counts_from, train_ds)
     model = build_run_model(cfg, freq).to(device)
     try:
         model.load_state_dict(state["model"])
