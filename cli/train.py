@@ -19,6 +19,12 @@ The run folder gets config.json (every setting, the preset included), checkpoint
 each epoch, written atomically), metrics.jsonl (one line per epoch), metrics.json (with
 the evaluation) and curves.png. Running the same command again resumes from the last complete epoch.
 
+Class frequencies (count-based losses, r/c/f bins) come from the original training file,
+not a rebalanced one: --counts-from, or for an ltaug output folder the input file its
+run.json names; the run says which in its first line and in config.json ("class_counts").
+Where a rebalanced file's original cannot be found, the counts come from the file itself,
+with a warning that they include the rebalancing.
+
 presets: cpu (default without a GPU): MobileNetV2 + FPN, 320 px short side (512 max), 128
   sampled RoIs per image, early backbone frozen; gpu: 640/1024 px, 512 RoIs, all layers,
   mixed precision.
@@ -57,9 +63,9 @@ def add_parser(sub) -> None:
     p.add_argument("--rfs-threshold", type=float, default=0.001, metavar="T")
     p.add_argument("--repeat-factors", metavar="FILE.json")
     p.add_argument("--counts-from", metavar="ANN",
-                   help="file whose class frequencies the losses use (default: --train; pass the original "
-                        "file when --train is a rebalanced one); it must list the training file's category ids "
-                        "in the same order")
+                   help="file whose class frequencies the losses (and the r/c/f bins) use, with the training "
+                        "file's category ids in the same order (default: when --train is an ltaug output folder's "
+                        "annotations.json, the original its run.json names; else --train itself)")
     p.add_argument("--masks", action="store_true", help="Mask R-CNN instead of Faster R-CNN")
     p.add_argument("--preset", choices=("cpu", "gpu"), help="model/input preset (default: gpu if CUDA, else cpu)")
     p.add_argument("--backbone-weights", metavar="PATH", help="ImageNet backbone weights (MobileNetV2 features file)")

@@ -112,3 +112,57 @@ def test_errors_are_one_line(args, message, run_dir, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def rfs_output(tmp_path):
+    """An ltaug output folder of the demo train set (`ltaug run`, one RFS step): annotations.json, run.json."""
+    config = tmp_path / "rfs.yaml"
+    config.write_text(f"input: {TRAIN}\nimages: {IMAGES}\noutput: {tmp_path / 'rfs'}\nseed: 0\n"
+                      "steps:\n  - resample: {method: rfs, threshold: 0.5}\n")
+    assert main(["run", str(config), "--workers", "1"]) == 0
+    return tmp_path / "rfs"
+
+
+def test_class_counts_come_from_the_original_of_an_ltaug_output(tmp_path, capsys):
+    from ltaug import load_dataset
+    from trainer.inference import load_run
+
+    out = rfs_output(tmp_path)
+    rebalanced, original = load_dataset(out / "annotations.json"), load_dataset(TRAIN)
+    assert rebalanced.index.instance_counts.tolist() != original.index.instance_counts.tolist()
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(out / "annotations.json"), "--images", str(out / "images"), "--out", str(run),
+                 "--epochs", "1", "--max-iters-per-epoch", "1", "--workers", "0", "--preset", "cpu"]) == 0
+    assert f"class frequencies from {TRAIN}, the original of the ltaug output {out / 'annotations.json'}" \
+        in capsys.readouterr().err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["counts_from"] == saved["class_counts"]["file"] == str(TRAIN)
+    assert "the original of the ltaug output" in saved["class_counts"]["note"]
+    counts = load_run(run).train_ds.index
+    assert counts.instance_counts.tolist() == original.index.instance_counts.tolist()
+
+
+def test_class_counts_fall_back_to_a_rebalanced_file_with_a_warning(tmp_path):
+    from ltaug import load_dataset
+    from trainer.counts import counts_source
+
+    assert counts_source(load_dataset(TRAIN), None) == (None, f"class frequencies from the training file {TRAIN}")
+    assert counts_source(load_dataset(TRAIN), "orig.json") == ("orig.json", "class frequencies from orig.json "
+                                                                            "(--counts-from)")
+    single = tmp_path / "rfs.json"  # `ltaug resample -o`: provenance in the file, no record of its original
+    assert main(["resample", str(TRAIN), "--method", "rfs", "--threshold", "0.5", "-o", str(single)]) == 0
+    path, note = counts_source(load_dataset(single), None)
+    assert path is None and note == (f"warning: {single} is an ltaug output but no run.json beside it names its "
+                                     f"original: class frequencies from it, so they include the rebalancing "
+                                     f"(pass --counts-from ORIGINAL)")
+    out = rfs_output(tmp_path)
+    record = json.loads((out / "run.json").read_text())
+    record["input"]["annotations"] = str(tmp_path / "moved.json")
+    (out / "run.json").write_text(json.dumps(record))
+    path, note = counts_source(load_dataset(out / "annotations.json"), None)
+    assert path is None and f"its original {tmp_path / 'moved.json'} (named in {out / 'run.json'}) is not found" in note
+    record["input"]["annotations"] = str(single)  # there, but not the file the run read
+    (out / "run.json").write_text(json.dumps(record))
+    path, note = counts_source(load_dataset(out / "annotations.json"), None)
+    assert path is None and "has changed since (sha256 differs" in note

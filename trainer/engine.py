@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ import torch
 from ltaug import load_dataset
 from ltaug.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
-from .counts import load_counts
+from .counts import counts_source, load_counts
 from .model import PRESETS, build_model, default_preset
 
 SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
@@ -49,7 +50,7 @@ class TrainConfig:
     sampler: str = "plain"
     rfs_threshold: float = 0.001
     repeat_factors: str | None = None
-    counts_from: str | None = None          # annotation file for class frequencies (default: train)
+    counts_from: str | None = None          # class-frequency file (default: train's original, or train)
     masks: bool = False
     preset: str = field(default_factory=default_preset)
     backbone_weights: str | None = None
@@ -152,12 +153,16 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset]
-    if main:
-        write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": preset.as_dict(),
-                                                "world_size": world}, indent=True)
-
     ds = load_dataset(cfg.train)
+    counts_from, counts_note = counts_source(ds, cfg.counts_from)
+    cfg = replace(cfg, counts_from=counts_from)  # the original of an ltaug output, saved with the run
     freq = load_counts(cfg.counts_from, ds)
+    if main:
+        print(counts_note, file=sys.stderr)
+        write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": preset.as_dict(),
+                                                "world_size": world,
+                                                "class_counts": {"file": cfg.counts_from or cfg.train,
+                                                                 "note": counts_note}}, indent=True)
     dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
                                min_size=preset.min_size, max_size=preset.max_size)
     sampler = _make_sampler(cfg, dataset, ds)
