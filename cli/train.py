@@ -17,7 +17,10 @@ pip install 'ltaug[train]'.
 
 The run folder gets config.json (every setting, the preset included), checkpoint.pt (after
 each epoch, written atomically), metrics.jsonl (one line per epoch), metrics.json (with
-the evaluation) and curves.png. Running the same command again resumes from the last complete epoch.
+the evaluation) and curves.png. The same command with --resume continues the run from its
+last complete epoch (--epochs may be raised; settings that change the model, the data or
+the optimisation must be the run's); without --resume a run folder holding a checkpoint is
+refused.
 
 Class frequencies (count-based losses, r/c/f bins) come from the original training file,
 not a rebalanced one: --counts-from, or for an ltaug output folder the input file its
@@ -54,7 +57,9 @@ def add_parser(sub) -> None:
     p.add_argument("--images", required=True, metavar="DIR", help="training image folder")
     p.add_argument("--val", metavar="ANN", help="validation annotation file (evaluated at the end)")
     p.add_argument("--val-images", metavar="DIR", help="validation image folder (default: --images)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (resumes if it holds a checkpoint)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is in --out (same settings; --epochs may be raised)")
     p.add_argument("--loss", default="ce", help="box classification loss (default ce)")
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                    help="loss parameter, repeatable (e.g. --loss-param gamma=2.0)")
@@ -120,7 +125,8 @@ def run(args) -> int:
                       counts_from=args.counts_from, masks=args.masks, backbone_weights=args.backbone_weights,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
                       workers=args.workers, threads=args.threads, seed=args.seed,
-                      max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from)
+                      max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from,
+                      resume=args.resume)
     if args.init_from:  # stage 2 builds the stage-1 model
         stage1 = _stage1_config(args.init_from)
         cfg.preset, cfg.masks = stage1["preset"], cfg.masks or stage1["masks"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -52,6 +53,9 @@ def test_compare_runs_resumes_and_reports(tmp_path):
     # the data cell trained on the engine's output, for epochs / data epochs passes, counts from the original
     spec = (run_dir(cmp, "paste", 0) / "spec.json").read_text()
     assert "data/paste/seed0/annotations.json" in spec and '"epochs": 1' in spec and '"sampler": "plain"' in spec
+    saved = json.loads((run_dir(cmp, "paste", 0) / "config.json").read_text())
+    assert saved["counts_from"] == saved["class_counts"]["file"] == str(cmp.train)
+    assert saved["class_counts"]["note"].endswith("(--counts-from)")  # the study's own choice, explicit
     assert len((run_dir(cmp, "paste", 0) / "metrics.jsonl").read_text().splitlines()) == 1
     # finished runs are not run again
     stamp = (run_dir(cmp, "baseline", 0) / "result.json").stat().st_mtime_ns

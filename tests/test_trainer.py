@@ -1,7 +1,9 @@
 """Model builder, loss hook, training loop (loss goes down, checkpoints, resume) on the demo data."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 
 import pytest
 
@@ -131,14 +133,24 @@ def test_training_loss_goes_down_and_resumes(tmp_path):
     assert saved["preset_settings"]["min_size"] == 320 and saved["loss"] == "ce"
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 3
-    # asking for one more epoch resumes after the fourth instead of starting over
+    # the folder holds a checkpoint: refused without resume, and with resume under another loss
     cfg.epochs = 5
+    with pytest.raises(ValueError, match="holds a checkpoint of an earlier run: pass --resume"):
+        train(cfg, progress=False)
+    for field, value, shown in (("loss", "seesaw", "loss was 'ce' in the run there, is 'seesaw' now"),
+                                ("lr", 0.02, "lr was 0.01 in the run there, is 0.02 now"),
+                                ("epochs", 3, "epochs was 4 in the run there, is 3 now (epochs can only be raised")):
+        with pytest.raises(ValueError, match=re.escape(shown)):
+            train(dataclasses.replace(cfg, resume=True, **{field: value}), progress=False)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)["epoch"] == 3
+    # asking for one more epoch resumes after the fourth instead of starting over; threads may change
+    cfg.resume, cfg.threads = True, 1
     again = train(cfg, progress=False)
     assert [h["epoch"] for h in again["history"]] == [1, 2, 3, 4, 5]
     assert again["history"][:4] == metrics["history"]
     # without its checkpoint a run starts over, and its history with it
     (tmp_path / "run" / "checkpoint.pt").unlink()
-    cfg.epochs = 1
+    cfg.epochs, cfg.resume = 1, False
     fresh = train(cfg, progress=False)
     assert [h["epoch"] for h in fresh["history"]] == [1]
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1

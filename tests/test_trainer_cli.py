@@ -105,6 +105,10 @@ def test_crt_via_cli(run_dir, tmp_path, capsys):
      "go together"),
     (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{tmp}/x", "--stage2", "crt", "--from",
       "{run}", "--sampler", "plain"], "class-balanced"),
+    (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{run}"],
+     "holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out"),
+    (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{run}", "--resume", "--loss", "seesaw"],
+     "cannot resume: loss was 'ce' in the run there, is 'seesaw' now"),
 ])
 def test_errors_are_one_line(args, message, run_dir, tmp_path, capsys):
     (tmp_path / "dets.json").write_text("[]")

@@ -97,7 +97,7 @@ def load_compare(path) -> Compare:
         raise UsageError(f"{path}: missing key(s) {', '.join(missing)}")
     base = path.parent
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"train", "images", "out", "val", "val_images",
-                                                                 "seed", "init_from"}
+                                                                 "seed", "init_from", "resume"}
     training = dict(doc.get("training") or {})
     for key in ("backbone_weights", "counts_from"):
         if training.get(key):
@@ -228,8 +228,8 @@ def run_cell(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     out = Path(spec["config"]["out"])
     start = time.perf_counter()
-    if spec.get("tau") is None:
-        train(TrainConfig(**spec["config"]), progress=False)
+    if spec.get("tau") is None:  # resume: a stopped study continues its runs
+        train(TrainConfig(**{**spec["config"], "resume": True}), progress=False)
         run = load_run(out)
         tau = None
     else:

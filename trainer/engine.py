@@ -3,7 +3,8 @@
 ``train(config)`` builds the data, the sampler (batches grouped by aspect ratio, as
 torchvision's references do: less padding), the model and the optimiser, runs the epochs
 with a progress bar (loss, images/s), writes a checkpoint after every epoch (atomically:
-an interrupted run resumes from the last complete epoch with ``resume=True``), appends one
+an interrupted run resumes from the last complete epoch with ``resume=True``; without it a
+run folder holding a checkpoint is refused, see :func:`check_resumable`), appends one
 line per epoch to ``metrics.jsonl``, evaluates on the validation set at the end, and draws
 the loss / AP curves. Everything random is seeded from ``config.seed``.
 
@@ -23,7 +24,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -68,6 +69,7 @@ class TrainConfig:
     record_samples: bool = False            # write the image ids each rank trained on, per epoch
     stage2: str | None = None               # "crt": decoupled classifier re-training from init_from
     init_from: str | None = None            # the stage-1 run folder (or checkpoint) of stage2
+    resume: bool = False                    # continue the run whose checkpoint is in out (see check_resumable)
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     def validate(self) -> None:
@@ -130,6 +132,59 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
 
 
+# settings a resumed run may change: where it validates, how it runs, the backbone's initial
+# weights (the checkpoint replaces them); epochs may be raised; every other field must agree
+RESUME_FREE = ("val", "val_images", "out", "workers", "threads", "record_samples", "device", "backbone_weights",
+               "resume")
+PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from")
+
+
+def check_resumable(saved: dict, cfg: TrainConfig, ckpt: Path) -> None:
+    """Refuse (one-line ValueError naming the field, old and new value) to resume the run whose
+    checkpoint ``ckpt`` was written with the config ``saved`` under a config that would change
+    its model or its data: the model and loss (loss, loss_params, masks, preset, ...), the
+    training data and sampling (train, images, counts file, sampler, seed, batch size, ...) and
+    the optimisation (lr, warm-up, ...). ``epochs`` may be raised to train longer (the step
+    decay then follows the new count); the fields of ``RESUME_FREE`` may change. Paths are
+    compared resolved; the counts file as used (``counts_from``, else the training file).
+    Fields a checkpoint of an older version lacks count as their defaults.
+    """
+    try:
+        old = TrainConfig(**saved)
+    except TypeError as exc:
+        raise ValueError(f"{ckpt}: not a checkpoint of this trainer's runs ({exc})") from None
+    for f in fields(TrainConfig):
+        if f.name in RESUME_FREE:
+            continue
+        was, now = _resume_value(old, f.name), _resume_value(cfg, f.name)
+        if f.name == "epochs" and now >= was:
+            continue
+        if was != now:
+            hint = "epochs can only be raised; " if f.name == "epochs" else ""
+            raise ValueError(f"{ckpt.parent}: cannot resume: {f.name} was {_shown(old, f.name)!r} in the run there, "
+                             f"is {_shown(cfg, f.name)!r} now ({hint}resume with the run's settings, or choose "
+                             f"another --out)")
+
+
+def _shown(cfg: TrainConfig, name: str):
+    return (cfg.counts_from or cfg.train) if name == "counts_from" else getattr(cfg, name)
+
+
+def _resume_value(cfg: TrainConfig, name: str):
+    """A field's value as compared for resuming: paths resolved, tuples as lists (as in json)."""
+    value = _shown(cfg, name)
+    if name in PATH_FIELDS and value is not None:
+        return Path(value).resolve()
+    return json.loads(json.dumps(value))
+
+
+def _load_resumable(ckpt: Path, cfg: TrainConfig) -> dict:
+    """The checkpoint to continue, after :func:`check_resumable`."""
+    state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+    check_resumable(state["config"], cfg, ckpt)
+    return state
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -153,10 +208,15 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset]
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not cfg.resume:
+        raise ValueError(f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, "
+                         f"or choose another --out")
     ds = load_dataset(cfg.train)
     counts_from, counts_note = counts_source(ds, cfg.counts_from)
     cfg = replace(cfg, counts_from=counts_from)  # the original of an ltaug output, saved with the run
     freq = load_counts(cfg.counts_from, ds)
+    state = _load_resumable(ckpt_path, cfg) if ckpt_path.exists() else None
     if main:
         print(counts_note, file=sys.stderr)
         write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": preset.as_dict(),
@@ -183,14 +243,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     use_amp = cfg.device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    ckpt_path, start_epoch = out / "checkpoint.pt", 0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
+    start_epoch = 0
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch = state["epoch"] + 1
+    del state  # the model and optimiser hold copies now
     net = model
     if world > 1:  # torchrun: gradients all-reduced; the samplers split each epoch across ranks
         net = torch.nn.parallel.DistributedDataParallel(
