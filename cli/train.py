@@ -30,7 +30,7 @@ with a warning that they include the rebalancing.
 
 presets: cpu (default without a GPU): MobileNetV2 + FPN, 320 px short side (512 max), 128
   sampled RoIs per image, early backbone frozen; gpu: 640/1024 px, 512 RoIs, all layers,
-  mixed precision.
+  mixed precision. --backbone, --min-size and --max-size override the preset's.
 losses: ce, bce, focal, cb, eql, eql_softmax, eqlv2, seesaw, bags, federated,
   concurrent_softmax (parameters with --loss-param key=value; see trainer/losses.py).
 samplers: plain (shuffled; use for files already rebalanced offline), rfs (repeat factor
@@ -38,8 +38,8 @@ samplers: plain (shuffled; use for files already rebalanced offline), rfs (repea
   `ltaug resample --repeat-factors` file with --repeat-factors).
 decoupled training (Kang et al. ICLR 2020), stage 2 after a normal run: --stage2 crt --from
   RUN_DIR re-initialises the box classifier (cls_score) and trains it alone, everything else
-  frozen, with class-balanced sampling (--sampler cas unless given); the preset and --masks
-  follow the stage-1 run. tau-normalisation needs no training: `ltaug eval --tau` and
+  frozen, with class-balanced sampling (--sampler cas unless given); the preset, --masks,
+  the backbone and the image and anchor sizes follow the stage-1 run. tau-normalisation needs no training: `ltaug eval --tau` and
   `ltaug tau-sweep`.
 
 examples:
@@ -48,6 +48,9 @@ examples:
   ltaug train --train train_rfs.json --images train2017/ --loss ce --out runs/rfs_offline ...
   ltaug train --train train.json --images train2017/ --sampler rfs --rfs-threshold 0.01 --out runs/rfs_online ...
   ltaug train --train train.json --images train2017/ --stage2 crt --from runs/ce --epochs 4 --out runs/ce_crt ..."""
+
+
+STAGE1_MODEL = ("backbone", "min_size", "max_size", "anchor_sizes")  # stage 2 takes these from --from
 
 
 def add_parser(sub) -> None:
@@ -73,7 +76,18 @@ def add_parser(sub) -> None:
                         "annotations.json, the original its run.json names; else --train itself)")
     p.add_argument("--masks", action="store_true", help="Mask R-CNN instead of Faster R-CNN")
     p.add_argument("--preset", choices=("cpu", "gpu"), help="model/input preset (default: gpu if CUDA, else cpu)")
-    p.add_argument("--backbone-weights", metavar="PATH", help="ImageNet backbone weights (MobileNetV2 features file)")
+    p.add_argument("--backbone", choices=("mobilenet_v2", "resnet50"),
+                   help="MobileNetV2 + FPN or ResNet-50 + FPN (default: the preset's, mobilenet_v2)")
+    p.add_argument("--backbone-weights", metavar="PATH",
+                   help="ImageNet backbone weights (default: random): for mobilenet_v2 the features file "
+                        "(../shared/weights/mobilenetv2_imagenet_features.pt), for resnet50 a torchvision ResNet-50 "
+                        "state dict (resnet50-0676ba61.pth, torchvision's IMAGENET1K_V1)")
+    p.add_argument("--min-size", type=int, metavar="PX", help="image short side (default: the preset's, cpu 320, gpu 640)")
+    p.add_argument("--max-size", type=int, metavar="PX",
+                   help="cap on the image long side (default: the preset's, cpu 512, gpu 1024)")
+    p.add_argument("--anchor-sizes", metavar="PX,PX,...",
+                   help="RPN anchor sizes (default 32,64,128,256,512): every size on each mobilenet_v2 map, "
+                        "one size per map for resnet50 (5 needed)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=0.005, help="base learning rate for batch 2 (default 0.005)")
@@ -98,6 +112,13 @@ def _loss_params(items) -> dict:
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def _anchor_sizes(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--anchor-sizes wants whole pixel sizes separated by commas, got {text!r}") from None
 
 
 def _stage1_config(run_dir) -> dict:
@@ -126,10 +147,15 @@ def run(args) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
                       workers=args.workers, threads=args.threads, seed=args.seed,
                       max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from,
-                      resume=args.resume)
+                      resume=args.resume, backbone=args.backbone, min_size=args.min_size, max_size=args.max_size)
+    if args.anchor_sizes:
+        cfg.anchor_sizes = _anchor_sizes(args.anchor_sizes)
     if args.init_from:  # stage 2 builds the stage-1 model
         stage1 = _stage1_config(args.init_from)
         cfg.preset, cfg.masks = stage1["preset"], cfg.masks or stage1["masks"]
+        for name in STAGE1_MODEL:  # absent from the config of a run older than these options
+            if getattr(args, name) is None and stage1.get(name) is not None:
+                setattr(cfg, name, stage1[name])
     if args.preset:
         cfg.preset = args.preset
     try:

@@ -48,6 +48,28 @@ def test_preset_sets_roi_align_sampling(preset, masks):
     assert torch.allclose(got, want)
 
 
+def test_resnet50_weights_load_and_a_wrong_file_is_one_line(tmp_path):
+    import torchvision
+
+    src = torchvision.models.resnet50().state_dict()   # a torchvision ResNet-50 file, fc included
+    torch.save(src, tmp_path / "resnet50.pth")
+    preset = dataclasses.replace(PRESETS["cpu"], backbone="resnet50")
+    model = build_model(num_classes=3, preset=preset, backbone_weights=tmp_path / "resnet50.pth")
+    body = model.backbone.body.state_dict()
+    assert torch.equal(body["conv1.weight"], src["conv1.weight"])
+    assert torch.equal(body["layer4.2.bn3.running_var"], src["layer4.2.bn3.running_var"])
+    assert model.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))  # torchvision's default
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    (tmp_path / "text.pth").write_text("not weights")
+    for name, message in (("other.pth", "not a ResNet-50 state dict"), ("text.pth", "not a readable torch weights"),
+                          ("none.pth", "backbone weights file not found")):
+        with pytest.raises(ValueError, match=message) as err:
+            build_model(num_classes=3, preset=preset, backbone_weights=tmp_path / name)
+        assert str(err.value).startswith(str(tmp_path / name)) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="anchor_sizes needs 5 sizes, one per map, got 2"):
+        build_model(num_classes=3, preset=preset, anchor_sizes=(16, 32))
+
+
 def test_ce_hook_equals_torchvision_loss():
     from trainer import model as m
     from trainer.losses import build_loss
@@ -186,7 +208,9 @@ def test_counts_file_with_other_categories_is_refused(tmp_path):
 
 
 def test_bad_config_is_a_value_error(tmp_path):
-    for bad in (dict(sampler="x"), dict(sampler="repeat-factors"), dict(epochs=0), dict(lr=0.0), dict(preset="tpu")):
+    for bad in (dict(sampler="x"), dict(sampler="repeat-factors"), dict(epochs=0), dict(lr=0.0), dict(preset="tpu"),
+                dict(backbone="vgg"), dict(min_size=0), dict(min_size=600, max_size=500), dict(anchor_sizes=()),
+                dict(anchor_sizes=(32, 64.5)), dict(backbone="resnet50", anchor_sizes=(32, 64))):
         cfg = TrainConfig(train="t.json", images=".", out=str(tmp_path), **bad)
         with pytest.raises(ValueError):
             cfg.validate()

@@ -170,3 +170,33 @@ def test_class_counts_fall_back_to_a_rebalanced_file_with_a_warning(tmp_path):
     (out / "run.json").write_text(json.dumps(record))
     path, note = counts_source(load_dataset(out / "annotations.json"), None)
     assert path is None and "has changed since (sha256 differs" in note
+
+
+def test_image_and_anchor_sizes_from_the_cli_are_saved_and_rebuilt_by_eval(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--val", str(VAL), "--val-images",
+                 str(VAL_IMAGES), "--out", str(run), "--epochs", "1", "--max-iters-per-epoch", "1", "--workers", "0",
+                 "--preset", "cpu", "--min-size", "160", "--max-size", "224", "--anchor-sizes", "16,48,128"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["min_size"], saved["max_size"], saved["anchor_sizes"]) == (160, 224, [16, 48, 128])
+    assert (saved["preset_settings"]["min_size"], saved["preset_settings"]["max_size"]) == (160, 224)
+    assert saved["preset_settings"]["backbone"] == "mobilenet_v2" and saved["backbone"] is None
+    # eval rebuilds the same model (another anchor count would not load the checkpoint)
+    from trainer.inference import load_run
+
+    model = load_run(run).model
+    assert (model.transform.min_size, model.transform.max_size) == ((160,), 224)
+    assert model.rpn.anchor_generator.sizes == ((16, 48, 128),) * 3
+    trained = json.loads((run / "metrics.json").read_text())["eval"]
+    assert eval_json(capsys, run)["bbox"]["AP"] == trained["bbox"]["AP"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--anchor-sizes", "16,x"], "--anchor-sizes wants whole pixel sizes separated by commas, got '16,x'"),
+    (["--backbone", "resnet50", "--anchor-sizes", "16,32"], "anchor_sizes needs 5 sizes, one per map, got 2"),
+    (["--min-size", "800", "--max-size", "600"], "min_size 800 is above max_size 600"),
+])
+def test_model_option_errors_are_one_line(args, message, tmp_path, capsys):
+    assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

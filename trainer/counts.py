@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltaug import Dataset, load_dataset
-from ltaug.engine import FORMAT as ENGINE_OUTPUT  # run.json's "format" in an ltaug output folder
+from ltaug.engine import FORMAT as ENGINE_OUTPUT
 from ltaug.jsonio import file_sha256, read_json
 
 

@@ -33,7 +33,7 @@ from ltaug import load_dataset
 from ltaug.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
 from .counts import counts_source, load_counts
-from .model import PRESETS, build_model, default_preset
+from .model import ANCHOR_SIZES, BACKBONES, PRESETS, Preset, build_model, check_anchor_sizes, default_preset
 
 SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
 STAGE2 = ("crt",)
@@ -54,6 +54,10 @@ class TrainConfig:
     counts_from: str | None = None          # class-frequency file (default: train's original, or train)
     masks: bool = False
     preset: str = field(default_factory=default_preset)
+    backbone: str | None = None             # mobilenet_v2 or resnet50 (default: the preset's)
+    min_size: int | None = None             # image short side, px (default: the preset's)
+    max_size: int | None = None             # image long side cap, px (default: the preset's)
+    anchor_sizes: tuple = ANCHOR_SIZES      # RPN anchor sizes, px (see trainer.model.build_model)
     backbone_weights: str | None = None
     epochs: int = 12
     batch_size: int = 2
@@ -79,6 +83,7 @@ class TrainConfig:
             raise ValueError("sampler 'repeat-factors' needs a repeat-factors file (ltaug resample --repeat-factors)")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        self._validate_model()
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -91,6 +96,25 @@ class TrainConfig:
         if self.stage2 == "crt" and self.sampler == "plain":
             raise ValueError("cRT re-trains the classifier with class-balanced sampling: use sampler cas, "
                              "rfs or repeat-factors, not plain")
+
+    def _validate_model(self) -> None:
+        """Backbone, image sizes and anchor sizes, as they combine with the preset."""
+        if self.backbone is not None and self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        for name in ("min_size", "max_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        preset = run_preset(self)
+        if preset.min_size > preset.max_size:
+            raise ValueError(f"min_size {preset.min_size} is above max_size {preset.max_size}")
+        check_anchor_sizes(preset.backbone, self.anchor_sizes)
+
+
+def run_preset(cfg: TrainConfig) -> Preset:
+    """The run's preset with its backbone and image sizes overridden where the config sets them."""
+    preset = PRESETS[cfg.preset]
+    return replace(preset, backbone=cfg.backbone or preset.backbone, min_size=cfg.min_size or preset.min_size,
+                   max_size=cfg.max_size or preset.max_size)
 
 
 def lr_factor(it: int, *, warmup_iters: int, iters_per_epoch: int, epochs: int) -> float:
@@ -116,10 +140,10 @@ def _make_sampler(cfg: TrainConfig, dataset, ds):
 def build_run_model(cfg: TrainConfig, freq):
     """The configured detector; ``freq`` (an ltaug Dataset) gives the classes and their counts."""
     ix = freq.index
-    return build_model(num_classes=ix.num_categories, preset=PRESETS[cfg.preset], masks=cfg.masks, loss=cfg.loss,
+    return build_model(num_classes=ix.num_categories, preset=run_preset(cfg), masks=cfg.masks, loss=cfg.loss,
                        loss_params=cfg.loss_params, class_instance_counts=ix.instance_counts.tolist(),
                        class_image_counts=ix.image_counts.tolist(), num_images=ix.num_images,
-                       backbone_weights=cfg.backbone_weights)
+                       backbone_weights=cfg.backbone_weights, anchor_sizes=cfg.anchor_sizes)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
@@ -137,6 +161,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
 RESUME_FREE = ("val", "val_images", "out", "workers", "threads", "record_samples", "device", "backbone_weights",
                "resume")
 PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from")
+PRESET_FIELDS = ("backbone", "min_size", "max_size")  # compared as the run uses them (default: the preset's)
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, ckpt: Path) -> None:
@@ -167,7 +192,10 @@ def check_resumable(saved: dict, cfg: TrainConfig, ckpt: Path) -> None:
 
 
 def _shown(cfg: TrainConfig, name: str):
-    return (cfg.counts_from or cfg.train) if name == "counts_from" else getattr(cfg, name)
+    """A field's value as the run uses it: the counts file, the preset's backbone and sizes."""
+    if name == "counts_from":
+        return cfg.counts_from or cfg.train
+    return getattr(run_preset(cfg) if name in PRESET_FIELDS else cfg, name)
 
 
 def _resume_value(cfg: TrainConfig, name: str):
@@ -207,7 +235,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    preset = PRESETS[cfg.preset]
+    preset = run_preset(cfg)
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not cfg.resume:
         raise ValueError(f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, "

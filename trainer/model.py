@@ -77,11 +77,42 @@ PRESETS = {
 }
 
 
+BACKBONES = ("mobilenet_v2", "resnet50")
+ANCHOR_SIZES = (32, 64, 128, 256, 512)
+
+
 def default_preset() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-# -- the shared MobileNetV2 ImageNet weights ----------------------------------------------------
+# -- backbone weights ---------------------------------------------------------------------------------
+def _read_state(path: str | Path, *, weights_only: bool) -> dict:
+    """A state dict from a torch file; a one-line ValueError for a missing or unreadable file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: backbone weights file not found") from None
+    except Exception as exc:  # torch raises many types for a file that is not a state dict
+        raise ValueError(f"{path}: not a readable torch weights file ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def load_resnet50(body: nn.Module, path: str | Path) -> None:
+    """Load a torchvision ResNet-50 state dict (e.g. ``resnet50-0676ba61.pth``, torchvision's
+    IMAGENET1K_V1 file) into the FPN backbone's body; its ``fc`` layer, which detection does not
+    use, is ignored. One-line ValueError for a file that is not one."""
+    state = _read_state(path, weights_only=True)
+    try:
+        missing, _ = body.load_state_dict(state, strict=False)
+    except RuntimeError:
+        missing = ["(a tensor of another shape)"]
+    if missing:
+        raise ValueError(f"{path}: not a ResNet-50 state dict ({len(missing)} tensors missing or of another shape, "
+                         f"e.g. {missing[0]})")
+
+
 def load_mobilenet_v2_features(path: str | Path) -> dict:
     """State dict for torchvision's ``mobilenet_v2().features`` from the shared weights file.
 
@@ -92,9 +123,7 @@ def load_mobilenet_v2_features(path: str | Path) -> dict:
     """
     import torchvision
 
-    src = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(src, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(src).__name__}")
+    src = _read_state(path, weights_only=False)
     ref = torchvision.models.mobilenet_v2().features.state_dict()
     if len(src) != len(ref):
         raise ValueError(f"{path}: {len(src)} tensors, torchvision's mobilenet_v2().features has {len(ref)}")
@@ -170,15 +199,40 @@ class LongTailRoIHeads(RoIHeads):
 
 
 # -- builders --------------------------------------------------------------------------------------------
+def check_anchor_sizes(backbone: str, sizes) -> tuple:
+    """``sizes`` as a tuple; a one-line ValueError unless they are whole pixels >= 1, five for
+    ResNet-50 + FPN (one per feature map)."""
+    sizes = tuple(sizes)
+    if not sizes or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        raise ValueError(f"anchor_sizes must be whole numbers of pixels >= 1, got {list(sizes)}")
+    if backbone == "resnet50" and len(sizes) != 5:
+        raise ValueError(f"resnet50 + FPN has 5 feature maps: anchor_sizes needs 5 sizes, one per map, "
+                         f"got {len(sizes)}")
+    return sizes
+
+
+def _anchor_generator(backbone: str, sizes) -> AnchorGenerator:
+    """Every size on each of MobileNetV2 + FPN's 3 maps; size k on ResNet-50 + FPN's map k."""
+    sizes = check_anchor_sizes(backbone, sizes)
+    if backbone == "mobilenet_v2":
+        return AnchorGenerator((sizes,) * 3, ((0.5, 1.0, 2.0),) * 3)
+    return AnchorGenerator(tuple((s,) for s in sizes), ((0.5, 1.0, 2.0),) * 5)
+
+
 def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: str = "ce",
                 loss_params: dict | None = None, class_instance_counts=None, class_image_counts=None,
-                num_images: int | None = None, backbone_weights: str | Path | None = None) -> nn.Module:
+                num_images: int | None = None, backbone_weights: str | Path | None = None,
+                anchor_sizes=ANCHOR_SIZES) -> nn.Module:
     """Faster R-CNN (``masks=False``) or Mask R-CNN with ``num_classes`` foreground classes.
 
     ``backbone_weights``: for ``mobilenet_v2`` the shared ImageNet features file (see
-    :func:`load_mobilenet_v2_features`); for ``resnet50`` a torchvision ResNet-50 state dict.
-    Without weights the backbone starts random. Batch norm is frozen (torchvision's default
-    for detection: batches of 2-4 images are too small for batch statistics).
+    :func:`load_mobilenet_v2_features`); for ``resnet50`` a torchvision ResNet-50 state dict
+    (:func:`load_resnet50`). Without weights the backbone starts random. Batch norm is frozen
+    (torchvision's default for detection: batches of 2-4 images are too small for batch
+    statistics). ``anchor_sizes`` (pixels): MobileNetV2 + FPN gives 3 feature maps and each
+    gets every size, as torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` does; ResNet-50 +
+    FPN gives 5 and map k gets size k, as torchvision's ``fasterrcnn_resnet50_fpn`` (5 sizes
+    needed). Aspect ratios 0.5, 1, 2 everywhere; the default sizes are torchvision's.
     """
     params = dict(loss_params or {})
     if loss in ("eql", "eql_softmax") and num_images is not None:
@@ -194,18 +248,10 @@ def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: 
         backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None,
                                        trainable_layers=preset.trainable_backbone_layers)
         if backbone_weights is not None:
-            state = torch.load(backbone_weights, map_location="cpu", weights_only=True)
-            missing, _ = backbone.body.load_state_dict(state, strict=False)
-            if missing:
-                raise ValueError(f"{backbone_weights}: not a ResNet-50 state dict ({len(missing)} tensors missing, "
-                                 f"e.g. {missing[0]})")
+            load_resnet50(backbone.body, backbone_weights)
     else:
-        raise ValueError(f"unknown backbone {preset.backbone!r}")
-    # one anchor set per FPN level (MobileNetV2 + FPN gives 3 maps), as torchvision's
-    # fasterrcnn_mobilenet_v3_large_fpn does; ResNet-50 + FPN gives 5
-    n_maps = 3 if preset.backbone == "mobilenet_v2" else 5
-    anchors = AnchorGenerator(((32, 64, 128, 256, 512),) * n_maps, ((0.5, 1.0, 2.0),) * n_maps) \
-        if n_maps == 3 else None
+        raise ValueError(f"unknown backbone {preset.backbone!r} (known: {', '.join(BACKBONES)})")
+    anchors = _anchor_generator(preset.backbone, anchor_sizes)
     arch = MaskRCNN if masks else FasterRCNN
     # torchvision's own RoI poolers (feature maps, output sizes), only the sampling ratio from the preset
     maps = ["0", "1", "2", "3"]
