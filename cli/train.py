@@ -16,11 +16,12 @@ with the training file's r/c/f bins, per-class AP). Needs the train extra:
 pip install 'ltaug[train]'.
 
 The run folder gets config.json (every setting, the preset included), checkpoint.pt (after
-each epoch, written atomically), metrics.jsonl (one line per epoch), metrics.json (with
-the evaluation) and curves.png. The same command with --resume continues the run from its
-last complete epoch (--epochs may be raised; settings that change the model, the data or
-the optimisation must be the run's); without --resume a run folder holding a checkpoint is
-refused.
+each epoch, written atomically), metrics.jsonl (one line per epoch; with --eval-every N,
+bbox AP/APr/APc/APf every N epochs), metrics.json (with the final evaluation) and
+curves.png (loss, images/s, and AP against epoch with --eval-every). The same command
+with --resume continues the run from its last complete epoch (--epochs may be raised;
+settings that change the model, the data or the optimisation must be the run's); without
+--resume a run folder holding a checkpoint is refused.
 
 Class frequencies (count-based losses, r/c/f bins) come from the original training file,
 not a rebalanced one: --counts-from, or for an ltaug output folder the input file its
@@ -60,6 +61,9 @@ def add_parser(sub) -> None:
     p.add_argument("--images", required=True, metavar="DIR", help="training image folder")
     p.add_argument("--val", metavar="ANN", help="validation annotation file (evaluated at the end)")
     p.add_argument("--val-images", metavar="DIR", help="validation image folder (default: --images)")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="also evaluate on --val every N epochs: AP in metrics.jsonl and against epoch in curves.png "
+                        "(default 0: only at the end)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is in --out (same settings; --epochs may be raised)")
@@ -147,7 +151,8 @@ def run(args) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
                       workers=args.workers, threads=args.threads, seed=args.seed,
                       max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from,
-                      resume=args.resume, backbone=args.backbone, min_size=args.min_size, max_size=args.max_size)
+                      resume=args.resume, backbone=args.backbone, min_size=args.min_size, max_size=args.max_size,
+                      eval_every=args.eval_every)
     if args.anchor_sizes:
         cfg.anchor_sizes = _anchor_sizes(args.anchor_sizes)
     if args.init_from:  # stage 2 builds the stage-1 model
@@ -167,7 +172,9 @@ def run(args) -> int:
     except ValueError as exc:  # bad loss name/parameters, repeat-factor file mismatch, ...
         raise UsageError(str(exc)) from None
     for h in metrics["history"]:
-        print(f"epoch {h['epoch']}: loss {h['loss']:.3f}, {h['images_per_s']:.2f} images/s")
+        box = h.get("eval", {}).get("bbox")
+        ap = "" if box is None or box["AP"] is None else f", val bbox AP {100 * box['AP']:.1f}"
+        print(f"epoch {h['epoch']}: loss {h['loss']:.3f}, {h['images_per_s']:.2f} images/s{ap}")
     if "eval" in metrics:
         print(format_eval_table(metrics["eval"]))
     print(f"run folder: {args.out}", file=sys.stderr)

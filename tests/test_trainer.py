@@ -210,7 +210,8 @@ def test_counts_file_with_other_categories_is_refused(tmp_path):
 def test_bad_config_is_a_value_error(tmp_path):
     for bad in (dict(sampler="x"), dict(sampler="repeat-factors"), dict(epochs=0), dict(lr=0.0), dict(preset="tpu"),
                 dict(backbone="vgg"), dict(min_size=0), dict(min_size=600, max_size=500), dict(anchor_sizes=()),
-                dict(anchor_sizes=(32, 64.5)), dict(backbone="resnet50", anchor_sizes=(32, 64))):
+                dict(anchor_sizes=(32, 64.5)), dict(backbone="resnet50", anchor_sizes=(32, 64)), dict(eval_every=-1),
+                dict(eval_every=2)):
         cfg = TrainConfig(train="t.json", images=".", out=str(tmp_path), **bad)
         with pytest.raises(ValueError):
             cfg.validate()

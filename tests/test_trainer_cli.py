@@ -200,3 +200,29 @@ def test_model_option_errors_are_one_line(args, message, tmp_path, capsys):
     assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", str(tmp_path / "x"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_eval_every_records_ap_per_epoch_and_plots_it(tmp_path, capsys):
+    import struct
+
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--val", str(VAL), "--val-images",
+                 str(VAL_IMAGES), "--out", str(run), "--epochs", "2", "--max-iters-per-epoch", "1", "--workers", "0",
+                 "--preset", "cpu", "--min-size", "160", "--max-size", "224", "--eval-every", "1"]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [sorted(h["eval"]["bbox"]) for h in lines] == [sorted(["AP", "AP50", "AP75", "APr", "APc", "APf"])] * 2
+    final = json.loads((run / "metrics.json").read_text())["eval"]["bbox"]
+    assert all(final[k] == lines[-1]["eval"]["bbox"][k] for k in lines[-1]["eval"]["bbox"])  # evaluated once
+    assert "epoch 2: loss" in capsys.readouterr().out
+    width, height = struct.unpack(">II", (run / "curves.png").read_bytes()[16:24])
+    assert (width, height) == (960, 900)  # two panels: loss and images/s, AP against epoch
+
+
+def test_ap_points_take_the_evaluated_epochs_and_the_final_evaluation():
+    from trainer.engine import ap_points
+
+    box = lambda ap: {"AP": ap, "APr": None, "APc": ap, "APf": ap}  # noqa: E731
+    history = [{"epoch": 1}, {"epoch": 2, "eval": {"bbox": box(0.1)}}, {"epoch": 3}]
+    assert ap_points({"history": history, "eval": {"bbox": box(0.3)}}) == [(2, box(0.1)), (3, box(0.3))]
+    assert ap_points({"history": history[:2], "eval": {"bbox": box(0.1)}}) == [(2, box(0.1))]
+    assert ap_points({"history": history}) == [(2, box(0.1))]

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -74,6 +75,7 @@ class TrainConfig:
     stage2: str | None = None               # "crt": decoupled classifier re-training from init_from
     init_from: str | None = None            # the stage-1 run folder (or checkpoint) of stage2
     resume: bool = False                    # continue the run whose checkpoint is in out (see check_resumable)
+    eval_every: int = 0                     # also evaluate on val every N epochs (0: only at the end)
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     def validate(self) -> None:
@@ -89,6 +91,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not self.lr > 0:
             raise ValueError("lr must be > 0")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0: evaluate only at the end), got {self.eval_every}")
+        if self.eval_every and not self.val:
+            raise ValueError("eval_every needs a validation file (--val)")
         if self.stage2 is not None and self.stage2 not in STAGE2:
             raise ValueError(f"stage2 must be one of {', '.join(STAGE2)}, got {self.stage2!r}")
         if (self.stage2 is None) != (self.init_from is None):
@@ -159,7 +165,7 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
 # settings a resumed run may change: where it validates, how it runs, the backbone's initial
 # weights (the checkpoint replaces them); epochs may be raised; every other field must agree
 RESUME_FREE = ("val", "val_images", "out", "workers", "threads", "record_samples", "device", "backbone_weights",
-               "resume")
+               "resume", "eval_every")
 PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from")
 PRESET_FIELDS = ("backbone", "min_size", "max_size")  # compared as the run uses them (default: the preset's)
 
@@ -219,7 +225,8 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
-    """Train, checkpoint each epoch, evaluate at the end; returns the final metrics."""
+    """Train, checkpoint each epoch, evaluate at the end (and every ``eval_every`` epochs: their
+    AP goes into that epoch's line of metrics.jsonl); returns the final metrics."""
     from tqdm import tqdm
 
     from .data import DetectionDataset, collate_fn, worker_init_fn
@@ -253,6 +260,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                                                                  "note": counts_note}}, indent=True)
     dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
                                min_size=preset.min_size, max_size=preset.max_size)
+    run_eval = partial(evaluate_model, val_path=load_dataset(cfg.val), val_images=cfg.val_images or cfg.images,
+                       train_ds=freq, label_to_category=dataset.label_to_category_id, device=cfg.device,
+                       progress=progress) if cfg.val and main else None
     sampler = _make_sampler(cfg, dataset, ds)
     batches = AspectRatioBatchSampler.for_index(sampler, ds.index, cfg.batch_size)
     loader = torch.utils.data.DataLoader(
@@ -288,6 +298,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     if main and history_path.exists():  # keep the epochs the checkpoint holds (none without one)
         kept = [line for line in history_path.read_text().splitlines() if json.loads(line)["epoch"] <= start_epoch]
         write_bytes_atomic(history_path, "".join(line + "\n" for line in kept).encode())
+    final_eval = None  # the evaluation after the last epoch, when eval_every made it already
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         seen_ids = []
@@ -320,6 +331,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                             lr=f"{optimizer.param_groups[0]['lr']:.4g}")
         record = {"epoch": epoch + 1, "loss": total / max(iters_per_epoch, 1),
                   "images_per_s": seen * world / (time.perf_counter() - t0), "seconds": time.perf_counter() - t0}
+        if main and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
+            result = run_eval(model)
+            record["eval"] = ap_summary(result)
+            final_eval = result if epoch + 1 == cfg.epochs else None
         if cfg.record_samples:  # which image ids each rank trained on (for tests and audits)
             write_json_atomic(out / f"samples_epoch{epoch + 1}_rank{rank}.json", seen_ids)
         if main:
@@ -338,9 +353,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     metrics = {"history": [json.loads(line) for line in history_path.read_text().splitlines()] if
                history_path.exists() else []}
     if cfg.val:
-        metrics["eval"] = evaluate_model(model, cfg.val, cfg.val_images or cfg.images, train_ds=freq,
-                                         label_to_category=dataset.label_to_category_id, device=cfg.device,
-                                         progress=progress)
+        metrics["eval"] = final_eval or run_eval(model)
     write_json_atomic(out / "metrics.json", metrics, indent=True)
     if metrics["history"]:
         plot_curves(metrics, out / "curves.png", title=f"{Path(cfg.train).name}: loss {cfg.loss}, sampler {cfg.sampler}")
@@ -350,14 +363,35 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     return metrics
 
 
+AP_SUMMARY = ("AP", "AP50", "AP75", "APr", "APc", "APf")
+
+
+def ap_summary(result: dict) -> dict:
+    """The headline numbers of an evaluation per iou type, for an epoch's line of metrics.jsonl."""
+    return {iou: {k: result[iou][k] for k in AP_SUMMARY} for iou in ("bbox", "segm") if iou in result}
+
+
+def ap_points(metrics: dict) -> list[tuple[int, dict]]:
+    """(epoch, bbox numbers) of the epochs evaluated during training, and of the final evaluation."""
+    hist = metrics["history"]
+    points = [(h["epoch"], h["eval"]["bbox"]) for h in hist if "bbox" in h.get("eval", {})]
+    final = metrics.get("eval", {}).get("bbox")
+    if final and hist and (not points or points[-1][0] != hist[-1]["epoch"]):
+        points.append((hist[-1]["epoch"], final))
+    return points
+
+
 def plot_curves(metrics: dict, path, *, title: str):
-    """Training loss and images/s per epoch; the final AP / APr / APc / APf in the legend box."""
+    """Training loss and images/s per epoch; the final AP / APr / APc / APf in the legend box;
+    below, when the run evaluated during training (``eval_every``), AP against epoch."""
     from ltaug.plotting import new_figure, save_figure
 
     hist = metrics["history"]
     epochs = [h["epoch"] for h in hist]
-    fig = new_figure(path, (8.0, 4.5))
-    ax = fig.add_subplot()
+    points = ap_points(metrics)
+    during = any("eval" in h for h in hist)
+    fig = new_figure(path, (8.0, 7.5) if during else (8.0, 4.5))
+    ax = fig.add_subplot(2, 1, 1) if during else fig.add_subplot()
     ax.plot(epochs, [h["loss"] for h in hist], marker="o", color="#1f77b4", label="training loss")
     from matplotlib.ticker import MaxNLocator
 
@@ -377,7 +411,20 @@ def plot_curves(metrics: dict, path, *, title: str):
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
     ax.legend(handles=ax.get_lines() + speed.get_lines(), loc="lower left", frameon=False, fontsize=9)
     ax.set_title(title, fontsize=10)
+    if during:
+        _plot_ap(fig.add_subplot(2, 1, 2, sharex=ax), points)
     return save_figure(fig, path)
+
+
+def _plot_ap(ax, points: list[tuple[int, dict]]) -> None:
+    """Validation bbox AP, APr, APc, APf (in %) against epoch; undefined values left out."""
+    for key, color in (("AP", "#000000"), ("APr", "#d62728"), ("APc", "#ff7f0e"), ("APf", "#2ca02c")):
+        xy = [(e, 100 * box[key]) for e, box in points if box[key] is not None]
+        ax.plot([e for e, _ in xy], [v for _, v in xy], marker="o", color=color, label=f"val bbox {key}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("AP (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", frameon=False, fontsize=9)
 
 
 def _init_distributed(cfg: TrainConfig) -> tuple[int, int]:
