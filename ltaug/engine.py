@@ -150,9 +150,10 @@ def _job(dataset, images_dir: Path, steps: list[Step]) -> dict:
 
     src = dataset.path
     return {"format": FORMAT, "ltaug_version": __version__,
-            "input": {"annotations": None if src is None else str(src),
+            # absolute paths: `ltaug report` and the trainer find the input from any working folder
+            "input": {"annotations": None if src is None else os.path.abspath(src),
                       "sha256": file_sha256(src) if src is not None and Path(src).is_file() else None,
-                      "images": str(images_dir), "kind": dataset.kind},
+                      "images": os.path.abspath(images_dir), "kind": dataset.kind},
             "steps": [s.describe() for s in steps]}
 
 

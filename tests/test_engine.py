@@ -75,6 +75,8 @@ def test_output_is_a_valid_dataset_with_every_file(runs):
     run = json.loads((out / "run.json").read_text())
     assert [s["op"] for s in run["steps"]] == ["resample", "paste", "mosaic", "mixup"]
     assert run["counts"]["images_after"] == len(result.images)
+    for key in ("annotations", "images"):  # absolute, so readable from any working folder
+        assert Path(run["input"][key]).is_absolute() and Path(run["input"][key]).exists()
 
 
 def test_provenance_and_kept_originals(runs):
