@@ -31,6 +31,7 @@ has no object with a mask, or when asked (``box_only=True``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -182,15 +183,26 @@ def plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[list[dict], dict]:
     "h", "flip"}]}``, with the bank row and its source annotation id. The summary counts
     objects planned per class, objects with no room, and (budget) the deficits left unplaced.
     """
+    recipes, summary, _ = iter_plan_paste(dataset, bank, spec)
+    return list(recipes), summary
+
+
+def iter_plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[Iterator[dict], dict, int]:
+    """:func:`plan_paste` one recipe at a time, so rendering can start before planning ends.
+
+    Returns ``(recipes, summary, tried)``: the recipes in order (the same ones, from the same
+    random draws, as :func:`plan_paste`), the summary (complete once ``recipes`` is exhausted)
+    and the number of images objects are tried on (at least the number of recipes). The
+    classes and objects are drawn here, at once; only the placement runs as recipes are taken.
+    """
     rng = np.random.default_rng([spec.seed, 0x9A57E])
     idx = dataset.index
     rows, box_only = eligible_rows(bank, idx.category_ids, spec)
     obj = bank.objects
     cat_pos = idx.category_positions(np.asarray(obj["category_id"])[rows]) if rows.size else np.zeros(0, np.int64)
-    boxes_of = _image_boxes(idx)
     summary = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0, "unplaced_budget": 0}
     if rows.size == 0:
-        return [], summary
+        return iter(()), summary, 0
     if spec.weighting == "budget":
         wanted, summary["deficits"] = _budget_objects(idx, bank, rows, spec, rng)
         order = rng.permutation(idx.num_images)
@@ -209,7 +221,12 @@ def plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[list[dict], dict]:
         picks = rng.integers(0, available[classes])
         objs = rows[by_class[starts[classes] + picks]]
         assignments = dict(zip(chosen.tolist(), objs.tolist()))
-    recipes = []
+    return _placed(assignments, idx, obj, spec, rng, summary), summary, len(assignments)
+
+
+def _placed(assignments: dict, idx, obj, spec: PasteSpec, rng, summary: dict) -> Iterator[dict]:
+    """The recipe of each image of ``assignments`` (image position -> bank rows) that fits an object."""
+    boxes_of = _image_boxes(idx)
     for pos, bank_rows in assignments.items():
         H, W = int(idx.image_heights[pos]), int(idx.image_widths[pos])
         boxes = list(boxes_of[pos])
@@ -225,8 +242,7 @@ def plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[list[dict], dict]:
             placed.append({"row": int(r), "annotation_id": int(o["annotation_id"]),
                            "category_id": int(o["category_id"]), "x": x, "y": y, "w": w, "h": h, "flip": flip})
         if placed:
-            recipes.append({"image_id": int(idx.image_ids[pos]), "objects": placed})
-    return recipes, summary
+            yield {"image_id": int(idx.image_ids[pos]), "objects": placed}
 
 
 def _image_boxes(idx) -> list[list[tuple]]:

@@ -4,11 +4,13 @@ Each step turns a dataset into a dataset. Annotation-only steps (resample) run h
 steps run in three phases:
 
 1. plan (here, pure and seeded): one recipe per output image, holding every random choice;
-2. execute: the recipes are cut into shards of min(32, max(4, ceil(n / 64))) recipes (a
-   function of the number of recipes n only, never of the worker count: small steps still get
-   enough shards to keep two or more workers busy); a process pool (``workers``) renders each shard: decode the sources,
-   render, encode JPEG, write each image atomically, then write the shard's annotations as
-   ``shards/NNNNN.json`` (each file atomically: temporary name, then rename);
+2. execute: the recipes are cut into shards of min(32, max(4, ceil(n / 64))) recipes (n: the
+   images the step tries, a function of the input and the seed, never of the worker count:
+   small steps still get enough shards to keep two or more workers busy); each shard goes to a
+   process pool (``workers``) as soon as its recipes are planned, so planning overlaps
+   rendering; a worker decodes the sources, renders, encodes JPEG, writes each image
+   atomically, then writes the shard's image ids and annotations as ``shards/NNNNN.json`` (each
+   file atomically: temporary name, then rename);
 3. merge (here): the shard files in order become the step's dataset, new ids assigned in
    recipe order.
 
@@ -32,9 +34,11 @@ pasted onto; each pasted annotation names the image its object came from.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +104,7 @@ def _bank(path: str):
 def _render_shard(task: tuple, stage: _Stage) -> dict:
     """Render one shard; write its images and its result file. Returns the shard's counts."""
     shard_path, items = task
-    out = {"items": []}
+    out = {"image_ids": [recipe["image_id"] for recipe, _ in items], "items": []}
     images_dir = Path(stage.images_dir)
     for recipe, sources in items:
         try:
@@ -271,7 +275,9 @@ def _resample(current, step: Step):
 
 def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int,
                 on_error: str, map_shards, bar):
-    recipes, plan_info, bank = _plan(current, source_dataset, images_dir, step, k, work, workers)
+    """Plan, render in shards, merge. Shards go to the workers as soon as their recipes are
+    planned, so the pool renders the first while this process plans the rest."""
+    planned, plan_info, bank, tried = _plan(current, source_dataset, images_dir, step, k, work, workers)
     stage_dir = work / f"step-{k}"
     shards_dir = stage_dir / "shards"
     shards_dir.mkdir(parents=True, exist_ok=True)
@@ -280,23 +286,39 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
     for a in current.annotations:
         anns_of.setdefault(a["image_id"], []).append(a)
     stage = _Stage(step.op, step.spec, k, str(work / "images"), bank, on_error, current.kind)
-    size = shard_size(len(recipes))
-    shard_paths = [shards_dir / f"{i // size:05d}.json" for i in range(0, len(recipes), size)]
-    todo = [i for i, p in enumerate(shard_paths) if not p.is_file()]
+    size = shard_size(tried)
+    recipes: list = []  # every recipe, in order, as it is planned
 
     def tasks():
-        for i in todo:
-            chunk = recipes[i * size:(i + 1) * size]
-            items = [(r, [(images[s], anns_of.get(s, [])) for s in _sources(step.op, r)]) for r in chunk]
-            yield str(shard_paths[i]), items
+        for i, chunk in enumerate(_chunks(planned, size)):
+            recipes.extend(chunk)
+            path = shards_dir / f"{i:05d}.json"
+            if path.is_file():  # rendered before an interruption
+                pbar.update(len(chunk))
+                continue
+            yield str(path), [(r, [(images[s], anns_of.get(s, [])) for s in _sources(step.op, r)]) for r in chunk]
 
-    n_todo = sum(min(size, len(recipes) - i * size) for i in todo)
-    with bar(total=len(recipes), initial=len(recipes) - n_todo) as pbar, \
-            map_shards(functools.partial(_render_shard, stage=stage), tasks(), min(workers, max(1, len(todo)))) as results:
+    with bar(total=tried) as pbar, map_shards(functools.partial(_render_shard, stage=stage), tasks(),
+                                              min(workers, max(1, -(-tried // size)))) as results:
         for counts in results:
             pbar.update(counts["images"] + counts["skipped"])
-    items = [it for p in shard_paths for it in read_json(p)["items"]]
+        pbar.total = len(recipes)
+        pbar.refresh()
+    items = []
+    for i in range(-(-len(recipes) // size)):
+        shard = read_json(shards_dir / f"{i:05d}.json")
+        if shard["image_ids"] != [r["image_id"] for r in recipes[i * size:(i + 1) * size]]:
+            raise UsageError(f"{shards_dir}: shard {i} holds other images than this run plans (a work folder of "
+                             f"another ltaug version?); remove {work} to start afresh")
+        items += shard["items"]
     return _merge(current, step, k, recipes, items, plan_info)
+
+
+def _chunks(items: Iterable, n: int) -> Iterator[list]:
+    """Consecutive lists of ``n`` items (the last one shorter), taken as they come."""
+    items = iter(items)
+    while chunk := list(itertools.islice(items, n)):
+        yield chunk
 
 
 def shard_size(n: int) -> int:
@@ -309,21 +331,22 @@ def _sources(op: str, recipe: dict) -> list:
 
 
 def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int):
-    """Recipes with their output file names (and new image ids), the planning summary, the bank path."""
+    """Recipes with their output file names (and new image ids; for paste an iterator that plans
+    as it goes), the planning summary (complete once the recipes are taken), the bank path, and
+    the number of images tried (at least the number of recipes: it sets the shard size)."""
     bank_path = None
     if step.op == "paste":
         from .bank import Bank, build_bank
-        from .copy_paste import plan_paste
+        from .copy_paste import iter_plan_paste
 
         bank_path = step.bank
         if bank_path is None:
             bank_path = str(work / "bank")
             if not (work / "bank" / "meta.json").is_file():
                 build_bank(source_dataset, images_dir, bank_path, workers=workers, progress=False)
-        recipes, info = plan_paste(current, Bank(bank_path), step.spec)
-        for r in recipes:
-            r["file_name"] = f"{NEW_IMAGES}/step{k}_paste_{r['image_id']}.jpg"
-        return recipes, info, bank_path
+        recipes, info, tried = iter_plan_paste(current, Bank(bank_path), step.spec)
+        return ({**r, "file_name": f"{NEW_IMAGES}/step{k}_paste_{r['image_id']}.jpg"} for r in recipes), info, \
+            bank_path, tried
     if step.op == "mosaic":
         from .mosaic import plan_mosaic as plan
     else:
@@ -333,7 +356,7 @@ def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: P
     for i, r in enumerate(recipes):
         r["image_id"] = next_id + i
         r["file_name"] = f"{NEW_IMAGES}/step{k}_{step.op}_{r['image_id']}.jpg"
-    return recipes, {}, bank_path
+    return recipes, {}, bank_path, len(recipes)
 
 
 def _recipe_params(op: str, recipe: dict) -> dict:

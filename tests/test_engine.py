@@ -222,6 +222,53 @@ steps:
     assert same_tree(tmp_path / "ref", tmp_path / "out")
 
 
+def test_stopped_after_two_shards_resumes_and_checks_its_shards(tmp_path, runs):
+    """An executor that stops after two shards (in-process, no kill needed); --resume renders only
+    the rest and gives the uninterrupted run's bytes; a shard file that holds other images than
+    the plan (a work folder of another version) is refused, not merged."""
+    import contextlib
+
+    from ltaug.pool import imap_ordered
+
+    ds, base = runs
+
+    @contextlib.contextmanager
+    def stops_after_two(fn, shards, workers):
+        def two():
+            for k, shard in enumerate(shards):
+                if k == 2:
+                    raise KeyboardInterrupt
+                yield fn(shard)
+        yield two()
+
+    rendered = []
+
+    @contextlib.contextmanager
+    def counting(fn, shards, workers):
+        with imap_ordered(fn, shards, 1) as results:
+            yield (rendered.append(r["images"] + r["skipped"]) or r for r in results)
+
+    for name, tamper in (("out", False), ("bad", True)):
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(ds, IMAGES, tmp_path / name, STEPS, workers=1, progress=False, map_shards=stops_after_two)
+        shards = sorted((partial_dir(tmp_path / name) / "step-1" / "shards").glob("*.json"))
+        assert len(shards) == 2
+        if tamper:
+            doc = json.loads(shards[1].read_text())
+            doc["image_ids"] = doc["image_ids"][::-1]
+            shards[1].write_text(json.dumps(doc))
+            with pytest.raises(UsageError, match="shard 1 holds other images than this run plans"):
+                run_pipeline(ds, IMAGES, tmp_path / name, STEPS, workers=1, resume=True, progress=False)
+        else:
+            run_pipeline(ds, IMAGES, tmp_path / name, STEPS, workers=1, resume=True, progress=False,
+                         map_shards=counting)
+    assert same_tree(base / "w1", tmp_path / "out")
+    # the resumed run rendered every recipe of the pixel steps except the two shards' images
+    steps = json.loads((tmp_path / "out" / "run.json").read_text())["steps_run"]
+    finished = [json.loads(p.read_text())["image_ids"] for p in shards]
+    assert sum(rendered) == sum(st["recipes"] for st in steps[1:]) - sum(map(len, finished))
+
+
 def test_pipeline_file_errors(tmp_path, demo_train_path):
     bad = tmp_path / "bad.yaml"
     for text, message in (("steps: [}", "not valid YAML"),
