@@ -11,7 +11,7 @@ from conftest import DEMO, ROOT, shared_path
 
 pytest.importorskip("torch")
 
-from trainer.compare import load_compare, run_dir, select  # noqa: E402
+from trainer.compare import load_compare, run_dir, select, time_left  # noqa: E402
 
 
 def config(tmp_path, cells: str, seeds="[0]") -> str:
@@ -103,3 +103,9 @@ def test_a_failed_run_is_named_and_the_exit_status_is_1(tmp_path):
     assert "[1/1] broken seed 0: FAILED (see its log.txt)" in r.stderr
     assert "1 run(s) failed: broken/seed0" in r.stderr
     assert "none.pt" in (tmp_path / "out" / "runs" / "broken" / "seed0" / "log.txt").read_text()
+
+
+def test_time_left_shares_the_runs_left_among_the_jobs():
+    assert time_left(30 * 60, 1, 28, 2) == 30 * 60 * 27 / 2   # first of 28 done in 30 min, 2 at a time
+    assert time_left(100.0, 2, 3, 2) == 50.0                  # one run left: it runs alone
+    assert time_left(100.0, 3, 3, 2) == 0.0 and time_left(0.0, 0, 5, 2) == 0.0

@@ -293,13 +293,14 @@ def _order(cmp: Compare) -> list[list[str]]:
 def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     """Make the data, run every (cell, seed) not yet finished, then write the report.
 
-    Logs each run as it starts and ends, with the count done and a rough time left (elapsed
-    time per finished run so far). The summary's ``failed`` lists the runs whose process failed."""
+    Logs each run as it starts and ends, with the count done and a rough time left (the mean
+    run time so far x the runs left / the runs at a time). The summary's ``failed`` lists the
+    runs whose process failed."""
     jobs = cmp.jobs if jobs is None else jobs
     cmp.out.mkdir(parents=True, exist_ok=True)
     left = sum(not (run_dir(cmp, c, s) / "result.json").is_file() for c in cmp.cells for s in cmp.seeds)
     log(f"{left} of {len(cmp.cells) * len(cmp.seeds)} runs to do, {jobs} at a time")
-    finished, failed, start = 0, [], time.perf_counter()
+    finished, failed, busy = 0, [], 0.0
     for wave in _order(cmp):
         todo = []
         for seed in cmp.seeds:  # seed-major: a study stopped half-way has every cell at its first seeds
@@ -311,15 +312,22 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
         with ThreadPoolExecutor(max(1, jobs)) as pool:  # each thread waits on its own training process
             for future in as_completed([pool.submit(_spawn, cmp, *t, log=log) for t in todo]):
                 cell, seed, ok, seconds = future.result()
-                finished += 1
+                finished, busy = finished + 1, busy + seconds
                 if not ok:
                     failed.append(f"{cell}/seed{seed}")
-                rest = (time.perf_counter() - start) / finished * (left - finished)
+                rest = time_left(busy, finished, left, jobs)
                 log(f"[{finished}/{left}] {cell} seed {seed}: {'done' if ok else 'FAILED (see its log.txt)'} "
                     f"in {seconds / 60:.1f} min" + (f"; about {rest / 60:.0f} min left" if finished < left else ""))
     from .compare_report import write_report
 
     return {**write_report(cmp), "failed": failed}
+
+
+def time_left(busy: float, finished: int, total: int, jobs: int) -> float:
+    """Rough seconds until ``total`` runs are done: the mean time of the ``finished`` ones
+    (``busy`` seconds in all) x the runs left, over the runs at a time."""
+    rest = total - finished
+    return busy / finished * rest / max(1, min(jobs, rest)) if finished and rest > 0 else 0.0
 
 
 def _spawn(cmp: Compare, cell: str, seed: int, data, *, log=print) -> tuple:
