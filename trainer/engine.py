@@ -163,9 +163,10 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.SGD:
 
 
 # settings a resumed run may change: where it validates, how it runs, the backbone's initial
-# weights (the checkpoint replaces them); epochs may be raised; every other field must agree
+# weights (the checkpoint replaces them), the iteration cap of smoke tests and quick looks;
+# epochs may be raised; every other field must agree
 RESUME_FREE = ("val", "val_images", "out", "workers", "threads", "record_samples", "device", "backbone_weights",
-               "resume", "eval_every")
+               "resume", "eval_every", "max_iters_per_epoch")
 PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from")
 PRESET_FIELDS = ("backbone", "min_size", "max_size")  # compared as the run uses them (default: the preset's)
 
