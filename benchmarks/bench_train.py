@@ -79,7 +79,7 @@ def our_loop(ann, images, iters, warmup, seed) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         # two short "epochs": the first absorbs the warm-up iterations, the second is timed
         cfg = TrainConfig(train=str(ann), images=str(images), out=tmp, epochs=2, max_iters_per_epoch=None,
-                          backbone_weights=str(WEIGHTS), preset="cpu", workers=1, seed=seed, warmup_iters=50,
+                          backbone_weights=str(WEIGHTS), preset="cpu", workers=1, seed=seed, warmup_iters=0,
                           device="cpu")
         cfg.max_iters_per_epoch = warmup
         cfg.epochs = 1
