@@ -278,22 +278,22 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
         counts["blend"][used] = counts["blend"].get(used, 0) + 1
         placed.append((o, mask))
-    cover = np.zeros((H, W), bool, order="F")  # Fortran order: its complement encodes without a copy
-    pasted, shown = [], []  # shown: RLEs of every pasted object's visible part; their union is the cover
+    cover = np.zeros((H, W), bool)
+    pasted, shown = [], []  # shown: runs of every pasted object's visible part; their union is the cover
     for o, mask in reversed(placed):  # a later paste lies on top of every earlier one
         x, y, w, h = o["x"], o["y"], o["w"], o["h"]
         region = cover[y:y + h, x:x + w]
-        m = mask.astype(bool)
-        visible = m & ~region
+        m = mask.view(bool)
+        visible = m > region  # m and not region
         region |= m
-        full, left = int(m.sum()), int(visible.sum())
+        full, left = np.count_nonzero(m), np.count_nonzero(visible)
         if left:
-            shown.append(masks.local_rle(visible.view(np.uint8), x, y, H, W))
+            shown.append(masks.local_runs(visible.view(np.uint8), x, y, H, W))
         if left == 0 or left < spec.min_visible * full:
             counts["pasted_removed"].append(o["category_id"])
             continue
         row = bank.objects[o["row"]]
-        rle = shown[-1]
+        rle = masks.rle_from_runs(*shown[-1], H, W)
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
                "bbox": masks.tight_bbox(rle), "area": masks.area(rle), "iscrowd": 0}
         if not (int(row["flags"]) & Flag.BOX_ONLY):
@@ -302,7 +302,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
                         "source_image_id": int(row["image_id"]), "size": [w, h], "flip": o["flip"]}
         pasted.append(ann)
     pasted.reverse()
-    occlusion = _Occlusion(cover, shown, [(o["x"], o["y"], o["x"] + o["w"], o["y"] + o["h"]) for o, _ in placed])
+    occlusion = _Occlusion((H, W), shown, [(o["x"], o["y"], o["x"] + o["w"], o["y"] + o["h"]) for o, _ in placed])
     kept = [a for a in (occlusion.apply(a, spec.min_visible, counts) for a in annotations) if a is not None]
     return kept, pasted, counts
 
@@ -311,20 +311,22 @@ class _Occlusion:
     """What the pasted objects hide, and the existing annotations after it.
 
     Works on RLEs (pycocotools ``merge`` / ``area``: cost grows with the masks' runs, not the
-    image): hidden pixels = area(mask AND cover); the visible mask = mask AND NOT cover, with
-    the complement of the cover encoded once per image, and only when something is hidden.
+    image): hidden pixels = area(mask AND cover); the visible mask = mask AND NOT cover. The
+    cover and its complement are built from the runs of the pasted objects' visible parts
+    (disjoint, so their union is their runs sorted), the complement only when something is hidden.
     """
 
-    def __init__(self, cover: np.ndarray, shown: list, boxes: list):
-        self.cover, self.boxes = cover, boxes
-        self.cover_rle = mask_utils.merge(shown) if shown else None
+    def __init__(self, hw: tuple[int, int], shown: list, boxes: list):
+        self.hw, self.boxes = hw, boxes
+        self.runs = masks.union_runs(shown) if shown else None
+        self.cover_rle = masks.rle_from_runs(*self.runs, *hw) if shown else None
         self._uncovered = None
 
     def apply(self, ann: dict, min_visible: float, counts: dict) -> dict | None:
         """``ann`` after the pasted pixels hide part of it: the same record if untouched."""
         if self.cover_rle is None or not self._meets_a_paste(ann["bbox"]):
             return ann  # the bbox bounds the mask (validate checks it)
-        H, W = self.cover.shape
+        H, W = self.hw
         rle, box_only = masks.annotation_rle(ann.get("segmentation"), ann["bbox"], H, W, ann.get("id"))
         hidden = masks.area(mask_utils.merge([rle, self.cover_rle], intersect=True))
         if hidden == 0:
@@ -335,7 +337,7 @@ class _Occlusion:
             counts["removed"].append(ann["category_id"])
             return None
         if self._uncovered is None:
-            self._uncovered = masks.rle_from_mask(np.logical_not(self.cover))
+            self._uncovered = masks.rle_from_runs(*masks.complement_runs(*self.runs, H * W), H, W)
         new = mask_utils.merge([rle, self._uncovered], intersect=True)
         out = dict(ann)
         out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)

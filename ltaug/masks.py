@@ -45,13 +45,19 @@ def box_mask(bbox, height: int, width: int) -> np.ndarray:
 
 
 def local_rle(mask: np.ndarray, x: int, y: int, height: int, width: int) -> dict:
-    """Compressed RLE of an image of ``height x width`` that is ``mask`` at (x, y) and 0 elsewhere.
+    """Compressed RLE of an image of ``height x width`` that is ``mask`` at (x, y) and 0 elsewhere."""
+    return rle_from_runs(*local_runs(mask, x, y, height, width), height, width)
+
+
+def local_runs(mask: np.ndarray, x: int, y: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of 1s of ``mask`` placed at (x, y) in a ``height x width`` image, as column-major
+    pixel indices: ``starts`` (first pixel of each run) and ``ends`` (one past its last), ascending.
 
     Built from the mask's column transitions (cost grows with the object, not the image): in
     each column of the zero-padded mask, +1 marks the first row of a run and -1 the row after
-    its last; at column-major index (c + x) * height + (r + y) these give COCO's alternating
-    0/1 run lengths. A run that reaches a column's last image row and the next column's first
-    (a mask as tall as the image) is one run.
+    its last; at column-major index (c + x) * height + (r + y) these give the runs. A run that
+    reaches a column's last image row and the next column's first (a mask as tall as the image)
+    is one run.
     """
     h, w = mask.shape
     if x < 0 or y < 0 or x + w > width or y + h > height:
@@ -59,21 +65,56 @@ def local_rle(mask: np.ndarray, x: int, y: int, height: int, width: int) -> dict
     padded = np.zeros((w, h + 2), np.int8)
     padded[:, 1:-1] = np.asarray(mask).T
     d = np.diff(padded, axis=1).ravel()  # index col * (h + 1) + row
-    s, e = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    at = np.flatnonzero(d)
+    up = d[at] > 0
+    s, e = at[up], at[~up]
     starts = (s // (h + 1) + x) * height + s % (h + 1) + y
     ends = (e // (h + 1) + x) * height + e % (h + 1) + y
-    if starts.size == 0:
-        counts = [height * width]
-    else:
+    return join_runs(starts, ends)
+
+
+def join_runs(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, disjoint runs with each run that ends where the next starts merged into one."""
+    if starts.size > 1:
         join = starts[1:] == ends[:-1]
         if join.any():
-            starts = starts[np.concatenate([[True], ~join])]
-            ends = ends[np.concatenate([~join, [True]])]
-        runs = np.empty(2 * starts.size + 1, np.int64)
-        runs[0:-1:2] = starts - np.concatenate([[0], ends[:-1]])
-        runs[1:-1:2] = ends - starts
-        runs[-1] = height * width - ends[-1]
-        counts = runs.tolist() if runs[-1] else runs[:-1].tolist()  # pycocotools ends on the last run
+            return starts[np.concatenate([[True], ~join])], ends[np.concatenate([~join, [True]])]
+    return starts, ends
+
+
+def union_runs(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of the union of masks whose pixels do not overlap (each given as ``(starts, ends)``)."""
+    starts = np.concatenate([r[0] for r in runs])
+    ends = np.concatenate([r[1] for r in runs])
+    order = np.argsort(starts, kind="stable")
+    return join_runs(starts[order], ends[order])
+
+
+def complement_runs(starts: np.ndarray, ends: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of the pixels (of ``size`` in all) that are in none of the sorted, disjoint runs."""
+    gap_starts = np.concatenate([[0], ends])
+    gap_ends = np.concatenate([starts, [size]])
+    keep = gap_ends > gap_starts
+    return gap_starts[keep], gap_ends[keep]
+
+
+def rle_from_runs(starts: np.ndarray, ends: np.ndarray, height: int, width: int) -> dict:
+    """Compressed RLE of a ``height x width`` mask from its sorted, disjoint, joined runs of 1s.
+
+    COCO's counts alternate 0s and 1s, beginning with 0s: the gap before each run, the run; the
+    zeros after the last run end the list when there are any (as pycocotools writes it).
+    """
+    size = height * width
+    if starts.size == 0:
+        counts = np.array([size], np.int64)
+    else:
+        counts = np.empty(2 * starts.size + 1, np.int64)
+        counts[0:-1:2] = starts
+        counts[2:-1:2] -= ends[:-1]
+        counts[1:-1:2] = ends - starts
+        counts[-1] = size - ends[-1]
+        if counts[-1] == 0:
+            counts = counts[:-1]
     return mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
 
 

@@ -37,18 +37,19 @@ def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     a mask in ltaug (pasted objects, mosaic tiles, mixup, the online transforms) uses this rule.
     """
     r = cv2.resize(mask * np.uint8(255), (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
-    return (r >= 128).view(np.uint8)
+    return cv2.threshold(r, 127, 1, cv2.THRESH_BINARY)[1]  # r > 127: 1
 
 
 def resize_object(crop: np.ndarray, mask: np.ndarray, width: int, height: int,
                   flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The crop and its mask at ``width x height`` (bilinear / :func:`resize_mask`), flipped if asked."""
+    """The crop and its mask at ``width x height`` (bilinear / :func:`resize_mask`), flipped if
+    asked, as C-contiguous arrays (the inputs themselves when neither resized nor flipped)."""
     size = (int(width), int(height))
     if crop.shape[1::-1] != size:
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
         mask = resize_mask(mask, *size)
     if flip:
-        crop, mask = crop[:, ::-1], mask[:, ::-1]
+        return cv2.flip(crop, 1), cv2.flip(mask, 1)
     return np.ascontiguousarray(crop), np.ascontiguousarray(mask)
 
 
@@ -57,7 +58,9 @@ def feather_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
     m = mask.astype(np.float32)
     if sigma <= 0:
         return m
-    return cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE) * m
+    alpha = cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE)
+    alpha *= m
+    return alpha
 
 
 def blend_alpha(region: np.ndarray, obj: np.ndarray, alpha: np.ndarray) -> None:

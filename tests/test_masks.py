@@ -33,6 +33,25 @@ def test_local_rle_at_the_corners():
         assert masks.local_rle(local, x, y, H, W) == full_rle(full)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(0, 3), st.integers(0, 2**32 - 1))
+def test_cover_and_its_complement_from_disjoint_runs(H, W, n, seed):
+    """What the occlusion bookkeeping builds: the union of disjoint pasted parts, and its complement."""
+    rng = np.random.default_rng(seed)
+    cover = np.zeros((H, W), bool)
+    parts = []
+    for _ in range(n):  # each later object hides what lies under it, as render_paste does
+        h, w = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
+        x, y = int(rng.integers(0, W - w + 1)), int(rng.integers(0, H - h + 1))
+        m = rng.random((h, w)) < 0.7
+        visible = m & ~cover[y:y + h, x:x + w]
+        cover[y:y + h, x:x + w] |= m
+        parts.append(masks.local_runs(visible.view(np.uint8), x, y, H, W))
+    runs = masks.union_runs(parts) if parts else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    assert masks.rle_from_runs(*runs, H, W) == full_rle(cover)
+    assert masks.rle_from_runs(*masks.complement_runs(*runs, H * W), H, W) == full_rle(~cover)
+
+
 def test_box_only_annotation_mask_is_the_pycocotools_box():
     rle, box_only = masks.annotation_rle(None, [2.5, 3.2, 4.0, 5.1], 20, 30)
     assert box_only
