@@ -40,8 +40,8 @@ samplers: plain (shuffled; use for files already rebalanced offline), rfs (repea
 decoupled training (Kang et al. ICLR 2020), stage 2 after a normal run: --stage2 crt --from
   RUN_DIR re-initialises the box classifier (cls_score) and trains it alone, everything else
   frozen, with class-balanced sampling (--sampler cas unless given); the preset, --masks,
-  the backbone and the image and anchor sizes follow the stage-1 run. tau-normalisation needs no training: `ltaug eval --tau` and
-  `ltaug tau-sweep`.
+  the backbone and the image and anchor sizes follow the stage-1 run. tau-normalisation
+  needs no training: `ltaug eval --tau` and `ltaug tau-sweep`.
 
 examples:
   ltaug train --train train.json --images train2017/ --val val.json --val-images val2017/ \\
