@@ -130,13 +130,16 @@ def cpu_seconds() -> float:
 
 
 def measure(paths: list[Path], workers: int, op=None, *, quality: int, out_dir: Path) -> dict:
-    """Run ``image_job`` over every path with a fresh pool of ``workers`` processes.
+    """Run ``image_job`` over every path with a fresh pool of ``workers`` processes, writing into
+    ``out_dir`` emptied first (untimed).
 
     Returns seconds (pool already started), images/s, the pool's start-up seconds, the CPU
     milliseconds per image of every process (pool start-up included: load-independent, unlike
     the seconds), the mean milliseconds per image of each stage (summed over workers: CPU-like
     cost per image), and the op's ``info`` summed and divided by the number of images.
     """
+    shutil.rmtree(out_dir, ignore_errors=True)  # an empty folder, as ltaug writes a new output: replacing
+    out_dir.mkdir(parents=True)                 # the last run's files costs more (2-3x per write here)
     _STATE.update(paths=[str(p) for p in paths], op=op, quality=int(quality), out_dir=str(out_dir))
     n = len(paths)
     cpu0 = cpu_seconds()
@@ -488,7 +491,8 @@ def main() -> None:
             more, context, facts = setup_ltaug(args, paths, out_dir)
             variants.update(more)
         t0 = time.perf_counter()
-        results = interleaved(paths, variants, args.workers, args.repeat, quality=JPEG_QUALITY, out_dir=out_dir)
+        results = interleaved(paths, variants, args.workers, args.repeat, quality=JPEG_QUALITY,
+                              out_dir=out_dir / "jobs")
         print(f"timed runs: {time.perf_counter() - t0:.0f} s")
         if args.ltaug and args.profile:
             profile_ltaug(paths, context, out_dir)

@@ -520,7 +520,8 @@ class Bank:
         self.meta = meta
         files = meta["files"]
         _map(self.path / OBJECTS, files[OBJECTS])
-        self.objects = np.load(self.path / OBJECTS, mmap_mode="r", allow_pickle=False)
+        # a plain array over the map (np.memmap's indexing costs microseconds per row)
+        self.objects = np.asarray(np.load(self.path / OBJECTS, mmap_mode="r", allow_pickle=False))
         if self.objects.dtype != OBJECT_DTYPE or self.objects.ndim != 1:
             raise InputError(f"{self.path / OBJECTS}: unexpected columns; the bank is damaged, rebuild it")
         self._pixels = _map(self.path / PIXELS, files[PIXELS])

@@ -45,6 +45,7 @@ from .pixels import BLENDS, paste_object, resize_object
 WEIGHTINGS = ("uniform", "inverse", "budget")
 PLACEMENT_TRIES = 10
 MIN_SIDE = 2  # px: a pasted object smaller than this either way is not pasted
+BOX_ONLY = int(Flag.BOX_ONLY)  # a plain int: IntFlag arithmetic runs in Python, per object
 DEFAULT_EXCLUDE = Flag.TOO_SMALL | Flag.TRUNCATED | Flag.OCCLUDED | Flag.EMPTY | Flag.CLIPPED
 
 
@@ -134,19 +135,27 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.G
         return None
     xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES)  # all tries drawn at once, the first that fits wins
     ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES)
-    ok = np.ones(PLACEMENT_TRIES, bool)
-    if boxes:
-        b = np.asarray(boxes, dtype=np.float64)  # (n, 4) x0, y0, x1, y1
-        iw = np.minimum(b[None, :, 2], (xs + w)[:, None]) - np.maximum(b[None, :, 0], xs[:, None])
-        ih = np.minimum(b[None, :, 3], (ys + h)[:, None]) - np.maximum(b[None, :, 1], ys[:, None])
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-        covered = np.where(area > 0, inter / np.where(area > 0, area, 1), (inter > 0).astype(np.float64))
-        ok = (covered <= spec.max_overlap).all(axis=1)
-    hits = np.flatnonzero(ok)
-    if hits.size == 0:
-        return None
-    x, y = int(xs[hits[0]]), int(ys[hits[0]])
+    first = 0
+    if boxes:  # covered[try, box] = intersection / box area (a box of no area: 1 if met, else 0)
+        b = np.array(boxes, dtype=np.float64).T  # x0, y0, x1, y1 rows
+        x0, y0 = xs[:, None], ys[:, None]
+        covered = np.minimum(b[2], x0 + w)
+        covered -= np.maximum(b[0], x0)
+        ih = np.minimum(b[3], y0 + h)
+        ih -= np.maximum(b[1], y0)
+        np.maximum(covered, 0.0, out=covered)
+        np.maximum(ih, 0.0, out=ih)
+        covered *= ih
+        area = (b[2] - b[0]) * (b[3] - b[1])
+        if (area > 0).all():
+            covered /= area
+        else:
+            covered = np.where(area > 0, covered / np.where(area > 0, area, 1), (covered > 0).astype(np.float64))
+        hits = np.flatnonzero((covered <= spec.max_overlap).all(axis=1))
+        if hits.size == 0:
+            return None
+        first = int(hits[0])
+    x, y = int(xs[first]), int(ys[first])
     boxes.append((x, y, x + w, y + h))
     return x, y, w, h, flip
 
@@ -272,7 +281,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
     placed, counts = [], {"removed": [], "pasted_removed": [], "blend": {}}
     for o in recipe["objects"]:
         crop, mask = bank.get(o["row"])
-        if int(bank.objects[o["row"]]["flags"]) & Flag.BOX_ONLY:
+        if int(bank.objects[o["row"]]["flags"]) & BOX_ONLY:
             mask = np.ones_like(mask)  # a box-only object is its whole crop
         crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
         used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
@@ -296,7 +305,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         rle = masks.rle_from_runs(*shown[-1], H, W)
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
                "bbox": masks.tight_bbox(rle), "area": masks.area(rle), "iscrowd": 0}
-        if not (int(row["flags"]) & Flag.BOX_ONLY):
+        if not (int(row["flags"]) & BOX_ONLY):
             ann["segmentation"] = rle_to_json(rle)
         ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],
                         "source_image_id": int(row["image_id"]), "size": [w, h], "flip": o["flip"]}

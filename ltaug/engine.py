@@ -106,6 +106,8 @@ def _render_shard(task: tuple, stage: _Stage) -> dict:
     shard_path, items = task
     out = {"image_ids": [recipe["image_id"] for recipe, _ in items], "items": []}
     images_dir = Path(stage.images_dir)
+    for folder in {(images_dir / recipe["file_name"]).parent for recipe, _ in items}:
+        folder.mkdir(parents=True, exist_ok=True)
     for recipe, sources in items:
         try:
             loaded = [(read_image(images_dir / image_file_name(rec), rec["id"], rec["height"], rec["width"]), rec, anns)

@@ -32,14 +32,14 @@ def read_image(path: str | os.PathLike, image_id, height: int | None = None, wid
     return img
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
+def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write to ``path.tmp`` then rename: a reader (or a resumed run) never sees half a file.
+    The folder must exist (the engine makes each shard's folders once, not once per image).
 
     Safe against a killed process, not a power cut: no fsync per image or shard file (it would
     cost more than encoding); the final annotation file is synced (:func:`ltaug.jsonio.write_json_atomic`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = f"{path}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
