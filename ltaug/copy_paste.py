@@ -133,31 +133,19 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.G
     flip = bool(rng.random() < 0.5) if spec.flip else False
     if w < MIN_SIDE or h < MIN_SIDE:
         return None
-    xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES)  # all tries drawn at once, the first that fits wins
-    ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES)
-    first = 0
-    if boxes:  # covered[try, box] = intersection / box area (a box of no area: 1 if met, else 0)
-        b = np.array(boxes, dtype=np.float64).T  # x0, y0, x1, y1 rows
-        x0, y0 = xs[:, None], ys[:, None]
-        covered = np.minimum(b[2], x0 + w)
-        covered -= np.maximum(b[0], x0)
-        ih = np.minimum(b[3], y0 + h)
-        ih -= np.maximum(b[1], y0)
-        np.maximum(covered, 0.0, out=covered)
-        np.maximum(ih, 0.0, out=ih)
-        covered *= ih
-        area = (b[2] - b[0]) * (b[3] - b[1])
-        if (area > 0).all():
-            covered /= area
+    xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES).tolist()  # all tries drawn at once,
+    ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES).tolist()  # the first that fits wins
+    for x, y in zip(xs, ys):  # plain floats, not numpy: a few boxes, and most first tries fit
+        x1, y1 = x + w, y + h
+        for bx0, by0, bx1, by1 in boxes:  # covered = intersection / box area (no area: 1 if met, else 0)
+            inter = max(min(bx1, x1) - max(bx0, x), 0.0) * max(min(by1, y1) - max(by0, y), 0.0)
+            area = (bx1 - bx0) * (by1 - by0)
+            if (inter / area if area > 0 else float(inter > 0)) > spec.max_overlap:
+                break
         else:
-            covered = np.where(area > 0, covered / np.where(area > 0, area, 1), (covered > 0).astype(np.float64))
-        hits = np.flatnonzero((covered <= spec.max_overlap).all(axis=1))
-        if hits.size == 0:
-            return None
-        first = int(hits[0])
-    x, y = int(xs[first]), int(ys[first])
-    boxes.append((x, y, x + w, y + h))
-    return x, y, w, h, flip
+            boxes.append((x, y, x1, y1))
+            return x, y, w, h, flip
+    return None
 
 
 def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec: PasteSpec, rng) -> tuple[list, dict]:
