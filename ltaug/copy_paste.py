@@ -31,7 +31,7 @@ has no object with a mask, or when asked (``box_only=True``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -226,7 +226,7 @@ def _placed(assignments: dict, idx, obj, spec: PasteSpec, rng, summary: dict) ->
     boxes_of = _image_boxes(idx)
     for pos, bank_rows in assignments.items():
         H, W = int(idx.image_heights[pos]), int(idx.image_widths[pos])
-        boxes = list(boxes_of[pos])
+        boxes = boxes_of(pos)
         placed = []
         for r in bank_rows:
             o = obj[r]
@@ -242,14 +242,17 @@ def _placed(assignments: dict, idx, obj, spec: PasteSpec, rng, summary: dict) ->
             yield {"image_id": int(idx.image_ids[pos]), "objects": placed}
 
 
-def _image_boxes(idx) -> list[list[tuple]]:
-    """Per image position, the x0, y0, x1, y1 boxes of its annotations."""
-    out = [[] for _ in range(idx.num_images)]
+def _image_boxes(idx) -> Callable[[int], list[tuple]]:
+    """``boxes(pos)``: the x0, y0, x1, y1 boxes of image position ``pos``'s annotations, in file
+    order (one sort up front, then a slice per image: planning starts at once on large files)."""
+    order = np.argsort(idx.ann_image_pos, kind="stable")
+    bounds = np.searchsorted(idx.ann_image_pos[order], np.arange(idx.num_images + 1))
     xyxy = idx.ann_boxes.copy()
     xyxy[:, 2:] += xyxy[:, :2]
-    for pos, box in zip(idx.ann_image_pos.tolist(), xyxy.tolist()):
-        out[pos].append(tuple(box))
-    return out
+
+    def boxes(pos: int) -> list[tuple]:
+        return [tuple(b) for b in xyxy[order[bounds[pos]:bounds[pos + 1]]].tolist()]
+    return boxes
 
 
 # -- rendering (runs in the workers) ----------------------------------------------------------
