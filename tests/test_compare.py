@@ -106,6 +106,9 @@ def test_a_failed_run_is_named_and_the_exit_status_is_1(tmp_path):
 
 
 def test_time_left_shares_the_runs_left_among_the_jobs():
-    assert time_left(30 * 60, 1, 28, 2) == 30 * 60 * 27 / 2   # first of 28 done in 30 min, 2 at a time
-    assert time_left(100.0, 2, 3, 2) == 50.0                  # one run left: it runs alone
-    assert time_left(100.0, 3, 3, 2) == 0.0 and time_left(0.0, 0, 5, 2) == 0.0
+    assert time_left(30 * 60, 1, 27, 2) == 30 * 60 * 27 / 2   # first of 28 done in 30 min, 2 at a time
+    assert time_left(100.0, 2, 1, 2) == 50.0                  # one run left: it runs alone
+    assert time_left(100.0, 3, 0, 2) == 0.0                   # nothing left
+    assert time_left(0.0, 0, 5, 2) == 0.0                     # only resumed runs so far: no estimate
+
+

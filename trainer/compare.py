@@ -294,13 +294,14 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     """Make the data, run every (cell, seed) not yet finished, then write the report.
 
     Logs each run as it starts and ends, with the count done and a rough time left (the mean
-    run time so far x the runs left / the runs at a time). The summary's ``failed`` lists the
-    runs whose process failed."""
+    time of the runs done from scratch so far x the runs left / the runs at a time; a run that
+    resumed from a checkpoint says little of a whole run's time). The summary's ``failed``
+    lists the runs whose process failed."""
     jobs = cmp.jobs if jobs is None else jobs
     cmp.out.mkdir(parents=True, exist_ok=True)
     left = sum(not (run_dir(cmp, c, s) / "result.json").is_file() for c in cmp.cells for s in cmp.seeds)
     log(f"{left} of {len(cmp.cells) * len(cmp.seeds)} runs to do, {jobs} at a time")
-    finished, failed, busy = 0, [], 0.0
+    finished, timed, failed, busy = 0, 0, [], 0.0
     for wave in _order(cmp):
         todo = []
         for seed in cmp.seeds:  # seed-major: a study stopped half-way has every cell at its first seeds
@@ -311,28 +312,31 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
                 todo.append((cell, seed, data))
         with ThreadPoolExecutor(max(1, jobs)) as pool:  # each thread waits on its own training process
             for future in as_completed([pool.submit(_spawn, cmp, *t, log=log) for t in todo]):
-                cell, seed, ok, seconds = future.result()
-                finished, busy = finished + 1, busy + seconds
+                cell, seed, ok, seconds, resumed = future.result()
+                finished += 1
+                if ok and not resumed:
+                    timed, busy = timed + 1, busy + seconds
                 if not ok:
                     failed.append(f"{cell}/seed{seed}")
-                rest = time_left(busy, finished, left, jobs)
+                rest = time_left(busy, timed, left - finished, jobs)
                 log(f"[{finished}/{left}] {cell} seed {seed}: {'done' if ok else 'FAILED (see its log.txt)'} "
-                    f"in {seconds / 60:.1f} min" + (f"; about {rest / 60:.0f} min left" if finished < left else ""))
+                    f"in {seconds / 60:.1f} min" + (" (resumed)" if resumed else "")
+                    + (f"; about {rest / 60:.0f} min left" if rest else ""))
     from .compare_report import write_report
 
     return {**write_report(cmp), "failed": failed}
 
 
-def time_left(busy: float, finished: int, total: int, jobs: int) -> float:
-    """Rough seconds until ``total`` runs are done: the mean time of the ``finished`` ones
-    (``busy`` seconds in all) x the runs left, over the runs at a time."""
-    rest = total - finished
-    return busy / finished * rest / max(1, min(jobs, rest)) if finished and rest > 0 else 0.0
+def time_left(busy: float, timed: int, rest: int, jobs: int) -> float:
+    """Rough seconds until the ``rest`` runs left are done: the mean time of the ``timed`` runs
+    (``busy`` seconds in all) x ``rest``, over the runs at a time; 0 when nothing is known yet."""
+    return busy / timed * rest / max(1, min(jobs, rest)) if timed and rest > 0 else 0.0
 
 
 def _spawn(cmp: Compare, cell: str, seed: int, data, *, log=print) -> tuple:
     folder = run_dir(cmp, cell, seed)
-    log(f"{cell} seed {seed}: started ({folder / 'log.txt'})")
+    resumed = (folder / "checkpoint.pt").is_file()
+    log(f"{cell} seed {seed}: {'resumed' if resumed else 'started'} ({folder / 'log.txt'})")
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"config": cell_config(cmp, cell, seed, data), "tau": cmp.cells[cell].get("tau"),
             "val": str(cmp.val), "val_images": str(cmp.val_images), "bins": cmp.bins,
@@ -344,7 +348,7 @@ def _spawn(cmp: Compare, cell: str, seed: int, data, *, log=print) -> tuple:
         code = subprocess.call([sys.executable, "-m", "trainer.compare", str(folder / "spec.json")],
                                stdout=log, stderr=subprocess.STDOUT, env=env,
                                cwd=Path(__file__).resolve().parents[1])
-    return cell, seed, code == 0, time.perf_counter() - start
+    return cell, seed, code == 0, time.perf_counter() - start, resumed
 
 
 if __name__ == "__main__":
