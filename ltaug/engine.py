@@ -128,8 +128,9 @@ def _render_one(recipe: dict, loaded: list, stage: _Stage, images_dir: Path) -> 
 
         (img, rec, anns), = loaded
         kept, new, counts = render_paste(img, anns, recipe, _bank(stage.bank), stage.spec)
-        item = {"kept": kept, "new": new, "removed": counts["removed"], "pasted_removed": counts["pasted_removed"],
-                "blend": counts["blend"]}
+        untouched = {id(a) for a in anns}  # render_paste keeps these records as they are: sent back as ids
+        item = {"kept": [a["id"] if id(a) in untouched else a for a in kept], "new": new,
+                "removed": counts["removed"], "pasted_removed": counts["pasted_removed"], "blend": counts["blend"]}
     elif stage.op == "mosaic":
         from .mosaic import render_mosaic
 
@@ -313,7 +314,7 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
             raise UsageError(f"{shards_dir}: shard {i} holds other images than this run plans (a work folder of "
                              f"another ltaug version?); remove {work} to start afresh")
         items += shard["items"]
-    return _merge(current, step, k, recipes, items, plan_info)
+    return _merge(current, step, k, recipes, items, plan_info, anns_of)
 
 
 def _chunks(items: Iterable, n: int) -> Iterator[list]:
@@ -370,8 +371,9 @@ def _recipe_params(op: str, recipe: dict) -> dict:
     return {"lam": recipe["lam"]}
 
 
-def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: dict):
-    """The step's dataset from the rendered items (recipe order), and the step's report."""
+def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: dict, anns_of: dict):
+    """The step's dataset from the rendered items (recipe order), and the step's report.
+    ``anns_of``: the current annotations by image id (a paste item names its untouched ones by id)."""
     seed = step.spec.seed
     next_ann = int(current.index.ann_ids.max(initial=0)) + 1
     removed, pasted_removed, added, skipped, blends = [], [], [], [], {}
@@ -401,7 +403,8 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
             record = {**original, "file_name": recipe["file_name"]}
             if "coco_url" in record:
                 del record["coco_url"]  # the new file is not that URL
-            anns = item["kept"] + anns
+            by_id = {a["id"]: a for a in anns_of.get(recipe["image_id"], ())}
+            anns = [by_id[a] if isinstance(a, int) else a for a in item["kept"]] + anns
         if lvis:
             _lvis_lists(record, [records[s] for s in sources], anns)
         record["ltaug"] = {"op": step.op, "step": k, "seed": seed, "source_image_ids": sources,
