@@ -135,12 +135,18 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.G
         return None
     xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES).tolist()  # all tries drawn at once,
     ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES).tolist()  # the first that fits wins
-    for x, y in zip(xs, ys):  # plain floats, not numpy: a few boxes, and most first tries fit
+    limit = spec.max_overlap  # >= 0: a box the try does not meet never stops it
+    for x, y in zip(xs, ys):  # plain Python numbers, not numpy: a few boxes, and most first tries fit
         x1, y1 = x + w, y + h
-        for bx0, by0, bx1, by1 in boxes:  # covered = intersection / box area (no area: 1 if met, else 0)
-            inter = max(min(bx1, x1) - max(bx0, x), 0.0) * max(min(by1, y1) - max(by0, y), 0.0)
+        for bx0, by0, bx1, by1 in boxes:  # covered = intersection / box area (no area: 1 if met)
+            iw = (bx1 if bx1 < x1 else x1) - (bx0 if bx0 > x else x)
+            if iw <= 0:
+                continue
+            ih = (by1 if by1 < y1 else y1) - (by0 if by0 > y else y)
+            if ih <= 0:
+                continue
             area = (bx1 - bx0) * (by1 - by0)
-            if (inter / area if area > 0 else float(inter > 0)) > spec.max_overlap:
+            if (iw * ih / area if area > 0 else 1.0) > limit:
                 break
         else:
             boxes.append((x, y, x1, y1))
