@@ -287,9 +287,8 @@ def _plan(dataset, images_dir: Path) -> tuple[list[_ImageTask], int, int, int, i
     boxes = crop_boxes(idx.ann_boxes, idx.image_heights[idx.ann_image_pos], idx.image_widths[idx.ann_image_pos])
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     pixel_size, mask_size = np.where(keep, area * 3, 0), np.where(keep, (area + 7) // 8, 0)
-    by_image = np.argsort(idx.ann_image_pos, kind="stable")  # the blob order: image, then annotation
+    by_image, bounds = idx.annotations_by_image()  # the blob order: image, then annotation
     pixel_start, mask_start = _starts(pixel_size, by_image), _starts(mask_size, by_image)
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(idx.ann_image_pos, minlength=idx.num_images))])
     images, anns = dataset.images, dataset.annotations
     tasks = []
     for ip in np.flatnonzero(np.bincount(idx.ann_image_pos[keep], minlength=idx.num_images)).tolist():

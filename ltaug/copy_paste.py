@@ -251,8 +251,7 @@ def _placed(assignments: dict, idx, obj, spec: PasteSpec, rng, summary: dict) ->
 def _image_boxes(idx) -> Callable[[int], list[tuple]]:
     """``boxes(pos)``: the x0, y0, x1, y1 boxes of image position ``pos``'s annotations, in file
     order (one sort up front, then a slice per image: planning starts at once on large files)."""
-    order = np.argsort(idx.ann_image_pos, kind="stable")
-    bounds = np.searchsorted(idx.ann_image_pos[order], np.arange(idx.num_images + 1))
+    order, bounds = idx.annotations_by_image()
     xyxy = idx.ann_boxes.copy()
     xyxy[:, 2:] += xyxy[:, :2]
 

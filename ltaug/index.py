@@ -59,6 +59,12 @@ class DatasetIndex:
         """(I,) number of annotations on each image."""
         return np.bincount(self.ann_image_pos, minlength=self.num_images)
 
+    def annotations_by_image(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(order, bounds)``: annotation rows grouped by image, in file order within an image
+        (a stable sort); image row ``p``'s annotations are ``order[bounds[p]:bounds[p + 1]]``."""
+        order = np.argsort(self.ann_image_pos, kind="stable")
+        return order, np.searchsorted(self.ann_image_pos[order], np.arange(self.num_images + 1))
+
 
 def _positions(keys: np.ndarray, query: np.ndarray, what: str) -> np.ndarray:
     order = np.argsort(keys, kind="stable")

@@ -106,8 +106,7 @@ def expand_dataset(dataset: Dataset, counts: np.ndarray, *, op: str, params: dic
     counts = np.asarray(counts, dtype=np.int64)
     if counts.shape != (ix.num_images,) or (counts < 0).any():
         raise ValueError("counts must be one non-negative integer per image")
-    anns_of = np.argsort(ix.ann_image_pos, kind="stable")
-    starts = np.searchsorted(ix.ann_image_pos[anns_of], np.arange(ix.num_images + 1))
+    anns_of, starts = ix.annotations_by_image()
     next_img = int(ix.image_ids.max(initial=0)) + 1
     next_ann = int(ix.ann_ids.max(initial=0)) + 1
     src_images, src_anns = dataset.images, dataset.annotations
