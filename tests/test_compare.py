@@ -110,5 +110,3 @@ def test_time_left_shares_the_runs_left_among_the_jobs():
     assert time_left(100.0, 2, 1, 2) == 50.0                  # one run left: it runs alone
     assert time_left(100.0, 3, 0, 2) == 0.0                   # nothing left
     assert time_left(0.0, 0, 5, 2) == 0.0                     # only resumed runs so far: no estimate
-
-
