@@ -100,6 +100,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-iters-per-epoch", type=int, metavar="N", help="cut epochs short (smoke tests)")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="train in float32 on CUDA too (default: mixed precision there; metrics.jsonl then "
+                        "records the loss scale and the steps skipped for inf/NaN gradients)")
     p.add_argument("--stage2", choices=("crt",), help="decoupled stage 2 after the run given by --from")
     p.add_argument("--from", dest="init_from", metavar="RUN_DIR", help="the stage-1 run of --stage2")
     p.set_defaults(run=run)
@@ -152,7 +155,7 @@ def run(args) -> int:
                       workers=args.workers, threads=args.threads, seed=args.seed,
                       max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from,
                       resume=args.resume, backbone=args.backbone, min_size=args.min_size, max_size=args.max_size,
-                      eval_every=args.eval_every)
+                      eval_every=args.eval_every, amp=args.amp)
     if args.anchor_sizes:
         cfg.anchor_sizes = _anchor_sizes(args.anchor_sizes)
     if args.init_from:  # stage 2 builds the stage-1 model

@@ -226,3 +226,15 @@ def test_ap_points_take_the_evaluated_epochs_and_the_final_evaluation():
     assert ap_points({"history": history, "eval": {"bbox": box(0.3)}}) == [(2, box(0.1)), (3, box(0.3))]
     assert ap_points({"history": history[:2], "eval": {"bbox": box(0.1)}}) == [(2, box(0.1))]
     assert ap_points({"history": history}) == [(2, box(0.1))]
+
+
+def test_no_amp_is_saved_and_a_cpu_history_has_no_loss_scale(tmp_path):
+    run = tmp_path / "run"
+    common = ["train", "--train", str(TRAIN), "--images", str(IMAGES), "--epochs", "1", "--max-iters-per-epoch", "1",
+              "--workers", "0", "--preset", "cpu", "--min-size", "160", "--max-size", "224"]
+    assert main([*common, "--out", str(run), "--no-amp"]) == 0
+    assert json.loads((run / "config.json").read_text())["amp"] is False
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and not {"amp_scale", "amp_skipped_steps"} & set(history[0])  # no scaler on a CPU
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["amp"] is True

@@ -227,23 +227,25 @@ def run_cell(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     out = Path(spec["config"]["out"])
+    device = spec["config"].get("device") or ("cuda" if torch.cuda.is_available() else "cpu")  # as train()
     start = time.perf_counter()
     if spec.get("tau") is None:  # resume: a stopped study continues its runs
         train(TrainConfig(**{**spec["config"], "resume": True}), progress=False)
-        run = load_run(out)
+        run = load_run(out, device=device)
         tau = None
     else:
-        run = load_run(spec["config"]["init_from"])
+        run = load_run(spec["config"]["init_from"], device=device)
         tau = float(spec["tau"])
     val = load_dataset(spec["val"])
     dataset = val_dataset(val, spec["val_images"])
     if tau is None:
-        dets = predict(run.model, dataset, device="cpu", label_to_category=run.label_to_category, progress=False)
+        dets = predict(run.model, dataset, device=device, label_to_category=run.label_to_category, progress=False)
     else:
         from .decouple import tau_normalization
 
         with tau_normalization(run.model, tau):
-            dets = predict(run.model, dataset, device="cpu", label_to_category=run.label_to_category, progress=False)
+            dets = predict(run.model, dataset, device=device, label_to_category=run.label_to_category,
+                           progress=False)
     iou_types = ("bbox", "segm") if run.model.roi_heads.has_mask() else ("bbox",)
     result = evaluate_with_bins(val, dets, iou_types=iou_types, train_ds=load_dataset(spec["bins_from"]),
                                 rare_max=spec["bins"].get("rare_max"), common_max=spec["bins"].get("common_max"))

@@ -76,6 +76,7 @@ class TrainConfig:
     init_from: str | None = None            # the stage-1 run folder (or checkpoint) of stage2
     resume: bool = False                    # continue the run whose checkpoint is in out (see check_resumable)
     eval_every: int = 0                     # also evaluate on val every N epochs (0: only at the end)
+    amp: bool = True                        # mixed precision on CUDA (autocast + GradScaler); no effect on CPU
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
 
     def validate(self) -> None:
@@ -269,7 +270,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
         it, warmup_iters=cfg.warmup_iters, iters_per_epoch=iters_per_epoch, epochs=cfg.epochs))
-    use_amp = cfg.device.startswith("cuda")
+    use_amp = cfg.amp and cfg.device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch = 0
@@ -294,7 +295,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         net.train()
         seen_ids = []
         sampler.set_epoch(epoch)
-        t0, seen, total = time.perf_counter(), 0, 0.0
+        t0, seen, total, skipped = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(loader, total=iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    unit="it", dynamic_ncols=True)
         for it, (images, targets) in enumerate(bar):
@@ -314,7 +315,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
             scaler.step(optimizer)
-            scaler.update()
+            scale = scaler.get_scale()  # 1.0 without mixed precision
+            scaler.update()  # with it: the step was skipped (and the scale halved) if a gradient was inf/NaN
+            skipped += scaler.get_scale() < scale
             scheduler.step()
             seen += len(images)
             total += loss.item()
@@ -322,6 +325,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                             lr=f"{optimizer.param_groups[0]['lr']:.4g}")
         record = {"epoch": epoch + 1, "loss": total / max(iters_per_epoch, 1),
                   "images_per_s": seen * world / (time.perf_counter() - t0), "seconds": time.perf_counter() - t0}
+        if use_amp:  # a run whose steps are all skipped does not learn: say so in its history
+            record.update(amp_scale=scaler.get_scale(), amp_skipped_steps=skipped)
         if main and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
             result = run_eval(model)
             record["eval"] = ap_summary(result)
