@@ -300,7 +300,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         row = bank.objects[o["row"]]
         rle = masks.rle_from_runs(*shown[-1], H, W)
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
-               "bbox": masks.tight_bbox(rle), "area": masks.area(rle), "iscrowd": 0}
+               "bbox": masks.tight_bbox(rle), "area": left, "iscrowd": 0}  # left: the RLE's pixel count
         if not (int(row["flags"]) & BOX_ONLY):
             ann["segmentation"] = rle_to_json(rle)
         ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],

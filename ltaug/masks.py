@@ -53,24 +53,22 @@ def local_runs(mask: np.ndarray, x: int, y: int, height: int, width: int) -> tup
     """The runs of 1s of ``mask`` placed at (x, y) in a ``height x width`` image, as column-major
     pixel indices: ``starts`` (first pixel of each run) and ``ends`` (one past its last), ascending.
 
-    Built from the mask's column transitions (cost grows with the object, not the image): in
-    each column of the zero-padded mask, +1 marks the first row of a run and -1 the row after
-    its last; at column-major index (c + x) * height + (r + y) these give the runs. A run that
+    Built from the mask's column transitions (cost grows with the object, not the image): each
+    column of the mask, with a 0 above and below it, changes value at the first row of each run
+    and at the row after its last, so its transitions alternate start, end. Flattened column by
+    column, transition t of the (w, h + 1) array lies at t = c * (h + 1) + r, that is at image
+    pixel (c + x) * height + r + y = t + c * (height - h - 1) + x * height + y. A run that
     reaches a column's last image row and the next column's first (a mask as tall as the image)
     is one run.
     """
     h, w = mask.shape
     if x < 0 or y < 0 or x + w > width or y + h > height:
         raise ValueError(f"mask {w}x{h} at ({x}, {y}) is not inside {width}x{height}")
-    padded = np.zeros((w, h + 2), np.int8)
+    padded = np.zeros((w, h + 2), bool)
     padded[:, 1:-1] = np.asarray(mask).T
-    d = np.diff(padded, axis=1).ravel()  # index col * (h + 1) + row
-    at = np.flatnonzero(d)
-    up = d[at] > 0
-    s, e = at[up], at[~up]
-    starts = (s // (h + 1) + x) * height + s % (h + 1) + y
-    ends = (e // (h + 1) + x) * height + e % (h + 1) + y
-    return join_runs(starts, ends)
+    at = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
+    at += at // (h + 1) * (height - h - 1) + (x * height + y)
+    return join_runs(at[0::2], at[1::2])
 
 
 def join_runs(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
