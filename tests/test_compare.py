@@ -110,3 +110,11 @@ def test_time_left_shares_the_runs_left_among_the_jobs():
     assert time_left(100.0, 2, 1, 2) == 50.0                  # one run left: it runs alone
     assert time_left(100.0, 3, 0, 2) == 0.0                   # nothing left
     assert time_left(0.0, 0, 5, 2) == 0.0                     # only resumed runs so far: no estimate
+
+
+@pytest.mark.parametrize("name", ["compare_study.yaml", "compare_study_gpu.yaml", "gpu_preset_check.yaml"])
+def test_example_configs_load(name):
+    """The shipped configs name only known keys and settings (a renamed trainer field breaks them)."""
+    cmp = load_compare(ROOT / "examples" / name)
+    assert cmp.baseline in cmp.cells and cmp.seeds
+    assert cmp.train.name == "instances_train.json" and cmp.val_images.name == "val2017"
