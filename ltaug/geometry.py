@@ -96,21 +96,37 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
 
     ``cv2.findContours`` returns the centres of the boundary pixels (the convention of
     COCO's own tools and of ultralytics), so the rasterised polygon loses at most the outer
-    half-pixel ring. A part whose contour encloses less than one pixel (a single pixel, a
-    one-pixel line, a tiny blob) becomes the rectangle around its pixels' corners instead,
-    so no object is lost.
+    half-pixel ring. A part too thin for that (its contour encloses less than one pixel, or
+    pycocotools rasterises it to no pixel: a single pixel, a one-pixel line, a line with a
+    one-pixel spur) becomes instead one rectangle around the corners of each horizontal run of
+    its pixels, which rasterises to exactly those pixels, so no object is lost or grown.
     """
-    contours, _ = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8),
-                                   cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    height, width = mask.shape[:2]
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
     for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64)
-        if len(pts) >= 3 and polygons_area([pts.reshape(-1)]) >= 1.0:
-            out.append(pts.reshape(-1).tolist())
+        flat = c.reshape(-1).astype(np.float64).tolist()
+        if (len(flat) >= 6 and polygons_area([flat]) >= 1.0
+                and mask_utils.area(mask_utils.frPyObjects([flat], height, width))[0] > 0):
+            out.append(flat)
         else:
-            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0) + 1.0
-            out.append([x0, y0, x1, y0, x1, y1, x0, y1])
+            out.extend(_run_rectangles(c, height, width))
     return out
+
+
+def _run_rectangles(contour: np.ndarray, height: int, width: int) -> list[list[float]]:
+    """Corner-aligned rectangles, one per horizontal run of the pixels the contour bounds."""
+    x, y, w, h = cv2.boundingRect(contour)
+    part = np.zeros((height, width), np.uint8)
+    cv2.drawContours(part, [contour], -1, 1, thickness=cv2.FILLED)
+    edges = np.diff(np.pad(part[y:y + h, x:x + w].astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    rects = []
+    for r, row in enumerate(edges):
+        for s, e in zip(np.flatnonzero(row == 1).tolist(), np.flatnonzero(row == -1).tolist()):
+            x0, x1, y0, y1 = float(x + s), float(x + e), float(y + r), float(y + r + 1)
+            rects.append([x0, y0, x1, y0, x1, y1, x0, y1])
+    return rects
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

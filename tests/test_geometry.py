@@ -131,3 +131,21 @@ def test_segmentation_kind_errors():
     assert g.segmentation_kind([]) == g.NONE and g.segmentation_kind(None) == g.NONE
     with pytest.raises(ValueError):
         g.segmentation_kind("abc")
+
+
+def test_a_line_with_a_one_pixel_spur_does_not_vanish():
+    """Found by hypothesis in CI: its contour (area 1, a sliver between pixel centres) rasterises to nothing."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[8, 0:35] = 1
+    mask[9, 33] = 1
+    back = g.decode(g.mask_to_polygons(mask), H, W).astype(bool)
+    assert back[8, 0:35].all() and back[9, 33]
+    assert not (back & ~cv2.dilate(mask, np.ones((3, 3), np.uint8)).astype(bool)).any()
+
+
+def test_an_l_shaped_sliver_keeps_exactly_its_pixels():
+    """Found by hypothesis: a line with a two-pixel spur; its bounding rectangle would add a row."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[8, 0:34] = 1
+    mask[9:11, 33] = 1
+    assert np.array_equal(g.decode(g.mask_to_polygons(mask), H, W), mask)
