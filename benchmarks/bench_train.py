@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 import trainer  # noqa: E402,F401  before torch: OMP_WAIT_POLICY (trainer/__init__.py)
 import torch  # noqa: E402
 from ltaug import load_dataset  # noqa: E402
-from trainer.data import DetectionDataset, collate_fn, worker_init_fn  # noqa: E402
+from trainer.data import DetectionDataset, batch_to, collate_fn, worker_init_fn  # noqa: E402
 from trainer.engine import TrainConfig, train  # noqa: E402
 from trainer.model import PRESETS, build_model  # noqa: E402
 from trainer.samplers import AspectRatioBatchSampler, TrainingSampler  # noqa: E402
@@ -69,8 +69,7 @@ def bare_loop(ann, images, iters, seed, device="cpu", preset_name="cpu") -> floa
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     def step(imgs, targets):
-        imgs = [im.to(device) for im in imgs]
-        targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+        imgs, targets = batch_to(imgs, targets, device)
         with torch.autocast("cuda", enabled=amp):
             loss = sum(model(imgs, targets).values())
         opt.zero_grad()

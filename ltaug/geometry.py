@@ -107,20 +107,19 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     out = []
     for c in contours:
         flat = c.reshape(-1).astype(np.float64).tolist()
-        if (len(flat) >= 6 and polygons_area([flat]) >= 1.0
-                and mask_utils.area(mask_utils.frPyObjects([flat], height, width))[0] > 0):
+        if len(flat) >= 6 and polygons_area([flat]) >= 1.0 and mask_area([flat], height, width) > 0:
             out.append(flat)
         else:
-            out.extend(_run_rectangles(c, height, width))
+            out.extend(_run_rectangles(c))
     return out
 
 
-def _run_rectangles(contour: np.ndarray, height: int, width: int) -> list[list[float]]:
+def _run_rectangles(contour: np.ndarray) -> list[list[float]]:
     """Corner-aligned rectangles, one per horizontal run of the pixels the contour bounds."""
     x, y, w, h = cv2.boundingRect(contour)
-    part = np.zeros((height, width), np.uint8)
-    cv2.drawContours(part, [contour], -1, 1, thickness=cv2.FILLED)
-    edges = np.diff(np.pad(part[y:y + h, x:x + w].astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    part = np.zeros((h, w), np.uint8)  # the part's box only, the contour shifted into it
+    cv2.drawContours(part, [contour], -1, 1, thickness=cv2.FILLED, offset=(-x, -y))
+    edges = np.diff(np.pad(part.astype(np.int8), ((0, 0), (1, 1))), axis=1)
     rects = []
     for r, row in enumerate(edges):
         for s, e in zip(np.flatnonzero(row == 1).tolist(), np.flatnonzero(row == -1).tolist()):

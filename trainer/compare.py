@@ -227,7 +227,7 @@ def run_cell(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     out = Path(spec["config"]["out"])
-    device = spec["config"].get("device") or ("cuda" if torch.cuda.is_available() else "cpu")  # as train()
+    device = TrainConfig(**spec["config"]).device  # predict where the run trained
     start = time.perf_counter()
     if spec.get("tau") is None:  # resume: a stopped study continues its runs
         train(TrainConfig(**{**spec["config"], "resume": True}), progress=False)

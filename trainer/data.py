@@ -242,6 +242,12 @@ def collate_fn(batch):
     return tuple(zip(*batch))
 
 
+def batch_to(images, targets, device) -> tuple[list, list]:
+    """A collated batch on ``device``: the images, and every tensor of each target dict."""
+    return ([im.to(device) for im in images],
+            [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets])
+
+
 def worker_init_fn(worker_id: int) -> None:
     """Seed the worker's :class:`DetectionDataset` now rather than on its first item (optional)."""
     info = get_worker_info()

@@ -221,7 +221,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
     AP goes into that epoch's line of metrics.jsonl); returns the final metrics."""
     from tqdm import tqdm
 
-    from .data import DetectionDataset, collate_fn, worker_init_fn
+    from .data import DetectionDataset, batch_to, collate_fn, worker_init_fn
     from .decouple import load_stage1, prepare_crt
     from .inference import evaluate_model
     from .samplers import AspectRatioBatchSampler
@@ -301,8 +301,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
         for it, (images, targets) in enumerate(bar):
             if it >= iters_per_epoch:
                 break
-            images = [im.to(cfg.device) for im in images]
-            targets = [{k: (v.to(cfg.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+            images, targets = batch_to(images, targets, cfg.device)
             seen_ids += [int(t["image_id"]) for t in targets]
             with torch.autocast("cuda", enabled=use_amp):
                 losses = net(images, targets)
