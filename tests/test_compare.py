@@ -68,6 +68,13 @@ def test_compare_runs_resumes_and_reports(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (run_dir(cmp, "baseline", 0) / "result.json").is_file()
     assert len((run_dir(cmp, "baseline", 0) / "metrics.jsonl").read_text().splitlines()) == 2
+    # a stage-2 run to do whose finished stage-1 run kept no checkpoint: one line before anything runs
+    (run_dir(cmp, "baseline", 0) / "checkpoint.pt").unlink()
+    (run_dir(cmp, "tau", 0) / "result.json").unlink()
+    r = ltaug("compare", cfg)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "tau seed 0 starts from" in r.stderr and "without its checkpoint.pt" in r.stderr
+    assert not (run_dir(cmp, "tau", 0) / "result.json").exists()
 
 
 def test_config_errors_are_one_line(tmp_path):

@@ -302,6 +302,7 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     jobs = cmp.jobs if jobs is None else jobs
     cmp.out.mkdir(parents=True, exist_ok=True)
     left = sum(not (run_dir(cmp, c, s) / "result.json").is_file() for c in cmp.cells for s in cmp.seeds)
+    _check_stage1_checkpoints(cmp)
     log(f"{left} of {len(cmp.cells) * len(cmp.seeds)} runs to do, {jobs} at a time")
     finished, timed, failed, busy = 0, 0, [], 0.0
     for wave in _order(cmp):
@@ -327,6 +328,22 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     from .compare_report import write_report
 
     return {**write_report(cmp), "failed": failed}
+
+
+def _check_stage1_checkpoints(cmp: Compare) -> None:
+    """A stage-2 run still to do whose stage-1 run has finished but kept no ``checkpoint.pt``
+    (checkpoints are large and often not kept, e.g. not committed) cannot start: say so before
+    any run starts rather than fail it with a traceback in its log.txt."""
+    for cell, settings in cmp.cells.items():
+        source = settings.get("from")
+        for seed in cmp.seeds if source else ():
+            stage1 = run_dir(cmp, source, seed)
+            if (not (run_dir(cmp, cell, seed) / "result.json").is_file()
+                    and (stage1 / "result.json").is_file() and not (stage1 / "checkpoint.pt").is_file()):
+                raise UsageError(
+                    f"{cell} seed {seed} starts from {stage1}, a finished run without its checkpoint.pt: copy it "
+                    f"back, or remake it (runs are reproducible) with --cells {source} --seeds {seed} --out OTHER "
+                    f"and copy OTHER/runs/{source}/seed{seed}/checkpoint.pt there")
 
 
 def time_left(busy: float, timed: int, rest: int, jobs: int) -> float:
