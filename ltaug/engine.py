@@ -21,7 +21,8 @@ shards without a result file. Work happens in ``.OUT.partial/`` beside the outpu
 
     OUT/
       annotations.json   the final COCO/LVIS file (loads in pycocotools, and lvis-api for LVIS)
-      images/            every image it references: new ones (JPEG) and the originals it keeps
+      images/            every image it references: new ones (JPEG, under ltaug/, or ltaug2/ ...
+                         when the input already has an ltaug/ folder) and the originals it keeps
                          (hard links to the input files, or copies across file systems; never
                          re-encoded)
       run.json           input, steps with their parameters, seed, per-step and per-class counts
@@ -82,7 +83,6 @@ class _Stage:
     op: str
     spec: object
     step: int
-    images_dir: str
     bank: str | None
     on_error: str
     kind: str
@@ -104,16 +104,13 @@ def _bank(path: str):
 def _render_shard(task: tuple, stage: _Stage) -> dict:
     """Render one shard; write its images and its result file. Returns the shard's counts."""
     shard_path, items = task
-    out = {"image_ids": [recipe["image_id"] for recipe, _ in items], "items": []}
-    images_dir = str(stage.images_dir)  # str paths: pathlib's joins cost µs per image here
-    targets = [os.path.join(images_dir, recipe["file_name"]) for recipe, _ in items]
-    for folder in {os.path.dirname(t) for t in targets}:
+    out = {"image_ids": [recipe["image_id"] for recipe, _, _ in items], "items": []}
+    for folder in {os.path.dirname(target) for _, _, target in items}:
         os.makedirs(folder, exist_ok=True)
-    for (recipe, sources), target in zip(items, targets):
+    for recipe, sources, target in items:
         try:
-            loaded = [(read_image(os.path.join(images_dir, image_file_name(rec)), rec["id"], rec["height"],
-                                  rec["width"]), rec, anns)
-                      for rec, anns in sources]
+            loaded = [(read_image(path, rec["id"], rec["height"], rec["width"]), rec, anns)
+                      for path, rec, anns in sources]
         except ImageFileError as exc:
             if stage.on_error == "raise":
                 raise
@@ -199,24 +196,38 @@ def _remove_leftovers(work: Path) -> None:
             tmp.unlink()
 
 
-def _link_originals(dataset, images_dir: Path, dest: Path) -> None:
-    """Make every image file of ``dataset`` present under ``dest`` (hard link, else copy)."""
+def _check_originals(dataset, images_dir: Path) -> None:
+    """Every image of ``dataset`` has a safe file name and its file is under ``images_dir``."""
     for image in dataset.images:
         name = image_file_name(image)
         reason = "is missing" if name is None else unsafe_file_name_reason(name)
         if reason:
             raise InputError(f"image id {image['id']}: file name {name!r} {reason}")
+        if not os.path.isfile(os.path.join(images_dir, name)):
+            raise InputError(f"image id {image['id']}: file {images_dir / name} not found")
+
+
+def _new_images_folder(dataset) -> str:
+    """The sub-folder of ``images/`` for the images this run makes: ``ltaug``, or ``ltaugN``
+    (smallest N >= 2) when the input already has files there (an ltaug output run again), so
+    that a new image never takes the name of an input file another record still points to."""
+    used = {image_file_name(im).split("/", 1)[0] for im in dataset.images if "/" in image_file_name(im)}
+    if NEW_IMAGES not in used:
+        return NEW_IMAGES
+    return next(name for name in (f"{NEW_IMAGES}{n}" for n in itertools.count(2)) if name not in used)
+
+
+def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
+    """Make the input files ``names`` present under ``dest`` (hard link, else copy)."""
+    for name in names:
         target = dest / name
         if target.exists():
             continue
-        source = images_dir / name
-        if not source.is_file():
-            raise InputError(f"image id {image['id']}: file {source} not found")
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target)
+            os.link(images_dir / name, target)
         except OSError:
-            shutil.copyfile(source, target)
+            shutil.copyfile(images_dir / name, target)
 
 
 def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: int | None = None,
@@ -246,28 +257,32 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: in
         return read_json(out_dir / "run.json")
     _prepare_work(work, _job(dataset, images_dir, steps), resume)
     start = time.perf_counter()
-    work_images = work / "images"
-    _link_originals(dataset, images_dir, work_images)
-    current, reports = dataset, []
+    _check_originals(dataset, images_dir)
+    folder = _new_images_folder(dataset)
+    current, reports, made = dataset, [], set()  # made: file names this run has written (under work/images)
     for k, step in enumerate(steps):
         done = work / f"step-{k}" / "result.json"
         if done.is_file():
             saved = read_json(done)
             current = dataset.replace(**saved["dataset"])
             reports.append(saved["report"])
+            made.update(saved["written"])
             continue
         t0 = time.perf_counter()
+        written = []
         if step.op == "resample":
             current, report = _resample(current, step)
         else:
-            current, report = _pixel_step(current, dataset, images_dir, step, k, work, workers, on_error, map_shards,
-                                          bar=functools.partial(tqdm, disable=not progress, leave=False, unit="img",
-                                                                desc=f"{step.op} ({k + 1}/{len(steps)})"))
+            current, report, written = _pixel_step(
+                current, dataset, images_dir, step, k, work, folder, made, workers, on_error, map_shards,
+                bar=functools.partial(tqdm, disable=not progress, leave=False, unit="img",
+                                      desc=f"{step.op} ({k + 1}/{len(steps)})"))
         report["seconds"] = round(time.perf_counter() - t0, 3)
         write_json_atomic(done, {"dataset": {"images": current.images, "annotations": current.annotations},
-                                 "report": report})
+                                 "report": report, "written": written})
         reports.append(report)
-    summary = _finish(dataset, current, steps, reports, work, out_dir, time.perf_counter() - start)
+        made.update(written)
+    summary = _finish(dataset, current, steps, reports, images_dir, made, work, out_dir, time.perf_counter() - start)
     return summary
 
 
@@ -278,11 +293,14 @@ def _resample(current, step: Step):
     return out, {"op": "resample", "images_before": len(current.images), "images_after": len(out.images)}
 
 
-def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int,
-                on_error: str, map_shards, bar):
-    """Plan, render in shards, merge. Shards go to the workers as soon as their recipes are
-    planned, so the pool renders the first while this process plans the rest."""
-    planned, plan_info, bank, tried = _plan(current, source_dataset, images_dir, step, k, work, workers)
+def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, folder: str,
+                made: set, workers: int, on_error: str, map_shards, bar):
+    """Plan, render in shards, merge; also returns the file names written. Shards go to the
+    workers as soon as their recipes are planned, so the pool renders the first while this
+    process plans the rest. A source is read where it is: under ``work/images`` if this run
+    made it (``made``), else from the input folder (the originals are linked only at the end,
+    and only those the output keeps)."""
+    planned, plan_info, bank, tried = _plan(current, source_dataset, images_dir, step, k, work, folder, workers)
     stage_dir = work / f"step-{k}"
     shards_dir = stage_dir / "shards"
     shards_dir.mkdir(parents=True, exist_ok=True)
@@ -290,9 +308,13 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
     anns_of: dict = {}
     for a in current.annotations:
         anns_of.setdefault(a["image_id"], []).append(a)
-    stage = _Stage(step.op, step.spec, k, str(work / "images"), bank, on_error, current.kind)
+    stage = _Stage(step.op, step.spec, k, bank, on_error, current.kind)
     size = shard_size(tried)
     recipes: list = []  # every recipe, in order, as it is planned
+    work_images, input_images = str(work / "images"), str(images_dir)  # str paths: pathlib joins cost µs each
+
+    def source_path(name: str) -> str:
+        return os.path.join(work_images if name in made else input_images, name)
 
     def tasks():
         for i, chunk in enumerate(_chunks(planned, size)):
@@ -301,7 +323,9 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
             if path.is_file():  # rendered before an interruption
                 pbar.update(len(chunk))
                 continue
-            yield str(path), [(r, [(images[s], anns_of.get(s, [])) for s in _sources(step.op, r)]) for r in chunk]
+            yield str(path), [(r, [(source_path(image_file_name(images[s])), images[s], anns_of.get(s, []))
+                                   for s in _sources(step.op, r)], os.path.join(work_images, r["file_name"]))
+                              for r in chunk]
 
     with bar(total=tried) as pbar, map_shards(functools.partial(_render_shard, stage=stage), tasks(),
                                               min(workers, max(1, -(-tried // size)))) as results:
@@ -316,7 +340,8 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
             raise UsageError(f"{shards_dir}: shard {i} holds other images than this run plans (a work folder of "
                              f"another ltaug version?); remove {work} to start afresh")
         items += shard["items"]
-    return _merge(current, step, k, recipes, items, plan_info, anns_of)
+    written = [r["file_name"] for r, item in zip(recipes, items) if "skipped" not in item]
+    return (*_merge(current, step, k, recipes, items, plan_info, anns_of), written)
 
 
 def _chunks(items: Iterable, n: int) -> Iterator[list]:
@@ -335,7 +360,7 @@ def _sources(op: str, recipe: dict) -> list:
     return [recipe["image_id"]] if op == "paste" else recipe["sources"]
 
 
-def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, workers: int):
+def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, folder: str, workers: int):
     """Recipes with their output file names (and new image ids; for paste an iterator that plans
     as it goes), the planning summary (complete once the recipes are taken), the bank path, and
     the number of images tried (at least the number of recipes: it sets the shard size)."""
@@ -350,7 +375,7 @@ def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: P
             if not (work / "bank" / "meta.json").is_file():
                 build_bank(source_dataset, images_dir, bank_path, workers=workers, progress=False)
         recipes, info, tried = iter_plan_paste(current, Bank(bank_path), step.spec)
-        return ({**r, "file_name": f"{NEW_IMAGES}/step{k}_paste_{r['image_id']}.jpg"} for r in recipes), info, \
+        return ({**r, "file_name": f"{folder}/step{k}_paste_{r['image_id']}.jpg"} for r in recipes), info, \
             bank_path, tried
     if step.op == "mosaic":
         from .mosaic import plan_mosaic as plan
@@ -360,7 +385,7 @@ def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: P
     next_id = int(current.index.image_ids.max(initial=0)) + 1
     for i, r in enumerate(recipes):
         r["image_id"] = next_id + i
-        r["file_name"] = f"{NEW_IMAGES}/step{k}_{step.op}_{r['image_id']}.jpg"
+        r["file_name"] = f"{folder}/step{k}_{step.op}_{r['image_id']}.jpg"
     return recipes, {}, bank_path, len(recipes)
 
 
@@ -455,12 +480,14 @@ def _count(category_ids: list) -> dict:
     return dict(zip(ids.tolist(), n.tolist()))
 
 
-def _finish(dataset, final, steps: list[Step], reports: list, work: Path, out_dir: Path, seconds: float) -> dict:
-    """Prune unreferenced files, write annotations.json and run.json, move the folder into place."""
+def _finish(dataset, final, steps: list[Step], reports: list, images_dir: Path, made: set, work: Path,
+            out_dir: Path, seconds: float) -> dict:
+    """Link the input files the output keeps, drop the made ones it does not (an image a later
+    step replaced), write annotations.json and run.json, move the folder into place."""
     referenced = {image_file_name(im) for im in final.images}
-    for path in sorted((work / "images").rglob("*")):
-        if path.is_file() and path.relative_to(work / "images").as_posix() not in referenced:
-            path.unlink()
+    _link_originals(sorted(referenced - made), images_dir, work / "images")
+    for name in sorted(made - referenced):
+        (work / "images" / name).unlink(missing_ok=True)
     final.save(work / "annotations.json", inputs=[dataset.path] if dataset.path else ())
     summary = {"format": FORMAT, **read_json(work / "job.json"),
                "steps_run": reports,

@@ -59,6 +59,23 @@ def test_same_bytes_for_any_worker_count(runs):
     assert same_tree(base / "w1", base / "w2")
 
 
+def test_an_output_run_again_keeps_every_file_it_did_not_change(runs, tmp_path):
+    """An ltaug output as the input of the same steps: its images already live under ltaug/ with
+    the names this run would give (step1_paste_ID), and a resampled repeat shares its original's
+    file. New images go to ltaug2/, so a record this run leaves alone keeps its file's bytes."""
+    _, base = runs
+    first = load_dataset(base / "w1" / "annotations.json")
+    run_pipeline(first, base / "w1" / "images", tmp_path / "again", STEPS[:2], workers=2, progress=False)
+    again = load_dataset(tmp_path / "again" / "annotations.json")
+    names = [image_file_name(im) for im in again.images]
+    made = [n for n in names if n.startswith("ltaug2/")]
+    kept = [n for n in names if not n.startswith("ltaug2/")]
+    assert made and not set(made) & {image_file_name(im) for im in first.images}
+    assert any(n.startswith("ltaug/step1_paste_") for n in kept)  # the case that could collide
+    for name in set(kept):
+        assert filecmp.cmp(base / "w1" / "images" / name, tmp_path / "again" / "images" / name, shallow=False), name
+
+
 def test_output_is_a_valid_dataset_with_every_file(runs):
     from pycocotools.coco import COCO
 
