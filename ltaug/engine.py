@@ -56,6 +56,7 @@ SHARD_MAX = 32
 FORMAT = "ltaug-output"
 PIXEL_OPS = ("paste", "mosaic", "mixup")
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
+WORK_FORMAT = 2  # of .OUT.partial/: a work folder of another layout is not resumed (2: originals linked at the end)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def _job(dataset, images_dir: Path, steps: list[Step]) -> dict:
     from . import __version__
 
     src = dataset.path
-    return {"format": FORMAT, "ltaug_version": __version__,
+    return {"format": FORMAT, "ltaug_version": __version__, "work_format": WORK_FORMAT,
             # absolute paths: `ltaug report` and the trainer find the input from any working folder
             "input": {"annotations": None if src is None else os.path.abspath(src),
                       "sha256": file_sha256(src) if src is not None and Path(src).is_file() else None,
@@ -179,7 +180,8 @@ def _prepare_work(work: Path, job: dict, resume: bool) -> None:
             raise UsageError(f"{work}: an interrupted run is there; add --resume to finish it, or remove the folder")
         saved = read_json(work / "job.json") if (work / "job.json").is_file() else None
         if saved != job:
-            raise UsageError(f"{work}: the interrupted run had other inputs or steps; remove the folder to start afresh")
+            raise UsageError(f"{work}: the interrupted run had other inputs or steps, or was made by another ltaug "
+                             f"version; remove the folder to start afresh")
         _remove_leftovers(work)
         return
     (work / "images").mkdir(parents=True)
@@ -489,7 +491,8 @@ def _finish(dataset, final, steps: list[Step], reports: list, images_dir: Path, 
     for name in sorted(made - referenced):
         (work / "images" / name).unlink(missing_ok=True)
     final.save(work / "annotations.json", inputs=[dataset.path] if dataset.path else ())
-    summary = {"format": FORMAT, **read_json(work / "job.json"),
+    job = {k: v for k, v in read_json(work / "job.json").items() if k != "work_format"}  # the work folder's own
+    summary = {"format": FORMAT, **job,
                "steps_run": reports,
                "counts": {"images_before": len(dataset.images), "images_after": len(final.images),
                           "annotations_before": len(dataset.annotations), "annotations_after": len(final.annotations),

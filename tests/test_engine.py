@@ -242,7 +242,8 @@ steps:
 def test_stopped_after_two_shards_resumes_and_checks_its_shards(tmp_path, runs):
     """An executor that stops after two shards (in-process, no kill needed); --resume renders only
     the rest and gives the uninterrupted run's bytes; a shard file that holds other images than
-    the plan (a work folder of another version) is refused, not merged."""
+    the plan (a work folder of another version) is refused, not merged; so is a work folder of
+    another layout."""
     import contextlib
 
     from ltaug.pool import imap_ordered
@@ -265,12 +266,17 @@ def test_stopped_after_two_shards_resumes_and_checks_its_shards(tmp_path, runs):
         with imap_ordered(fn, shards, 1) as results:
             yield (rendered.append(r["images"] + r["skipped"]) or r for r in results)
 
-    for name, tamper in (("out", False), ("bad", True)):
+    for name, tamper in (("out", False), ("bad", True), ("old", "work_format")):
         with pytest.raises(KeyboardInterrupt):
             run_pipeline(ds, IMAGES, tmp_path / name, STEPS, workers=1, progress=False, map_shards=stops_after_two)
         shards = sorted((partial_dir(tmp_path / name) / "step-1" / "shards").glob("*.json"))
         assert len(shards) == 2
-        if tamper:
+        if tamper == "work_format":  # a work folder laid out by an older ltaug (same version string)
+            job = partial_dir(tmp_path / name) / "job.json"
+            job.write_text(json.dumps({**json.loads(job.read_text()), "work_format": 1}))
+            with pytest.raises(UsageError, match="or was made by another ltaug version"):
+                run_pipeline(ds, IMAGES, tmp_path / name, STEPS, workers=1, resume=True, progress=False)
+        elif tamper:
             doc = json.loads(shards[1].read_text())
             doc["image_ids"] = doc["image_ids"][::-1]
             shards[1].write_text(json.dumps(doc))
