@@ -213,7 +213,7 @@ def _new_images_folder(dataset) -> str:
     """The sub-folder of ``images/`` for the images this run makes: ``ltaug``, or ``ltaugN``
     (smallest N >= 2) when the input already has files there (an ltaug output run again), so
     that a new image never takes the name of an input file another record still points to."""
-    used = {image_file_name(im).split("/", 1)[0] for im in dataset.images if "/" in image_file_name(im)}
+    used = {name.split("/", 1)[0] for name in map(image_file_name, dataset.images) if "/" in name}
     if NEW_IMAGES not in used:
         return NEW_IMAGES
     return next(name for name in (f"{NEW_IMAGES}{n}" for n in itertools.count(2)) if name not in used)
