@@ -79,28 +79,29 @@ class Step:
 
 @dataclass
 class _Stage:
-    """What a worker needs to render one step's shard (small: pickled once per shard)."""
+    """What a worker needs to render one step's shard (small: pickled with each shard).
+
+    The bank is opened on first use and belongs to this object: one opening per shard in a
+    worker process, one per step when rendering in the calling process. Nothing is kept
+    between steps or runs, so a bank rebuilt at the same path is always read afresh.
+    """
 
     op: str
     spec: object
-    step: int
     bank: str | None
     on_error: str
-    kind: str
+
+    @functools.cached_property
+    def opened_bank(self):
+        from .bank import Bank
+
+        return Bank(self.bank)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "opened_bank"}
 
 
 # -- the worker side --------------------------------------------------------------------------
-
-_BANKS: dict = {}
-
-
-def _bank(path: str):
-    from .bank import Bank
-
-    if path not in _BANKS:
-        _BANKS[path] = Bank(path)
-    return _BANKS[path]
-
 
 def _render_shard(task: tuple, stage: _Stage) -> dict:
     """Render one shard; write its images and its result file. Returns the shard's counts."""
@@ -127,7 +128,7 @@ def _render_one(recipe: dict, loaded: list, stage: _Stage, target: str) -> dict:
         from .copy_paste import render_paste
 
         (img, rec, anns), = loaded
-        kept, new, counts = render_paste(img, anns, recipe, _bank(stage.bank), stage.spec)
+        kept, new, counts = render_paste(img, anns, recipe, stage.opened_bank, stage.spec)
         untouched = {id(a) for a in anns}  # render_paste keeps these records as they are: sent back as ids
         item = {"kept": [a["id"] if id(a) in untouched else a for a in kept], "new": new,
                 "removed": counts["removed"], "pasted_removed": counts["pasted_removed"], "blend": counts["blend"]}
@@ -310,7 +311,7 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
     anns_of: dict = {}
     for a in current.annotations:
         anns_of.setdefault(a["image_id"], []).append(a)
-    stage = _Stage(step.op, step.spec, k, bank, on_error, current.kind)
+    stage = _Stage(step.op, step.spec, bank, on_error)
     size = shard_size(tried)
     recipes: list = []  # every recipe, in order, as it is planned
     work_images, input_images = str(work / "images"), str(images_dir)  # str paths: pathlib joins cost µs each

@@ -88,7 +88,7 @@ def ray_map_shards(address: str | None = None, num_cpus: int | None = None) -> C
     def map_shards(fn: Callable, shards: Iterable, workers: int) -> Iterator[Iterator]:
         init_ray(address, num_cpus)
         ray = import_ray()
-        task = _remote_task(ray)
+        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=list(RETRY_EXCEPTIONS))(run_shard)
         fn_ref = ray.put(fn)  # shipped once, not with every shard
         cwd = os.getcwd()
         window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -130,27 +130,14 @@ def _drain(ray, task, fn_ref, cwd: str, pending: deque, shards: Iterator) -> Ite
 
 
 _END = object()
-_TASK = None
-
-
-def _remote_task(ray):
-    global _TASK
-    if _TASK is None:
-        _TASK = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=list(RETRY_EXCEPTIONS))(run_shard)
-    return _TASK
-
-
-_OPENCV_SET = False
 
 
 def run_shard(fn: Callable, shard, cwd: str | None = None):
     """Body of one Ray task: OpenCV at one thread, the driver's working directory, then ``fn(shard)``."""
-    global _OPENCV_SET
-    if not _OPENCV_SET:
-        import cv2
+    import cv2
 
+    if cv2.getNumThreads() != 1:
         cv2.setNumThreads(1)
-        _OPENCV_SET = True
     if cwd and os.getcwd() != cwd and os.path.isdir(cwd):
         os.chdir(cwd)
     return fn(shard)

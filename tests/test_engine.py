@@ -323,3 +323,28 @@ def test_box_only_dataset_pastes_rectangles(tmp_path, demo_doc):
         assert a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3])
     COCO(str(tmp_path / "out" / "annotations.json"))
     load_dataset(tmp_path / "out" / "annotations.json")
+
+
+def test_a_bank_rebuilt_at_the_same_path_is_read_afresh(tmp_path, demo_train_path):
+    """Regression: opened banks were cached by path in the module for the life of the process,
+    so a bank rebuilt at the same path (here from the input less its first five images: other
+    objects at the same rows) rendered with the old objects. The second in-process run must equal
+    a fresh process's output byte for byte."""
+    from ltaug.bank import build_bank
+
+    ds = load_dataset(demo_train_path)
+    bank = tmp_path / "bank"
+    steps = [Step("paste", PasteSpec(objects=3, prob=1.0, seed=5), bank=str(bank))]
+    build_bank(ds, IMAGES, bank, workers=1, min_area=32, progress=False)
+    run_pipeline(ds, IMAGES, tmp_path / "first", steps, workers=1, progress=False)
+    fewer = ds.replace(images=ds.images[5:], annotations=[a for a in ds.annotations
+                                                          if a["image_id"] not in {im["id"] for im in ds.images[:5]}])
+    build_bank(fewer, IMAGES, bank, workers=1, progress=False)
+    run_pipeline(ds, IMAGES, tmp_path / "second", steps, workers=1, progress=False)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(json.dumps({"input": str(demo_train_path), "images": str(IMAGES), "output": str(tmp_path / "fresh"),
+                                    "steps": [{"paste": {"objects": 3, "prob": 1.0, "seed": 5, "bank": str(bank)}}]}))
+    proc = _ltaug("run", pipeline, "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert same_tree(tmp_path / "second", tmp_path / "fresh")
+    assert not same_tree(tmp_path / "first", tmp_path / "second")  # the rebuilt bank does change the output
