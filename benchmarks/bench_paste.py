@@ -23,7 +23,7 @@ write. Measured in one run, each with 1 and 2 worker processes (``--workers``):
 
 * **ltaug**, in the same interleaved loop as the floor:
 
-  - **(b) paste, gaussian**: the job with ``render_paste`` as the operation (``PasteSpec(objects=5,
+  - **(b) paste, gaussian**: the job with ``render_paste`` as the operation (``Paste(objects=5,
     blend="gaussian", weighting="uniform")``; recipes planned by ``plan_paste`` before the clock
     starts, from an object bank built once into a temporary folder by ``build_bank`` and opened
     in the parent, so the forked workers inherit its memory maps); **(c)** the same with
@@ -31,8 +31,8 @@ write. Measured in one run, each with 1 and 2 worker processes (``--workers``):
     the codec.
   - **end to end**, what ``ltaug paste`` / ``ltaug mosaic`` do: ``run_pipeline`` (plan, render
     in the engine's pool, encode, write, shard files, merge) into a fresh temporary output:
-    **(b')** ``Step("paste", (b)'s spec, bank=...)``, **(c')** the same with poisson, **(d)**
-    ``Step("mosaic", MosaicSpec(count=<number of images>))`` (each output reads and decodes 4
+    **(b')** ``(b)'s spec.replace(bank=...)``, **(c')** the same with poisson, **(d)**
+    ``Mosaic(count=<number of images>)`` (each output reads and decodes 4
     images). Their images/s are the engine's own (``images_written / steps_run[0]["seconds"]``,
     the figure ``ltaug`` prints) and are compared with the floor *including* its pool's
     start-up, as the engine starts its pool inside the step. With 1 worker the engine runs in
@@ -206,10 +206,10 @@ def setup_ltaug(args, paths: list[Path], tmp: Path) -> tuple[dict, dict, dict]:
     The bank is built once (2 workers) into ``tmp/bank`` and opened here, before any pool forks.
     """
     from ltaug.bank import Bank, build_bank
-    from ltaug.copy_paste import PasteSpec, plan_paste, render_paste
+    from ltaug.copy_paste import plan_paste, render_paste
     from ltaug.dataset import load_dataset
-    from ltaug.engine import Step, run_pipeline
-    from ltaug.mosaic import MosaicSpec
+    from ltaug.engine import run_pipeline
+    from ltaug.ops import Mosaic, Paste
 
     ds = load_dataset(args.annotations)
     names = [args.images / im["file_name"] for im in ds.images]
@@ -225,7 +225,7 @@ def setup_ltaug(args, paths: list[Path], tmp: Path) -> tuple[dict, dict, dict]:
     facts = {"bank_objects": built["objects"], "bank_seconds": round(built["seconds"], 3)}
     specs, variants = {}, {}
     for blend in ("gaussian", "poisson"):
-        spec = PasteSpec(objects=args.objects, blend=blend, weighting="uniform", seed=args.seed)
+        spec = Paste(objects=args.objects, blend=blend, weighting="uniform", seed=args.seed)
         recipes, plan = plan_paste(ds, bank, spec)
         recipe_of = {r["image_id"]: r for r in recipes}
         if set(recipe_of) != set(ids):
@@ -261,12 +261,12 @@ def setup_ltaug(args, paths: list[Path], tmp: Path) -> tuple[dict, dict, dict]:
 
     for blend in ("gaussian", "poisson"):
         variants[f"e2e_paste_{blend}"] = end_to_end(
-            lambda spec=specs[blend][0]: Step("paste", spec, bank=str(bank_dir)))
+            lambda spec=specs[blend][0]: spec.replace(bank=str(bank_dir)))
     variants["e2e_mosaic"] = end_to_end(
-        lambda: Step("mosaic", MosaicSpec(count=len(paths), seed=args.seed)))
+        lambda: Mosaic(count=len(paths), seed=args.seed))
     context = {"ds": ds, "ids": ids, "anns_of": anns_of, "bank": bank, "bank_dir": bank_dir,
                "spec": specs["gaussian"][0], "recipe_of": specs["gaussian"][1], "render_paste": render_paste,
-               "run_pipeline": run_pipeline, "Step": Step}
+               "run_pipeline": run_pipeline}
     return variants, context, facts
 
 
@@ -307,7 +307,7 @@ def profile_ltaug(paths: list[Path], context: dict, tmp: Path) -> None:
     t0 = time.perf_counter()
     prof.enable()
     summary = context["run_pipeline"](context["ds"], paths[0].parent, out,
-                                      [context["Step"]("paste", spec, bank=str(context["bank_dir"]))],
+                                      [spec.replace(bank=str(context["bank_dir"]))],
                                       workers=1, progress=False)
     prof.disable()
     wall = time.perf_counter() - t0

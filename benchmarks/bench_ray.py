@@ -2,8 +2,8 @@
 """Is the Ray backend's overhead small?  The same copy-paste plan on ``local`` and on Ray.  A benchmark, not a test.
 
 On the shared COCO-LT train set (or ``--annotations`` / ``--images``), one pipeline step,
-``Step("paste", PasteSpec(objects=5, blend="gaussian", weighting="uniform", seed=0),
-bank=...)``, runs through :func:`ltaug.engine.run_pipeline` into a fresh temporary output,
+``Paste(objects=5, blend="gaussian", weighting="uniform", seed=0, bank=...)``, runs through
+:func:`ltaug.engine.run_pipeline` into a fresh temporary output,
 on three executors:
 
 * ``local 1``: the engine's local backend with 1 worker (in the calling process);
@@ -62,11 +62,11 @@ def serve(args) -> None:
 
     cv2.setNumThreads(1)  # local 1 renders in this process: one core, as each pool worker
     from ltaug import load_dataset
-    from ltaug.copy_paste import PasteSpec
-    from ltaug.engine import Step, run_pipeline
+    from ltaug.engine import run_pipeline
+    from ltaug.ops import Paste
 
     ds = load_dataset(args.annotations)
-    step = Step("paste", PasteSpec(objects=args.objects, blend=args.blend, weighting="uniform", seed=0), bank=args.bank)
+    step = Paste(objects=args.objects, blend=args.blend, weighting="uniform", seed=0, bank=args.bank)
     kwargs, info = {}, {}
     if args.serve == "ray":
         t0 = time.perf_counter()

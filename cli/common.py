@@ -75,13 +75,13 @@ def report_skipped(ds: Dataset, path) -> None:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Input images, output folder, workers, resume, seed: the options of the pixel commands."""
+    """Input, images, output folder, workers, resume: the options of the pixel commands (their
+    --seed is a parameter of the operation)."""
     parser.add_argument("annotations", metavar="ANNOTATIONS", help="COCO/LVIS json file or YOLO-seg folder")
     parser.add_argument("--images", required=True, metavar="DIR", help="image root of the annotation file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output folder: annotations.json, images/, run.json")
     add_run_options(parser)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same output bytes")
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -134,23 +134,13 @@ def run_engine(args, dataset, images, output, steps, workers=None, backend=None,
 
 def describe_step(r: dict) -> str:
     """One line about a finished step (from run.json's ``steps_run``)."""
-    if r["op"] == "resample":
-        return f"resample: {r['images_before']} -> {r['images_after']} images ({r['seconds']:.1f} s)"
-    added, removed = sum(r["added_per_class"].values()), sum(r["removed_per_class"].values())
+    from ltaug.ops import OPERATIONS, PixelOperation
+
+    cls = OPERATIONS.get(r["op"]) if r["op"] in OPERATIONS else PixelOperation
+    if not issubclass(cls, PixelOperation):
+        return f"{r['op']}: {'; '.join(cls.report_parts(r))} ({r['seconds']:.1f} s)"
     rate = r["images_written"] / r["seconds"] if r["seconds"] > 0 else float("inf")
-    parts = [f"{r['op']}: {r['images_written']} images ({rate:.0f} images/s)"]
-    if r["op"] == "paste":
-        blends = ", ".join(f"{k} {v}" for k, v in sorted(r["blend"].items()))
-        parts.append(f"{added} objects pasted ({blends})")
-        plan = r.get("plan", {})
-        if plan.get("no_room"):
-            parts.append(f"{plan['no_room']} found no room")
-        if plan.get("unplaced_budget"):
-            parts.append(f"{plan['unplaced_budget']} of the budget not placed (too few images for --objects)")
-        hidden = sum(r["pasted_removed_per_class"].values())
-        parts.append(f"{removed} existing objects removed as occluded" + (f", {hidden} pasted ones hidden by later pastes" if hidden else ""))
-    else:
-        parts.append(f"{added} objects carried, {removed} cut remnants dropped")
+    parts = [f"{r['op']}: {r['images_written']} images ({rate:.0f} images/s)", *cls.report_parts(r)]
     if r["images_skipped"]:
         parts.append(f"{len(r['images_skipped'])} skipped (unreadable images)")
     return "; ".join(parts)

@@ -27,12 +27,13 @@ Box-only data: bank objects without a segmentation are pasted as their whole box
 rectangle, background included): a detector then learns the object with a piece of its
 source scene around it. That is the only option without masks; it is used only when the bank
 has no object with a mask, or when asked (``box_only=True``).
+
+The functions' ``spec`` is a :class:`ltaug.ops.Paste` (its parameters are declared there).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -40,7 +41,7 @@ from pycocotools import mask as mask_utils
 from . import masks
 from .bank import Bank, Flag
 from .geometry import rle_to_json
-from .pixels import BLENDS, paste_object, resize_object
+from .pixels import paste_object, resize_object
 
 WEIGHTINGS = ("uniform", "inverse", "budget")
 PLACEMENT_TRIES = 10
@@ -49,49 +50,9 @@ BOX_ONLY = int(Flag.BOX_ONLY)  # a plain int: IntFlag arithmetic runs in Python,
 DEFAULT_EXCLUDE = Flag.TOO_SMALL | Flag.TRUNCATED | Flag.OCCLUDED | Flag.EMPTY | Flag.CLIPPED
 
 
-@dataclass(frozen=True)
-class PasteSpec:
-    """Parameters of a copy-paste step (see the module docstring)."""
-
-    weighting: str = "inverse"
-    power: float = 1.0
-    objects: int = 3                    # objects tried per target image
-    prob: float = 1.0                   # fraction of images that get objects (uniform / inverse)
-    target: dict = field(default_factory=dict)   # budget: Target fields (min_instances, exponent, max_factor)
-    blend: str = "gaussian"
-    sigma: float = 1.0
-    scale: tuple = (0.5, 1.5)
-    flip: bool = True
-    max_overlap: float = 0.3
-    min_visible: float = 0.25
-    exclude_flags: int = int(DEFAULT_EXCLUDE)
-    box_only: bool = False
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
-        if self.blend not in BLENDS:
-            raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {self.blend!r}")
-        lo, hi = self.scale
-        if not 0 < lo <= hi:
-            raise ValueError(f"scale range must satisfy 0 < low <= high, got {lo} {hi}")
-        if self.objects < 1 or not 0 <= self.prob <= 1 or self.sigma < 0:
-            raise ValueError("need objects >= 1, 0 <= prob <= 1 and sigma >= 0")
-        if not 0 <= self.max_overlap <= 1 or not 0 <= self.min_visible <= 1:
-            raise ValueError("max_overlap and min_visible must lie in [0, 1]")
-        if self.weighting == "budget" and not self.target:
-            raise ValueError("weighting 'budget' needs a target (min_instances / exponent / max_factor)")
-
-    def params(self) -> dict:
-        d = asdict(self)
-        d["scale"] = list(self.scale)
-        return d
-
-
 # -- planning ---------------------------------------------------------------------------------
 
-def eligible_rows(bank: Bank, category_ids, spec: PasteSpec) -> tuple[np.ndarray, bool]:
+def eligible_rows(bank: Bank, category_ids, spec) -> tuple[np.ndarray, bool]:
     """Bank rows that may be pasted (flags not excluded, class in the target dataset), and
     whether they are box-only ones (used only when no object has a mask, or when asked)."""
     obj = bank.objects
@@ -118,7 +79,7 @@ def class_weights(instances: np.ndarray, available: np.ndarray, weighting: str, 
     return w / total if total > 0 else w
 
 
-def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.Generator):
+def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
     """Size, flip and position of one object in a target image, or None when it does not fit.
 
     ``obj_wh``: the bank crop's (w, h); ``src_hw`` / ``dst_hw``: source / target image (h, w);
@@ -154,7 +115,7 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec: PasteSpec, rng: np.random.G
     return None
 
 
-def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec: PasteSpec, rng) -> tuple[list, dict]:
+def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng) -> tuple[list, dict]:
     """Bank rows to paste under ``budget``, and the per-class table of what was asked.
 
     Class c (n_c instances in the dataset this step receives) gets T_c - n_c objects, T_c the
@@ -179,7 +140,7 @@ def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec: PasteSpec, rng) -> 
     return wanted, deficits
 
 
-def plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[list[dict], dict]:
+def plan_paste(dataset, bank: Bank, spec) -> tuple[list[dict], dict]:
     """Recipes (one per target image that gets at least one object) and a planning summary.
 
     A recipe: ``{"image_id", "objects": [{"row", "annotation_id", "category_id", "x", "y", "w",
@@ -190,7 +151,7 @@ def plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[list[dict], dict]:
     return list(recipes), summary
 
 
-def iter_plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[Iterator[dict], dict, int]:
+def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, int]:
     """:func:`plan_paste` one recipe at a time, so rendering can start before planning ends.
 
     Returns ``(recipes, summary, tried)``: the recipes in order (the same ones, from the same
@@ -227,7 +188,7 @@ def iter_plan_paste(dataset, bank: Bank, spec: PasteSpec) -> tuple[Iterator[dict
     return _placed(assignments, idx, obj, spec, rng, summary), summary, len(assignments)
 
 
-def _placed(assignments: dict, idx, obj, spec: PasteSpec, rng, summary: dict) -> Iterator[dict]:
+def _placed(assignments: dict, idx, obj, spec, rng, summary: dict) -> Iterator[dict]:
     """The recipe of each image of ``assignments`` (image position -> bank rows) that fits an object."""
     boxes_of = _image_boxes(idx)
     for pos, bank_rows in assignments.items():
@@ -263,7 +224,7 @@ def _image_boxes(idx) -> Callable[[int], list[tuple]]:
 # -- rendering (runs in the workers) ----------------------------------------------------------
 
 def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank: Bank,
-                 spec: PasteSpec) -> tuple[list[dict], list[dict], dict]:
+                 spec) -> tuple[list[dict], list[dict], dict]:
     """Paste the recipe's objects into ``image`` (in place) and keep the annotations right.
 
     Returns ``(kept, pasted, counts)``: the image's annotations after occlusion (unchanged

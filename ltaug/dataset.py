@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import InputError, UsageError
 from .index import AnnotationColumns, DatasetIndex, build_index
 from .jsonio import gc_paused, read_json, write_json_atomic
-from .paths import image_file_name, refuse_overwriting_inputs
+from .paths import refuse_overwriting_inputs
 from .validate import Problem, check_document_columns
 
 COCO, LVIS = "coco", "lvis"
@@ -60,9 +60,6 @@ class Dataset:
     def index(self) -> DatasetIndex:
         columns, self._columns = self._columns, None
         return build_index(self.images, self.annotations, self.categories, columns=columns)
-
-    def image_file(self, image: dict) -> str:
-        return image_file_name(image)
 
     def replace(self, **sections) -> "Dataset":
         """A new dataset with some top-level sections replaced; all other fields shared."""

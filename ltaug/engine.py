@@ -48,57 +48,37 @@ import numpy as np
 from .errors import InputError, UsageError
 from .imagefile import ImageFileError, read_image, write_file_atomic
 from .jsonio import dumps, file_sha256, read_json, write_json_atomic
+from .ops.base import AnnotationOperation, Operation, PixelOperation, StepContext
 from .paths import image_file_name, unsafe_file_name_reason
 from .pixels import encode_jpeg
 from .pool import imap_ordered
 
 SHARD_MAX = 32
 FORMAT = "ltaug-output"
-PIXEL_OPS = ("paste", "mosaic", "mixup")
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
 WORK_FORMAT = 2  # of .OUT.partial/: a work folder of another layout is not resumed (2: originals linked at the end)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step: ``op`` in resample / paste / mosaic / mixup and its spec (``*Spec`` dataclass).
-
-    ``bank``: for paste, an object bank folder; None builds one from the pipeline's input.
-    """
-
-    op: str
-    spec: object
-    bank: str | None = None
-
-    def describe(self) -> dict:
-        d = {"op": self.op, "params": self.spec.params()}
-        if self.op == "paste":
-            d["bank"] = self.bank
-        return d
 
 
 @dataclass
 class _Stage:
     """What a worker needs to render one step's shard (small: pickled with each shard).
 
-    The bank is opened on first use and belongs to this object: one opening per shard in a
-    worker process, one per step when rendering in the calling process. Nothing is kept
-    between steps or runs, so a bank rebuilt at the same path is always read afresh.
+    What the operation opens for rendering (paste: its bank) is opened on first use and
+    belongs to this object: once per shard in a worker process, once per step when rendering
+    in the calling process. Nothing is kept between steps or runs, so a bank rebuilt at the
+    same path is always read afresh.
     """
 
-    op: str
-    spec: object
-    bank: str | None
+    op: PixelOperation
+    prepared: dict
     on_error: str
 
     @functools.cached_property
-    def opened_bank(self):
-        from .bank import Bank
-
-        return Bank(self.bank)
+    def opened(self):
+        return self.op.open(self.prepared)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "opened_bank"}
+        return {k: v for k, v in self.__dict__.items() if k != "opened"}
 
 
 # -- the worker side --------------------------------------------------------------------------
@@ -124,24 +104,7 @@ def _render_shard(task: tuple, stage: _Stage) -> dict:
 
 
 def _render_one(recipe: dict, loaded: list, stage: _Stage, target: str) -> dict:
-    if stage.op == "paste":
-        from .copy_paste import render_paste
-
-        (img, rec, anns), = loaded
-        kept, new, counts = render_paste(img, anns, recipe, stage.opened_bank, stage.spec)
-        untouched = {id(a) for a in anns}  # render_paste keeps these records as they are: sent back as ids
-        item = {"kept": [a["id"] if id(a) in untouched else a for a in kept], "new": new,
-                "removed": counts["removed"], "pasted_removed": counts["pasted_removed"], "blend": counts["blend"]}
-    elif stage.op == "mosaic":
-        from .mosaic import render_mosaic
-
-        img, new, dropped = render_mosaic(loaded, recipe, stage.spec)
-        item = {"new": new, "removed": dropped}
-    else:
-        from .mixup import render_mixup
-
-        img, new, dropped = render_mixup(loaded[0], loaded[1], recipe, stage.spec)
-        item = {"new": new, "removed": dropped}
+    img, item = stage.op.render(recipe, loaded, stage.opened)
     write_file_atomic(target, encode_jpeg(img))
     item["size"] = [int(img.shape[1]), int(img.shape[0])]
     return item
@@ -153,7 +116,7 @@ def partial_dir(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.partial"
 
 
-def _job(dataset, images_dir: Path, steps: list[Step]) -> dict:
+def _job(dataset, images_dir: Path, steps: list[Operation]) -> dict:
     from . import __version__
 
     src = dataset.path
@@ -233,7 +196,7 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
             shutil.copyfile(images_dir / name, target)
 
 
-def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: int | None = None,
+def run_pipeline(dataset, images_dir, out_dir, steps: list[Operation], *, workers: int | None = None,
                  resume: bool = False, on_error: str = "raise", progress: bool = True,
                  map_shards=imap_ordered) -> dict:
     """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
@@ -273,13 +236,13 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: in
             continue
         t0 = time.perf_counter()
         written = []
-        if step.op == "resample":
-            current, report = _resample(current, step)
+        if isinstance(step, AnnotationOperation):
+            current, report = step.apply(current)
         else:
             current, report, written = _pixel_step(
                 current, dataset, images_dir, step, k, work, folder, made, workers, on_error, map_shards,
                 bar=functools.partial(tqdm, disable=not progress, leave=False, unit="img",
-                                      desc=f"{step.op} ({k + 1}/{len(steps)})"))
+                                      desc=f"{step.name} ({k + 1}/{len(steps)})"))
         report["seconds"] = round(time.perf_counter() - t0, 3)
         write_json_atomic(done, {"dataset": {"images": current.images, "annotations": current.annotations},
                                  "report": report, "written": written})
@@ -289,21 +252,15 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Step], *, workers: in
     return summary
 
 
-def _resample(current, step: Step):
-    from .resample import resample
-
-    out, result = resample(current, step.spec)
-    return out, {"op": "resample", "images_before": len(current.images), "images_after": len(out.images)}
-
-
-def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, folder: str,
+def _pixel_step(current, source_dataset, images_dir: Path, step: PixelOperation, k: int, work: Path, folder: str,
                 made: set, workers: int, on_error: str, map_shards, bar):
     """Plan, render in shards, merge; also returns the file names written. Shards go to the
     workers as soon as their recipes are planned, so the pool renders the first while this
     process plans the rest. A source is read where it is: under ``work/images`` if this run
     made it (``made``), else from the input folder (the originals are linked only at the end,
     and only those the output keeps)."""
-    planned, plan_info, bank, tried = _plan(current, source_dataset, images_dir, step, k, work, folder, workers)
+    prepared = step.prepare(StepContext(source_dataset, images_dir, work, workers))
+    planned, plan_info, tried = _plan(current, step, prepared, k, folder)
     stage_dir = work / f"step-{k}"
     shards_dir = stage_dir / "shards"
     shards_dir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +268,7 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
     anns_of: dict = {}
     for a in current.annotations:
         anns_of.setdefault(a["image_id"], []).append(a)
-    stage = _Stage(step.op, step.spec, bank, on_error)
+    stage = _Stage(step, prepared, on_error)
     size = shard_size(tried)
     recipes: list = []  # every recipe, in order, as it is planned
     work_images, input_images = str(work / "images"), str(images_dir)  # str paths: pathlib joins cost µs each
@@ -327,7 +284,7 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: Step, k: int, w
                 pbar.update(len(chunk))
                 continue
             yield str(path), [(r, [(source_path(image_file_name(images[s])), images[s], anns_of.get(s, []))
-                                   for s in _sources(step.op, r)], os.path.join(work_images, r["file_name"]))
+                                   for s in step.sources(r)], os.path.join(work_images, r["file_name"]))
                               for r in chunk]
 
     with bar(total=tried) as pbar, map_shards(functools.partial(_render_shard, stage=stage), tasks(),
@@ -359,52 +316,26 @@ def shard_size(n: int) -> int:
     return min(SHARD_MAX, max(4, -(-n // 64)))
 
 
-def _sources(op: str, recipe: dict) -> list:
-    return [recipe["image_id"]] if op == "paste" else recipe["sources"]
-
-
-def _plan(current, source_dataset, images_dir: Path, step: Step, k: int, work: Path, folder: str, workers: int):
-    """Recipes with their output file names (and new image ids; for paste an iterator that plans
-    as it goes), the planning summary (complete once the recipes are taken), the bank path, and
-    the number of images tried (at least the number of recipes: it sets the shard size)."""
-    bank_path = None
-    if step.op == "paste":
-        from .bank import Bank, build_bank
-        from .copy_paste import iter_plan_paste
-
-        bank_path = step.bank
-        if bank_path is None:
-            bank_path = str(work / "bank")
-            if not (work / "bank" / "meta.json").is_file():
-                build_bank(source_dataset, images_dir, bank_path, workers=workers, progress=False)
-        recipes, info, tried = iter_plan_paste(current, Bank(bank_path), step.spec)
-        return ({**r, "file_name": f"{folder}/step{k}_paste_{r['image_id']}.jpg"} for r in recipes), info, \
-            bank_path, tried
-    if step.op == "mosaic":
-        from .mosaic import plan_mosaic as plan
-    else:
-        from .mixup import plan_mixup as plan
-    recipes = plan(current, step.spec)
+def _plan(current, step: PixelOperation, prepared: dict, k: int, folder: str):
+    """The step's recipes with their output file names (and, for new images, their ids; for an
+    operation that plans as it goes, an iterator), the planning summary (complete once the
+    recipes are taken) and the number of images tried (at least the number of recipes: it sets
+    the shard size)."""
+    recipes, info, tried = step.plan(current, prepared)
+    if step.replaces_images:
+        return ({**r, "file_name": f"{folder}/step{k}_{step.name}_{r['image_id']}.jpg"} for r in recipes), info, tried
+    recipes = list(recipes)
     next_id = int(current.index.image_ids.max(initial=0)) + 1
     for i, r in enumerate(recipes):
         r["image_id"] = next_id + i
-        r["file_name"] = f"{folder}/step{k}_{step.op}_{r['image_id']}.jpg"
-    return recipes, {}, bank_path, len(recipes)
+        r["file_name"] = f"{folder}/step{k}_{step.name}_{r['image_id']}.jpg"
+    return recipes, info, tried
 
 
-def _recipe_params(op: str, recipe: dict) -> dict:
-    if op == "paste":
-        return {"objects": [{key: o[key] for key in ("annotation_id", "category_id", "x", "y", "w", "h", "flip")}
-                            for o in recipe["objects"]]}
-    if op == "mosaic":
-        return {"centre": recipe["centre"]}
-    return {"lam": recipe["lam"]}
-
-
-def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: dict, anns_of: dict):
+def _merge(current, step: PixelOperation, k: int, recipes: list, items: list, plan_info: dict, anns_of: dict):
     """The step's dataset from the rendered items (recipe order), and the step's report.
     ``anns_of``: the current annotations by image id (a paste item names its untouched ones by id)."""
-    seed = step.spec.seed
+    seed = step.seed
     next_ann = int(current.index.ann_ids.max(initial=0)) + 1
     removed, pasted_removed, added, skipped, blends = [], [], [], [], {}
     new_images, new_anns = {}, {}  # by image id: the replacement / new record and its annotations
@@ -418,7 +349,7 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
         pasted_removed += item.get("pasted_removed", [])
         for name, n in item.get("blend", {}).items():
             blends[name] = blends.get(name, 0) + n
-        sources = _sources(step.op, recipe)
+        sources = step.sources(recipe)
         anns = []
         for a in item["new"]:
             a = {"id": next_ann, "image_id": recipe["image_id"], **a}
@@ -428,7 +359,7 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
             added.append(a["category_id"])
         record = {"id": recipe["image_id"], "file_name": recipe["file_name"],
                   "width": item["size"][0], "height": item["size"][1]}
-        if step.op == "paste":
+        if step.replaces_images:
             original = records[recipe["image_id"]]
             record = {**original, "file_name": recipe["file_name"]}
             if "coco_url" in record:
@@ -437,12 +368,12 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
             anns = [by_id[a] if isinstance(a, int) else a for a in item["kept"]] + anns
         if lvis:
             _lvis_lists(record, [records[s] for s in sources], anns)
-        record["ltaug"] = {"op": step.op, "step": k, "seed": seed, "source_image_ids": sources,
+        record["ltaug"] = {"op": step.name, "step": k, "seed": seed, "source_image_ids": sources,
                            "source_annotation_ids": [a["ltaug"]["source_annotation_id"] for a in item["new"]],
-                           "params": _recipe_params(step.op, recipe)}
+                           "params": step.recipe_params(recipe)}
         new_images[recipe["image_id"]] = record
         new_anns[recipe["image_id"]] = anns
-    if step.op == "paste":
+    if step.replaces_images:
         images = [new_images.get(im["id"], im) for im in current.images]
         annotations = []
         touched = set(new_anns)
@@ -455,7 +386,7 @@ def _merge(current, step: Step, k: int, recipes: list, items: list, plan_info: d
     else:
         images = current.images + list(new_images.values())
         annotations = current.annotations + [a for anns in new_anns.values() for a in anns]
-    report = {"op": step.op, "step": k, "params": step.spec.params(), "recipes": len(recipes),
+    report = {"op": step.name, "step": k, "params": step.params(), "recipes": len(recipes),
               "images_written": len(recipes) - len(skipped), "images_skipped": skipped,
               "added_per_class": _count(added), "removed_per_class": _count(removed),
               "pasted_removed_per_class": _count(pasted_removed), "blend": blends, "plan": plan_info}
@@ -483,7 +414,7 @@ def _count(category_ids: list) -> dict:
     return dict(zip(ids.tolist(), n.tolist()))
 
 
-def _finish(dataset, final, steps: list[Step], reports: list, images_dir: Path, made: set, work: Path,
+def _finish(dataset, final, steps: list[Operation], reports: list, images_dir: Path, made: set, work: Path,
             out_dir: Path, seconds: float) -> dict:
     """Link the input files the output keeps, drop the made ones it does not (an image a later
     step replaced), write annotations.json and run.json, move the folder into place."""

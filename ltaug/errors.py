@@ -21,3 +21,18 @@ class UsageError(LtaugError):
     """The command was called wrongly (bad flag value, output over input, ...)."""
 
     exit_code = 2
+
+
+class SpecError(UsageError, ValueError):
+    """A parameter of an operation (or another declared option) has a value it does not take.
+
+    ``field``: the parameter's name as the Python API and the YAML file spell it (``max_overlap``);
+    Also a ``ValueError``, as albumentations' transforms raise for a bad parameter.
+    ``detail``: what is wrong (``must lie in [0, 1], got 1.5``); ``owner``: the operation (``paste``).
+    The message reads ``paste: max_overlap must be in [0, 1], got 1.5``; the command line names
+    the flag instead (``--max-overlap must be in [0, 1], got 1.5``).
+    """
+
+    def __init__(self, field: str, detail: str, owner: str | None = None):
+        self.field, self.detail, self.owner = field, detail, owner
+        super().__init__(f"{owner + ': ' if owner else ''}{field} {detail}")

@@ -86,11 +86,6 @@ def polygons_bbox(polygons: Sequence[Sequence[float]]) -> list[float]:
     return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
 
 
-def rle_bbox(rle: dict) -> list[float]:
-    """Tight ``[x, y, w, h]`` of a mask's foreground pixels (pycocotools' ``toBbox``)."""
-    return [float(v) for v in mask_utils.toBbox(rle)]
-
-
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     """Outer contours of a binary mask as COCO polygons, one per connected part.
 

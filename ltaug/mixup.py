@@ -10,8 +10,6 @@ lambda * A + (1 - lambda) * B'. Every annotation records its weight (lambda for 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import cv2
 import numpy as np
 
@@ -19,25 +17,7 @@ from .mosaic import warp_annotation
 from .pixels import mix
 
 
-@dataclass(frozen=True)
-class MixupSpec:
-    count: int | None = None     # mixed images to make (default: one per input image)
-    alpha: float = 1.5
-    min_visible: float = 0.0     # B is only scaled, never cut: kept for warp_annotation
-    min_area: int = 1
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.count is not None and self.count < 0:
-            raise ValueError(f"count must be >= 0, got {self.count}")
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-
-    def params(self) -> dict:
-        return asdict(self)
-
-
-def plan_mixup(dataset, spec: MixupSpec) -> list[dict]:
+def plan_mixup(dataset, spec) -> list[dict]:
     """Recipes ``{"sources": [a, b], "lam": lambda}``: two distinct images (when there are two), lambda ~ Beta."""
     rng = np.random.default_rng([spec.seed, 0x313C0])
     ids = dataset.index.image_ids
@@ -50,7 +30,7 @@ def plan_mixup(dataset, spec: MixupSpec) -> list[dict]:
     return [{"sources": [int(ids[i]), int(ids[j])], "lam": round(float(x), 6)} for i, j, x in zip(a, b, lam)]
 
 
-def render_mixup(a, b, recipe: dict, spec: MixupSpec) -> tuple[np.ndarray, list[dict], list]:
+def render_mixup(a, b, recipe: dict, spec) -> tuple[np.ndarray, list[dict], list]:
     """The mixed image and both images' annotations (no ids yet, with provenance and weights)."""
     (img_a, rec_a, anns_a), (img_b, rec_b, anns_b) = a, b
     lam = float(recipe["lam"])

@@ -13,8 +13,6 @@ object cut by the output edge keeps its visible part; it is dropped when less th
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import cv2
 import numpy as np
 
@@ -23,29 +21,7 @@ from .geometry import rle_to_json
 from .pixels import PAD_VALUE
 
 
-@dataclass(frozen=True)
-class MosaicSpec:
-    count: int | None = None          # mosaics to make (default: one per input image)
-    size: tuple = (640, 640)          # output (W, H)
-    min_visible: float = 0.25
-    min_area: int = 4
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.count is not None and self.count < 0:
-            raise ValueError(f"count must be >= 0, got {self.count}")
-        if min(self.size) < 8:
-            raise ValueError(f"size must be at least 8 x 8, got {self.size}")
-        if not 0 <= self.min_visible <= 1 or self.min_area < 0:
-            raise ValueError("need 0 <= min_visible <= 1 and min_area >= 0")
-
-    def params(self) -> dict:
-        d = asdict(self)
-        d["size"] = list(self.size)
-        return d
-
-
-def plan_mosaic(dataset, spec: MosaicSpec) -> list[dict]:
+def plan_mosaic(dataset, spec) -> list[dict]:
     """Recipes ``{"sources": [4 image ids], "centre": [cx, cy]}``; sources uniform with replacement."""
     rng = np.random.default_rng([spec.seed, 0x305A1C])
     ids = dataset.index.image_ids
@@ -70,7 +46,7 @@ def tile_layout(src_hw, size, centre, k: int) -> tuple[tuple[int, int], tuple[in
     return (tw, th), (ox, oy), window
 
 
-def render_mosaic(sources: list[tuple[np.ndarray, dict, list]], recipe: dict, spec: MosaicSpec) -> tuple[np.ndarray, list[dict], list]:
+def render_mosaic(sources: list[tuple[np.ndarray, dict, list]], recipe: dict, spec) -> tuple[np.ndarray, list[dict], list]:
     """The mosaic image and its annotations (no ids yet, with provenance); category ids of dropped remnants.
 
     ``sources``: four (pixels, image record, annotations) in quadrant order.

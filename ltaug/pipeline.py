@@ -17,12 +17,10 @@ Format (paths are relative to the config file's folder)::
       - mosaic: {count: 100, size: [640, 640]}
       - mixup: {count: 50, alpha: 1.5}
 
-Each step is a one-key mapping from the op to its parameters, named as the dataclass fields
-of :class:`~ltaug.resample.ResampleSpec`, :class:`~ltaug.copy_paste.PasteSpec`,
-:class:`~ltaug.mosaic.MosaicSpec`, :class:`~ltaug.mixup.MixupSpec` (the same words as the
-command-line flags, with ``_`` for ``-``). Paste also takes ``bank`` (a folder made by
-``ltaug bank``; default: one built from the input) and ``exclude`` (bank quality flags to
-leave out, as names; default ``too_small, truncated, occluded, empty, clipped``).
+Each step is a one-key mapping from a registered operation's name (:data:`ltaug.ops.OPERATIONS`:
+resample, paste, mosaic, mixup, and any registered by the user) to its parameters, named as
+the operation declares them (the command-line flags, with ``_`` for ``-``: ``ltaug paste --help``
+lists them). A paste step's ``bank`` is relative to this file, like the other paths.
 """
 from __future__ import annotations
 
@@ -30,56 +28,16 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .bank import Flag
-from .copy_paste import DEFAULT_EXCLUDE, PasteSpec
-from .engine import Step
-from .errors import InputError, UsageError
-from .mixup import MixupSpec
-from .mosaic import MosaicSpec
-from .resample import ResampleSpec
+from .errors import InputError, SpecError, UsageError
+from .ops import OPERATIONS, Operation, from_mapping
 
-SPECS = {"resample": ResampleSpec, "paste": PasteSpec, "mosaic": MosaicSpec, "mixup": MixupSpec}
 TOP_KEYS = ("input", "images", "output", "seed", "workers", "on_error", "backend", "address", "steps")
 BACKENDS = ("local", "ray")
 
 
-def flag_bits(names) -> int:
-    """Bank flags by name (``too_small`` or ``too-small``, any case) as a bit mask."""
-    bits = 0
-    for name in names:
-        key = str(name).strip().upper().replace("-", "_")
-        if key not in Flag.__members__:
-            raise ValueError(f"unknown bank flag {name!r} (flags: {', '.join(f.name.lower() for f in Flag)})")
-        bits |= Flag[key]
-    return int(bits)
-
-
-def flag_names(bits: int) -> list[str]:
-    return [f.name.lower() for f in Flag if bits & f]
-
-
-def make_step(op: str, params: dict, seed: int) -> Step:
-    """A :class:`Step` from an op name and its parameters; ValueError naming what is wrong."""
-    if op not in SPECS:
-        raise ValueError(f"unknown step {op!r} (steps: {', '.join(SPECS)})")
-    params = dict(params or {})
-    bank = params.pop("bank", None) if op == "paste" else None
-    if op == "paste":
-        params["exclude_flags"] = flag_bits(params.pop("exclude", flag_names(int(DEFAULT_EXCLUDE))))
-        if "scale" in params:
-            params["scale"] = tuple(params["scale"])
-    if op == "mosaic" and "size" in params:
-        params["size"] = tuple(params["size"])
-    params.setdefault("seed", seed)
-    allowed = [f.name for f in dataclasses.fields(SPECS[op])]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"{op}: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
-    try:
-        spec = SPECS[op](**params)
-    except TypeError as exc:
-        raise ValueError(f"{op}: {exc}") from None
-    return Step(op, spec, None if bank is None else str(bank))
+def make_step(name: str, params: dict | None, seed: int) -> Operation:
+    """The operation ``name`` with ``params`` (a YAML step's mapping); ``seed`` unless it sets its own."""
+    return from_mapping(OPERATIONS.get(name), params, seed=seed)
 
 
 @dataclasses.dataclass
@@ -134,10 +92,10 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
             raise UsageError(f"{path}: step {k + 1} ({op}): parameters must be a mapping")
         try:
             step = make_step(op, params, seed + k)
-        except ValueError as exc:
+        except SpecError as exc:
             raise UsageError(f"{path}: step {k + 1}: {exc}") from None
-        if step.bank is not None:
-            step = dataclasses.replace(step, bank=str(path.parent / step.bank))
+        if getattr(step, "bank", None) is not None:
+            step = step.replace(bank=str(path.parent / step.bank))
         steps.append(step)
     base = path.parent
     return Pipeline(input=base / str(doc["input"]), images=base / str(doc["images"]), output=base / str(doc["output"]),

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__, masks
 from .dataset import load_dataset
-from .engine import FORMAT, PIXEL_OPS
+from .engine import FORMAT
 from .errors import InputError, LtaugError, UsageError
 from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 from .imagefile import read_image
@@ -105,6 +105,12 @@ def _op(record: dict):
     return lt.get("op") if isinstance(lt, dict) else None
 
 
+def _made(record: dict) -> bool:
+    """Whether a pixel step made this image (its provenance names the step; a resample's does not)."""
+    lt = record.get("ltaug")
+    return isinstance(lt, dict) and "step" in lt
+
+
 def class_table(before, after, run: dict, *, rare_max=None, common_max=None) -> dict:
     """The per-class before/after document (the shape of :func:`ltaug.shift.class_shift`, so that
     :func:`ltaug.shift.plot_shift` draws it) with the report's own columns.
@@ -148,14 +154,11 @@ def pick_samples(images: list, n: int, seed: int = 0, pasted_in=None) -> list:
     """Up to ``n`` images made by a pixel step, a seeded mix of ops (round robin over the ops in
     pipeline order); of the paste outputs, those with a pasted object come first."""
     groups: dict = {}
-    for im in images:
-        op = _op(im)
-        if op in PIXEL_OPS:
-            groups.setdefault(op, []).append(im)
+    for im in sorted((im for im in images if _made(im)), key=lambda im: im["ltaug"]["step"]):
+        groups.setdefault(_op(im), []).append(im)
     rng = np.random.default_rng(seed)
     queues = []
-    for op in PIXEL_OPS:
-        group = groups.get(op, [])
+    for op, group in groups.items():
         order = [group[i] for i in rng.permutation(len(group))]
         if op == "paste" and pasted_in is not None:
             order.sort(key=lambda im: im["id"] not in pasted_in)  # stable: the shuffle stays within each kind
@@ -483,7 +486,7 @@ def _sample_section(out_dir: Path, after, samples: int, seed: int, width: int) -
         except LtaugError as exc:
             body = f'<p class="warn">{_e(exc)}</p>'
         cells.append(f"<figure>{body}<figcaption>{caption}</figcaption></figure>")
-    made = sum(_op(im) in PIXEL_OPS for im in after.images)
+    made = sum(map(_made, after.images))
     return (f"<h2>Sample outputs ({len(picked)} of {made} images the engine made, seed {seed})</h2>"
             + _legend() + f'<div class="grid">{"".join(cells)}</div>')
 

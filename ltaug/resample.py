@@ -20,48 +20,11 @@ METHODS = ("rfs", "cas", "sqrt", "soft")
 ROUNDINGS = ("stochastic", "ceil")
 
 
-@dataclass(frozen=True)
-class ResampleSpec:
-    """What to sample. Unused fields are ignored by methods that do not take them."""
-
-    method: str
-    seed: int = 0
-    epochs: int = 1
-    threshold: float = sampling.DEFAULT_RFS_THRESHOLD   # rfs: t
-    sqrt: bool = True                                   # rfs: sqrt(t / f) or t / f
-    rounding: str = "stochastic"                        # rfs: per-epoch rounding
-    lam: float = 0.5                                    # soft: lambda (first epoch when lam_end is set)
-    lam_end: float | None = None                        # soft: linear schedule to this lambda
-    samples_per_epoch: int | None = None                # cas/sqrt/soft: default = number of images
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if not self.threshold >= 0:
-            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
-        if self.rounding not in ROUNDINGS:
-            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {self.rounding!r}")
-        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
-            raise ValueError(f"samples per epoch must be >= 1, got {self.samples_per_epoch}")
-        for name in ("lam", "lam_end"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-
-    def params(self) -> dict:
-        """The parameters that matter for this method (recorded in provenance)."""
-        keys = {"rfs": ("threshold", "sqrt", "rounding"), "cas": ("samples_per_epoch",),
-                "sqrt": ("samples_per_epoch",), "soft": ("lam", "lam_end", "samples_per_epoch")}[self.method]
-        return {"seed": self.seed, "epochs": self.epochs, **{k: getattr(self, k) for k in keys}}
-
-
 @dataclass
 class ResampleResult:
     counts: np.ndarray            # (I,) total uses of each image over all epochs
     expected_per_epoch: np.ndarray  # (I,) expected uses per epoch (the repeat factors for rfs)
-    spec: ResampleSpec
+    spec: object                  # the ltaug.ops.Resample it was drawn for
     per_epoch: list = field(default_factory=list)  # (I,) counts of each epoch
 
 
@@ -70,7 +33,7 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch)])
 
 
-def resample_counts(dataset: Dataset, spec: ResampleSpec) -> ResampleResult:
+def resample_counts(dataset: Dataset, spec) -> ResampleResult:
     """How many times each image is used in each of ``spec.epochs`` epochs."""
     ix = dataset.index
     per_epoch = []
@@ -132,7 +95,7 @@ def expand_dataset(dataset: Dataset, counts: np.ndarray, *, op: str, params: dic
     return dataset.replace(images=images, annotations=annotations)
 
 
-def resample(dataset: Dataset, spec: ResampleSpec) -> tuple[Dataset, ResampleResult]:
+def resample(dataset: Dataset, spec) -> tuple[Dataset, ResampleResult]:
     """Resample ``dataset`` for ``spec.epochs`` epochs; returns the new dataset and the counts."""
     result = resample_counts(dataset, spec)
     out = expand_dataset(dataset, result.counts, op=f"resample:{spec.method}", params=spec.params())
@@ -155,5 +118,5 @@ def repeat_factor_document(dataset: Dataset, result: ResampleResult) -> dict:
     }
 
 
-__all__ = ["METHODS", "ResampleSpec", "ResampleResult", "resample", "resample_counts", "expand_dataset",
+__all__ = ["METHODS", "ResampleResult", "resample", "resample_counts", "expand_dataset",
            "repeat_factor_document"]

@@ -80,16 +80,26 @@ from pathlib import Path
 
 import albumentations as A
 import numpy as np
-from albumentations.core.bbox_utils import convert_bboxes_from_albumentations, convert_bboxes_to_albumentations
+from albumentations.core.bbox_utils import (
+    convert_bboxes_from_albumentations,
+    convert_bboxes_to_albumentations,
+)
 
 from . import masks as mask_ops
-from .bank import Bank
-from .copy_paste import DEFAULT_EXCLUDE, PasteSpec, class_weights, eligible_rows, place, render_paste
+from .bank import Bank, Flag
+from .copy_paste import (
+    DEFAULT_EXCLUDE,
+    class_weights,
+    eligible_rows,
+    place,
+    render_paste,
+)
 from .dataset import Dataset, load_dataset
 from .geometry import decode, xywh_to_xyxy
 from .imagefile import read_image
-from .mixup import MixupSpec, render_mixup
-from .mosaic import MosaicSpec, render_mosaic, tile_layout
+from .mixup import render_mixup
+from .mosaic import render_mosaic, tile_layout
+from . import ops
 from .paths import image_file_name
 from .pixels import resize_mask
 
@@ -205,7 +215,7 @@ def concat(image: np.ndarray, parts: Sequence[Sample], k: int) -> Sample:
     return out
 
 
-def copy_paste(sample: Sample, bank: Bank, objects: list[dict], spec: PasteSpec, new_rows: np.ndarray) -> Sample:
+def copy_paste(sample: Sample, bank: Bank, objects: list[dict], spec: ops.Paste, new_rows: np.ndarray) -> Sample:
     """Paste bank objects into a copy of the sample's image (BGR) and keep the objects right.
 
     ``objects``: placed bank objects as :func:`ltaug.copy_paste.plan_paste` writes them (``row``,
@@ -266,7 +276,7 @@ def warp_objects(sample: Sample, size, offset, window, canvas_hw, min_visible: f
     return Sample(None, boxes, sample.rows[keep], cut, window=(x0, y0, x1, y1))
 
 
-def mosaic(tiles: Sequence[Sample], centre, spec: MosaicSpec) -> Sample:
+def mosaic(tiles: Sequence[Sample], centre, spec: ops.Mosaic) -> Sample:
     """Four samples in a 2 x 2 mosaic of ``spec.size`` around ``centre`` (tile k in quadrant k)."""
     W, H = spec.size
     canvas, _, _ = render_mosaic([(t.image, {"id": None}, []) for t in tiles], {"centre": list(centre)}, spec)
@@ -283,7 +293,7 @@ def mixup(a: Sample, b: Sample, lam: float, weight_column: int | None = None) ->
 
     ``weight_column``: a label column multiplied by lam for a's objects and 1 - lam for b's.
     """
-    image, _, _ = render_mixup((a.image, {"id": None}, []), (b.image, {"id": None}, []), {"lam": lam}, MixupSpec())
+    image, _, _ = render_mixup((a.image, {"id": None}, []), (b.image, {"id": None}, []), {"lam": lam}, ops.Mixup())
     H, W = a.image.shape[:2]
     h, w = b.image.shape[:2]
     s = min(W / w, H / h)
@@ -531,7 +541,7 @@ class CopyPaste(_Transform):
     class). ``classes``: category ids that may be pasted (default: all the bank holds).
     ``label_map``: the label of a pasted object from its category id (dict or callable; default:
     the id itself). ``blend``, ``sigma``, ``scale``, ``flip``, ``max_overlap``, ``min_visible``,
-    ``exclude_flags``, ``box_only``: as :class:`ltaug.copy_paste.PasteSpec`. ``rgb``: your images
+    ``exclude_flags`` (bank :class:`~ltaug.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`. ``rgb``: your images
     are RGB (the bank's crops are BGR). After a call, ``get_applied_params()["objects"]`` lists
     what was placed (bank ``row``, ``category_id``, ``x``, ``y``, ``w``, ``h``, ``flip``).
     """
@@ -555,9 +565,9 @@ class CopyPaste(_Transform):
         self.max_overlap, self.min_visible, self.exclude_flags = max_overlap, min_visible, exclude_flags
         self.box_only, self.rgb, self.label_map = box_only, rgb, label_map
         self._range = (int(lo), int(hi))
-        self._spec = PasteSpec(weighting=weighting, power=power, objects=int(hi), blend=blend, sigma=sigma,
+        self._spec = ops.Paste(weighting=weighting, power=power, objects=int(hi), blend=blend, sigma=sigma,
                                scale=tuple(scale), flip=flip, max_overlap=max_overlap, min_visible=min_visible,
-                               exclude_flags=int(exclude_flags), box_only=box_only)
+                               exclude=[f.name.lower() for f in Flag if int(exclude_flags) & f], box_only=box_only)
         self._tables()
 
     def _tables(self) -> None:
@@ -631,7 +641,7 @@ class Mosaic(_FromSource):
         super().__init__(label_field, fill_labels, seed, p)
         self.source, self.metadata_key = source, metadata_key
         self.size, self.min_visible, self.min_area = tuple(size), min_visible, min_area
-        self._spec = MosaicSpec(size=tuple(int(v) for v in size), min_visible=min_visible, min_area=min_area)
+        self._spec = ops.Mosaic(size=tuple(int(v) for v in size), min_visible=min_visible, min_area=min_area)
 
     def _run(self, sample, data, cols):
         rng = self.random_generator
@@ -651,7 +661,7 @@ class MixUp(_FromSource):
                  fill_labels: dict | None = None, seed: int | None = None, p: float = 0.5):
         fill = {**({weight_field: 1.0} if weight_field else {}), **(fill_labels or {})}
         super().__init__(label_field, fill, seed, p, extra_fields=(weight_field,))
-        MixupSpec(alpha=alpha)  # validates alpha
+        ops.Mixup(alpha=alpha)  # validates alpha
         self.source, self.metadata_key = source, metadata_key
         self.alpha, self.weight_field = alpha, weight_field
 

@@ -1,7 +1,6 @@
 """Copy-paste planning (class weights, placement, budget) and rendering (masks, occlusion, provenance)."""
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -10,9 +9,10 @@ from pycocotools import mask as mask_utils
 
 from ltaug import load_dataset
 from ltaug.bank import Flag
-from ltaug.copy_paste import PasteSpec, class_weights, eligible_rows, plan_paste, render_paste
+from ltaug.copy_paste import class_weights, eligible_rows, plan_paste, render_paste
 from ltaug.geometry import decode
 from ltaug.imagefile import read_image
+from ltaug.ops import Paste
 from ltaug.paths import image_file_name
 from ltaug.pixels import resize_object
 
@@ -35,19 +35,19 @@ def test_class_weights():
 
 
 def test_eligible_rows_leave_out_flagged_objects(demo, demo_bank):
-    rows, box_only = eligible_rows(demo_bank, demo.index.category_ids, PasteSpec())
+    rows, box_only = eligible_rows(demo_bank, demo.index.category_ids, Paste())
     flags = np.asarray(demo_bank.objects["flags"])
     assert not box_only and rows.size > 0
-    assert np.all(flags[rows] & int(PasteSpec().exclude_flags) == 0)
-    everything, _ = eligible_rows(demo_bank, demo.index.category_ids, PasteSpec(exclude_flags=0))
+    assert np.all(flags[rows] & int(Paste().exclude_flags) == 0)
+    everything, _ = eligible_rows(demo_bank, demo.index.category_ids, Paste(exclude=[]))
     assert everything.size == len(demo_bank)
 
 
 def test_plan_is_seeded_and_objects_fit_with_limited_overlap(demo, demo_bank):
-    spec = PasteSpec(objects=5, seed=3, max_overlap=0.3)
+    spec = Paste(objects=5, seed=3, max_overlap=0.3)
     recipes, info = plan_paste(demo, demo_bank, spec)
     assert recipes == plan_paste(demo, demo_bank, spec)[0]
-    assert recipes != plan_paste(demo, demo_bank, dataclasses.replace(spec, seed=4))[0]
+    assert recipes != plan_paste(demo, demo_bank, spec.replace(seed=4))[0]
     idx = demo.index
     for r in recipes:
         pos = int(idx.image_positions([r["image_id"]])[0])
@@ -69,7 +69,7 @@ def test_inverse_weighting_pastes_rare_classes_more_than_uniform(demo, demo_bank
     counts = dict(zip(demo.index.category_ids.tolist(), demo.index.instance_counts.tolist()))
 
     def rare_share(weighting):
-        recipes, _ = plan_paste(demo, demo_bank, PasteSpec(weighting=weighting, objects=20, max_overlap=1.0, seed=1))
+        recipes, _ = plan_paste(demo, demo_bank, Paste(weighting=weighting, objects=20, max_overlap=1.0, seed=1))
         cats = [o["category_id"] for r in recipes for o in r["objects"]]
         return np.mean([counts[c] <= 3 for c in cats])
 
@@ -78,7 +78,7 @@ def test_inverse_weighting_pastes_rare_classes_more_than_uniform(demo, demo_bank
 
 
 def test_budget_asks_for_exactly_the_deficits(demo, demo_bank):
-    spec = PasteSpec(weighting="budget", target={"min_instances": 4}, objects=10, max_overlap=1.0, seed=0)
+    spec = Paste(weighting="budget", target={"min_instances": 4}, objects=10, max_overlap=1.0, seed=0)
     recipes, info = plan_paste(demo, demo_bank, spec)
     idx = demo.index
     rows, _ = eligible_rows(demo_bank, idx.category_ids, spec)
@@ -98,7 +98,7 @@ def _image(ds, image_id, images_dir):
 
 
 def test_render_hard_paste_pixels_masks_and_provenance(demo, demo_bank, demo_train_images):
-    spec = PasteSpec(objects=4, blend="hard", seed=5, min_visible=0.0)
+    spec = Paste(objects=4, blend="hard", seed=5, min_visible=0.0)
     recipe = plan_paste(demo, demo_bank, spec)[0][0]
     img, rec, anns = _image(demo, recipe["image_id"], demo_train_images)
     out = img.copy()
@@ -128,7 +128,7 @@ def test_render_hard_paste_pixels_masks_and_provenance(demo, demo_bank, demo_tra
 
 def test_occluded_objects_are_cut_or_removed(demo, demo_bank, demo_train_images):
     """Paste over an existing object on purpose: fully covered -> removed, half covered -> mask cut."""
-    spec = PasteSpec(blend="hard", min_visible=0.25)
+    spec = Paste(blend="hard", min_visible=0.25)
     big = int(np.argmax(np.asarray(demo_bank.objects["area"]) * ((np.asarray(demo_bank.objects["flags"]) & Flag.BOX_ONLY) == 0)))
     o = demo_bank.objects[big]
     target = next(a for a in demo.annotations if not a.get("iscrowd") and 20 < a["bbox"][2] < 200 and 20 < a["bbox"][3] < 200)

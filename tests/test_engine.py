@@ -14,20 +14,17 @@ import pytest
 from conftest import DEMO, ROOT
 
 from ltaug import InputError, UsageError, load_dataset
-from ltaug.copy_paste import PasteSpec
-from ltaug.engine import Step, partial_dir, run_pipeline
+from ltaug.engine import partial_dir, run_pipeline
 from ltaug.frequency import to_lvis
 from ltaug.jsonio import file_sha256
-from ltaug.mixup import MixupSpec
-from ltaug.mosaic import MosaicSpec
+from ltaug.ops import Mixup, Mosaic, Paste, Resample
 from ltaug.paths import image_file_name
-from ltaug.resample import ResampleSpec
 
 IMAGES = DEMO / "images" / "train"
-STEPS = [Step("resample", ResampleSpec("rfs", seed=0, threshold=0.1)),
-         Step("paste", PasteSpec(objects=4, prob=0.7, seed=1)),
-         Step("mosaic", MosaicSpec(count=6, seed=2)),
-         Step("mixup", MixupSpec(count=4, seed=3))]
+STEPS = [Resample(method="rfs", seed=0, threshold=0.1),
+         Paste(objects=4, prob=0.7, seed=1),
+         Mosaic(count=6, seed=2),
+         Mixup(count=4, seed=3)]
 
 
 def same_tree(a: Path, b: Path) -> bool:
@@ -150,7 +147,7 @@ def test_lvis_input_gives_lvis_output(tmp_path, demo_train_path):
     ds.save(path)
     ds = load_dataset(path)
     out = tmp_path / "out"
-    run_pipeline(ds, IMAGES, out, [Step("paste", PasteSpec(weighting="uniform", objects=5, seed=0))], workers=1,
+    run_pipeline(ds, IMAGES, out, [Paste(weighting="uniform", objects=5, seed=0)], workers=1,
                  progress=False)
     lvis = LVIS(str(out / "annotations.json"))
     assert len(lvis.dataset["images"]) == len(ds.images)
@@ -184,7 +181,7 @@ def test_skip_unreadable_images(tmp_path, demo_train_path):
     (images / victim["file_name"]).unlink()
     (images / victim["file_name"]).write_bytes(b"not an image")
     # the mosaic step reads through the work folder, where the broken file is linked too
-    s = run_pipeline(ds, images, tmp_path / "out", [Step("mosaic", MosaicSpec(count=40, seed=0))], workers=1,
+    s = run_pipeline(ds, images, tmp_path / "out", [Mosaic(count=40, seed=0)], workers=1,
                      on_error="skip", progress=False)
     skipped = s["steps_run"][0]["images_skipped"]
     assert skipped and all(f"image id {victim['id']}" in r for r in skipped)
@@ -295,8 +292,8 @@ def test_stopped_after_two_shards_resumes_and_checks_its_shards(tmp_path, runs):
 def test_pipeline_file_errors(tmp_path, demo_train_path):
     bad = tmp_path / "bad.yaml"
     for text, message in (("steps: [}", "not valid YAML"),
-                          (f"input: {demo_train_path}\nimages: {IMAGES}\noutput: o\nsteps:\n  - blur: {{}}\n", "unknown step 'blur'"),
-                          (f"input: {demo_train_path}\nimages: {IMAGES}\noutput: o\nsteps:\n  - paste: {{objcts: 3}}\n", "unknown parameter(s) objcts"),
+                          (f"input: {demo_train_path}\nimages: {IMAGES}\noutput: o\nsteps:\n  - blur: {{}}\n", "blur is not a known operation"),
+                          (f"input: {demo_train_path}\nimages: {IMAGES}\noutput: o\nsteps:\n  - paste: {{objcts: 3}}\n", "objcts is not a parameter"),
                           (f"input: {demo_train_path}\nimages: {IMAGES}\nsteps: []\n", "missing key(s) output")):
         bad.write_text(text)
         r = _ltaug("run", bad)
@@ -312,8 +309,8 @@ def test_box_only_dataset_pastes_rectangles(tmp_path, demo_doc):
     path = tmp_path / "boxes.json"
     path.write_text(json.dumps(demo_doc))
     ds = load_dataset(path)
-    spec = PasteSpec(objects=3, blend="hard", max_overlap=0.0, seed=0)  # no overlaps: whole rectangles
-    s = run_pipeline(ds, IMAGES, tmp_path / "out", [Step("paste", spec)],
+    spec = Paste(objects=3, blend="hard", max_overlap=0.0, seed=0)  # no overlaps: whole rectangles
+    s = run_pipeline(ds, IMAGES, tmp_path / "out", [spec],
                      workers=1, progress=False)
     assert s["steps_run"][0]["plan"]["box_only"]
     out = json.loads((tmp_path / "out" / "annotations.json").read_text())
@@ -334,7 +331,7 @@ def test_a_bank_rebuilt_at_the_same_path_is_read_afresh(tmp_path, demo_train_pat
 
     ds = load_dataset(demo_train_path)
     bank = tmp_path / "bank"
-    steps = [Step("paste", PasteSpec(objects=3, prob=1.0, seed=5), bank=str(bank))]
+    steps = [Paste(objects=3, prob=1.0, seed=5, bank=str(bank))]
     build_bank(ds, IMAGES, bank, workers=1, min_area=32, progress=False)
     run_pipeline(ds, IMAGES, tmp_path / "first", steps, workers=1, progress=False)
     fewer = ds.replace(images=ds.images[5:], annotations=[a for a in ds.annotations

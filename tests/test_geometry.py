@@ -59,13 +59,6 @@ def test_uncompressed_and_compressed_rle_decode_to_the_mask(mask):
     assert g.mask_area(compressed, H, W) == int(mask.sum())
 
 
-@given(masks())
-def test_rle_bbox_is_tight(mask):
-    ys, xs = np.nonzero(mask)
-    expected = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
-    assert g.rle_bbox(g.to_rle(uncompressed_rle(mask), H, W)) == [float(v) for v in expected]
-
-
 @given(rectangles())
 def test_rectangle_polygon_area_bbox_and_raster(rect):
     x0, y0, x1, y1 = rect

@@ -12,6 +12,7 @@ from conftest import shared_path
 from lvis_style import build_lvis_style
 from ltaug import COCO, LVIS, Dataset, UsageError, load_dataset
 from ltaug.frequency import frequency_bins, recount, to_lvis
+from ltaug.paths import image_file_name
 
 
 def roundtrip(path, tmp_path):
@@ -61,7 +62,7 @@ def test_lvis_style_file_roundtrips_and_loads_in_lvis_api(lvis_file, tmp_path):
     assert len(coco.getAnnIds()) == len(original["annotations"])
     # LVIS images have no file_name: the file name comes from coco_url, as lvis-api assumes
     im = ds.images[0]
-    assert "file_name" not in im and ds.image_file(im) == im["coco_url"].rsplit("/", 1)[-1]
+    assert "file_name" not in im and image_file_name(im) == im["coco_url"].rsplit("/", 1)[-1]
 
 
 def test_lvis_stored_bins_are_kept(lvis_file):

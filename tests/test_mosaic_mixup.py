@@ -5,8 +5,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ltaug.geometry import decode
-from ltaug.mixup import MixupSpec, plan_mixup, render_mixup
-from ltaug.mosaic import MosaicSpec, plan_mosaic, render_mosaic, tile_layout
+from ltaug.mixup import plan_mixup, render_mixup
+from ltaug.mosaic import plan_mosaic, render_mosaic, tile_layout
+from ltaug.ops import Mixup, Mosaic
 
 
 def rle_json(mask: np.ndarray) -> dict:
@@ -36,7 +37,7 @@ def test_mosaic_carries_masks_and_drops_remnants():
               "segmentation": [[300.0, 300.0, 360.0, 300.0, 360.0, 360.0, 300.0, 360.0]]}
     far = {"id": 2, "image_id": 9, "category_id": 6, "iscrowd": 0, "bbox": [0.0, 0.0, 30.0, 30.0], "area": 900.0,
            "segmentation": [[0.0, 0.0, 30.0, 0.0, 30.0, 30.0, 0.0, 30.0]]}
-    spec = MosaicSpec(size=(400, 400), min_visible=0.5)
+    spec = Mosaic(size=(400, 400), min_visible=0.5)
     # centre near the top-left: tile 0 (top-left) shows only the bottom-right corner of its image
     recipe = {"centre": [100, 100]}
     sources = [(img, {"id": 9}, [inside, far])] + [(img, {"id": 8}, [])] * 3
@@ -58,7 +59,7 @@ def test_mixup_keeps_both_and_weights_them():
              "segmentation": rle_json(mb)}
     ann_a = {"id": 6, "image_id": 1, "category_id": 4, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0,
              "segmentation": [[0, 0, 5, 0, 5, 5, 0, 5]]}
-    out, anns, dropped = render_mixup((a, {"id": 1}, [ann_a]), (b, {"id": 2}, [ann_b]), {"lam": 0.25}, MixupSpec())
+    out, anns, dropped = render_mixup((a, {"id": 1}, [ann_a]), (b, {"id": 2}, [ann_b]), {"lam": 0.25}, Mixup())
     assert np.all(out[:480] == 175) and np.all(out[480:] == 100)  # 0.25 * 100 + 0.75 * 200; A alone below B
     assert [x["ltaug"]["mixup_weight"] for x in anns] == [0.25, 0.75] and not dropped
     assert anns[0]["segmentation"] == ann_a["segmentation"]
@@ -70,8 +71,8 @@ def test_plans_are_seeded(demo_train_path):
     from ltaug import load_dataset
 
     ds = load_dataset(demo_train_path)
-    assert plan_mosaic(ds, MosaicSpec(count=5, seed=1)) == plan_mosaic(ds, MosaicSpec(count=5, seed=1))
-    assert plan_mosaic(ds, MosaicSpec(count=5, seed=1)) != plan_mosaic(ds, MosaicSpec(count=5, seed=2))
-    lams = [r["lam"] for r in plan_mixup(ds, MixupSpec(count=400, alpha=1.5, seed=0))]
+    assert plan_mosaic(ds, Mosaic(count=5, seed=1)) == plan_mosaic(ds, Mosaic(count=5, seed=1))
+    assert plan_mosaic(ds, Mosaic(count=5, seed=1)) != plan_mosaic(ds, Mosaic(count=5, seed=2))
+    lams = [r["lam"] for r in plan_mixup(ds, Mixup(count=400, alpha=1.5, seed=0))]
     assert abs(np.mean(lams) - 0.5) < 0.05 and 0 < min(lams) and max(lams) < 1
-    assert all(len(set(r["sources"])) == 2 for r in plan_mixup(ds, MixupSpec(count=50, seed=0)))
+    assert all(len(set(r["sources"])) == 2 for r in plan_mixup(ds, Mixup(count=50, seed=0)))

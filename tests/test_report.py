@@ -17,16 +17,15 @@ from conftest import DEMO, ROOT
 
 from cli.main import main
 from ltaug import load_dataset
-from ltaug.copy_paste import PasteSpec
-from ltaug.engine import Step, run_pipeline
-from ltaug.mosaic import MosaicSpec
+from ltaug.engine import run_pipeline
+from ltaug.ops import Mosaic, Paste
 from ltaug.report import build_report, pasted_flags, pick_samples
 from ltaug.stats import dataset_stats
 
 IMAGES = DEMO / "images" / "train"
 # large objects, any overlap, objects kept only when 90% visible: pasting removes existing objects
-STEPS = [Step("paste", PasteSpec(objects=6, scale=(1.0, 2.0), max_overlap=1.0, min_visible=0.9, seed=1)),
-         Step("mosaic", MosaicSpec(count=4, seed=2))]
+STEPS = [Paste(objects=6, scale=(1.0, 2.0), max_overlap=1.0, min_visible=0.9, seed=1),
+         Mosaic(count=4, seed=2)]
 BINS = ("--rare-max", "2", "--common-max", "5")
 
 

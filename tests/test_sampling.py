@@ -11,7 +11,8 @@ import pytest
 from cli.main import main
 from ltaug import Dataset, load_dataset
 from ltaug import sampling as S
-from ltaug.resample import ResampleSpec, expand_dataset, resample, resample_counts
+from ltaug.ops import Resample
+from ltaug.resample import expand_dataset, resample, resample_counts
 
 
 def make(images, anns, n_cats=None):
@@ -57,7 +58,7 @@ def test_rfs_hand_made_cases():
     # only empty images
     empty = make([1, 2, 3], [], n_cats=2)
     assert S.repeat_factors(empty.index).tolist() == [1.0, 1.0, 1.0]
-    out, res = resample(empty, ResampleSpec("rfs", seed=3, threshold=0.5))
+    out, res = resample(empty, Resample(method="rfs", seed=3, threshold=0.5))
     assert len(out.images) == 3 and res.counts.tolist() == [1, 1, 1]
 
 
@@ -72,13 +73,13 @@ def test_stochastic_rounding_matches_r_in_expectation():
 
 def test_rfs_epochs_counts_in_expectation(coco_lt_train):
     ds = load_dataset(coco_lt_train)
-    spec = ResampleSpec("rfs", seed=11, epochs=200, threshold=0.2)
+    spec = Resample(method="rfs", seed=11, epochs=200, threshold=0.2)
     res = resample_counts(ds, spec)
     assert len(res.per_epoch) == 200
     assert np.allclose(res.counts / 200, res.expected_per_epoch, atol=0.12)
     assert np.array_equal(res.counts, np.sum(res.per_epoch, axis=0))
     # epoch e's draw does not depend on how many epochs were asked for
-    short = resample_counts(ds, ResampleSpec("rfs", seed=11, epochs=3, threshold=0.2))
+    short = resample_counts(ds, Resample(method="rfs", seed=11, epochs=3, threshold=0.2))
     assert all(np.array_equal(a, b) for a, b in zip(short.per_epoch, res.per_epoch[:3]))
 
 
@@ -112,7 +113,7 @@ def test_class_sampling_matches_reference(coco_lt_train, method, lam):
     got = S.class_probabilities(ix.image_counts, method, lam=lam if lam is not None else 0.5)
     for pos, cid in enumerate(ix.category_ids.tolist()):
         assert got[pos] == pytest.approx(probs.get(cid, 0.0))
-    spec = ResampleSpec(method, seed=5, epochs=300, lam=lam if lam is not None else 0.5)
+    spec = Resample(method=method, seed=5, epochs=300, lam=lam if lam is not None else 0.5)
     res = resample_counts(ds, spec)
     ref = np.array(slow_class_then_image_rates(raw, probs)) * ix.num_images
     assert np.allclose(res.expected_per_epoch, ref)
@@ -123,7 +124,7 @@ def test_class_sampling_matches_reference(coco_lt_train, method, lam):
 
 def test_cas_draws_only_images_of_the_drawn_class():
     ds = make([1, 2, 3, 4, 5], [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)])
-    res = resample_counts(ds, ResampleSpec("cas", seed=0, epochs=400))
+    res = resample_counts(ds, Resample(method="cas", seed=0, epochs=400))
     # class 2 has one image (id 5): drawn about half the time
     share = res.counts[4] / res.counts.sum()
     assert abs(share - 0.5) < 0.03
@@ -138,7 +139,7 @@ def test_soft_schedule_moves_lambda():
                                  dict(method="rfs", rounding="floor"), dict(method="cas", samples_per_epoch=0)])
 def test_bad_specs(bad):
     with pytest.raises(ValueError):
-        ResampleSpec(**bad)
+        Resample(**bad)
 
 
 def test_expand_dataset_ids_and_provenance(demo_train_path):
@@ -187,9 +188,8 @@ def test_cli_resample_writes_loadable_and_deterministic(coco_lt_train, tmp_path,
 
 
 def test_cli_lvis_output_keeps_fields_and_loads(tmp_path, demo_doc, capsys):
-    from lvis import LVIS
-
     from conftest import shared_path
+    from lvis import LVIS
     from lvis_style import build_lvis_style
 
     src = tmp_path / "lvis.json"

@@ -12,8 +12,8 @@ pytest.importorskip("albumentations")
 from ltaug.dataset import Dataset, load_dataset
 from ltaug.geometry import decode
 from ltaug.jsonio import write_json_atomic
+from ltaug.ops import Resample
 from ltaug.resample import (
-    ResampleSpec,
     repeat_factor_document,
     resample,
     resample_counts,
@@ -118,7 +118,7 @@ def test_horizontal_flip_mirrors_image_boxes_and_masks(demo, demo_train_images):
 
 
 def test_rebalanced_file_repeats_load_the_same_pixels(demo, demo_train_images, tmp_path):
-    out, result = resample(demo, ResampleSpec("rfs", threshold=0.1))
+    out, result = resample(demo, Resample(method="rfs", threshold=0.1))
     path = out.save(tmp_path / "train_rfs.json")
     data = make(path, demo_train_images)
     assert len(data) == len(out.images) == result.counts.sum() > len(demo.images)
@@ -261,7 +261,7 @@ def test_rfs_counts_average_to_the_repeat_factors(demo):
     # each epoch repeats exactly what the offline tool writes for that seed and epoch (on the demo
     # every image holds a class seen in no other image, so all its RFS factors are equal: 1.73 at t=0.1)
     factors = repeat_factors(demo.index, threshold=0.1)
-    offline = resample_counts(demo, ResampleSpec("rfs", seed=5, epochs=3, threshold=0.1))
+    offline = resample_counts(demo, Resample(method="rfs", seed=5, epochs=3, threshold=0.1))
     online = RepeatFactorSampler(factors, seed=5)
     for e in range(3):
         assert np.bincount(online.epoch_indices(e), minlength=factors.size).tolist() == offline.per_epoch[e].tolist()
@@ -269,7 +269,7 @@ def test_rfs_counts_average_to_the_repeat_factors(demo):
 
 def test_rfs_from_file_aligns_by_image_id(demo, demo_doc, tmp_path):
     # class-aware expected draws per image: they differ between images (the demo's RFS factors do not)
-    result = resample_counts(demo, ResampleSpec("cas"))
+    result = resample_counts(demo, Resample(method="cas"))
     doc = repeat_factor_document(demo, result)
     assert np.unique(doc["repeat_factors"]).size > 5
     perm = np.random.default_rng(0).permutation(len(demo.images))

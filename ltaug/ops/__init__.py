@@ -1,0 +1,44 @@
+"""Operations: the steps of a pipeline, each one module that declares its parameters once.
+
+Where things go:
+
+- :mod:`ltaug.ops.base`: :class:`Param` (a parameter's default, type, range, help),
+  :class:`Operation` (validated parameter values), the two kinds of operation
+  (:class:`PixelOperation`: plan, then render images in worker processes;
+  :class:`AnnotationOperation`: annotations only) and the registry :data:`OPERATIONS`;
+- one module per operation: :mod:`~ltaug.ops.resample`, :mod:`~ltaug.ops.paste`,
+  :mod:`~ltaug.ops.mosaic`, :mod:`~ltaug.ops.mixup`. Each holds the operation's class (its
+  parameters, its ``--help`` text, and the calls into the pure planning and pixel functions of
+  :mod:`ltaug.resample`, :mod:`ltaug.copy_paste`, :mod:`ltaug.mosaic`, :mod:`ltaug.mixup`).
+
+A new operation is one module: subclass :class:`PixelOperation` (or
+:class:`AnnotationOperation`), declare its :class:`Param` attributes, implement ``plan`` and
+``render`` (or ``apply``), and decorate it with :func:`register`. It is then a pipeline step
+(``- name: {...}`` in ``ltaug run``'s YAML), an ``ltaug name`` command with a flag per parameter,
+and a Python class: ``ltaug.run_pipeline(ds, images, out, [Paste(objects=4), MyOp(...)])``.
+
+May import: :mod:`ltaug.errors`, the data model (:mod:`ltaug.dataset`, :mod:`ltaug.bank`) and
+the pure functions named above; never the engine, the pipeline file reader or the CLI.
+"""
+from .base import (
+                   OPERATIONS,
+                   AnnotationOperation,
+                   Operation,
+                   Param,
+                   PixelOperation,
+                   Registry,
+                   StepContext,
+                   add_arguments,
+                   from_args,
+                   from_mapping,
+                   register,
+)
+# isort: off  (registration order: the order of `ltaug --help` and of every list of operations)
+from .resample import Resample
+from .paste import Paste
+from .mosaic import Mosaic
+from .mixup import Mixup
+# isort: on
+
+__all__ = ["OPERATIONS", "AnnotationOperation", "Mixup", "Mosaic", "Operation", "Param", "Paste", "PixelOperation",
+           "Registry", "Resample", "StepContext", "add_arguments", "from_args", "from_mapping", "register"]

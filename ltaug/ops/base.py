@@ -1,0 +1,413 @@
+"""Operations and their parameters, declared once.
+
+An operation is a class with :class:`Param` class attributes. From those declarations come:
+
+- the Python API: ``Paste(objects=4, blend="poisson")`` validates every value and raises
+  :class:`~ltaug.errors.SpecError` naming the parameter (``paste: objects must be >= 1, got 0``);
+- the YAML pipeline schema: ``- paste: {objects: 4}`` is ``Paste(**mapping)`` (:func:`from_mapping`);
+- the command line: :func:`add_arguments` adds one flag per parameter (``--objects``), with the
+  help text, the default and the allowed values or range taken from the declaration, and
+  :func:`from_args` builds the operation from the parsed flags;
+- provenance: :meth:`Operation.params` is what ``run.json`` records for the step.
+
+Registering (:func:`register`) makes an operation a pipeline step, an ``ltaug`` subcommand and
+an ``ltaug.ops`` name; see :mod:`ltaug.ops` for the kinds of operation and what each implements.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import SpecError, UsageError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its default, help text, type and allowed values.
+
+    ``type``: ``int``, ``float``, ``str`` or ``bool`` (of each element when ``nargs`` is set;
+    taken from the default when not given). ``optional``: None is allowed (and is the default's
+    meaning: "derived", said in ``help``). ``choices``: allowed values. ``low`` / ``high``: an
+    inclusive range; ``above``: an exclusive lower bound. ``nargs``: a fixed-length tuple (``2``)
+    or a list (``"*"``). ``fields``: a mapping of named sub-parameters, each its own flag (a
+    budget's ``min_instances``, ...). ``required``: no default. ``flag``: the command-line
+    flag when it is not the name (``--lambda`` for ``lam``; for a true-by-default switch, the
+    flag that turns it off). ``metavar`` and ``group`` shape ``--help``.
+    """
+
+    default: Any
+    help: str
+    type: Callable | None = None
+    optional: bool = False
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    nargs: int | str | None = None
+    fields: Mapping[str, Param] | None = None
+    required: bool = False
+    flag: str | None = None
+    metavar: str | tuple | None = None
+    group: str | None = None
+    name: str = field(default="", compare=False)
+
+    def __set_name__(self, owner, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    @property
+    def kind(self) -> Callable:
+        if self.type is not None:
+            return self.type
+        sample = self.default[0] if self.nargs is not None and self.default else self.default
+        return type(sample) if sample is not None else str
+
+    # -- validation ------------------------------------------------------------------------
+
+    def validate(self, value: Any) -> Any:
+        """The value as stored (tuples for fixed-length, dicts for fields), or SpecError."""
+        if value is None and self.required:
+            raise SpecError(self.name, "is required" + (f" (one of {', '.join(self.choices)})" if self.choices else ""))
+        if value is None and (self.optional or (self.fields is not None)):
+            return {} if self.fields is not None else None
+        if self.fields is not None:
+            return self._validate_fields(value)
+        if self.nargs is not None:
+            if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+                raise SpecError(self.name, f"must be a list{self._length()}, got {value!r}")
+            items = tuple(self._scalar(v, value) for v in value)
+            if isinstance(self.nargs, int) and len(items) != self.nargs:
+                raise SpecError(self.name, f"must be a list{self._length()}, got {list(value)!r}")
+            return items
+        return self._scalar(value, value)
+
+    def _length(self) -> str:
+        return f" of {self.nargs} values" if isinstance(self.nargs, int) else ""
+
+    def _scalar(self, v: Any, shown: Any) -> Any:
+        kind = self.kind
+        if kind is bool:
+            if not isinstance(v, bool):
+                raise SpecError(self.name, f"must be true or false, got {shown!r}")
+        elif kind is int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SpecError(self.name, f"must be an integer, got {shown!r}")
+        elif kind is float:
+            if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v):
+                raise SpecError(self.name, f"must be a number, got {shown!r}")
+        elif kind is str and not isinstance(v, str):
+            raise SpecError(self.name, f"must be a string, got {shown!r}")
+        if self.choices is not None and v not in self.choices:
+            raise SpecError(self.name, f"must be one of {', '.join(map(str, self.choices))}, got {v!r}")
+        if (self.low is not None and v < self.low) or (self.high is not None and v > self.high) or \
+                (self.above is not None and not v > self.above):
+            raise SpecError(self.name, f"must be {self.range_text()}, got {shown!r}")
+        return v
+
+    def _validate_fields(self, value: Any) -> dict:
+        if not isinstance(value, Mapping):
+            raise SpecError(self.name, f"must be a mapping with keys {', '.join(self.fields)}, got {value!r}")
+        unknown = sorted(set(value) - set(self.fields))
+        if unknown:
+            raise SpecError(self.name, f"has unknown key(s) {', '.join(map(str, unknown))} "
+                                       f"(known: {', '.join(self.fields)})")
+        out = {}
+        for k, v in value.items():
+            if v is not None:
+                try:
+                    out[k] = self.fields[k].validate(v)
+                except SpecError as exc:
+                    raise SpecError(k, exc.detail) from None
+        return out
+
+    def range_text(self) -> str:
+        """The allowed range in words: ``>= 1``, ``in [0, 1]``, ``> 0``."""
+        if self.above is not None:
+            return f"> {self.above:g}" + (f" and <= {self.high:g}" if self.high is not None else "")
+        if self.low is not None and self.high is not None:
+            return f"in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f">= {self.low:g}"
+        if self.high is not None:
+            return f"<= {self.high:g}"
+        return ""
+
+    def record(self, value: Any) -> Any:
+        """The value as JSON records it."""
+        return list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, Mapping) else value
+
+
+class Operation:
+    """Base of every operation: a set of validated parameter values (immutable once made).
+
+    Subclasses declare ``name`` (the step's and the command's name), ``summary`` (one line for
+    ``ltaug --help``), ``description`` (the command's ``--help`` text; default: the class
+    docstring) and their :class:`Param` attributes. :meth:`check` adds rules across parameters.
+    The parameters of a base class (``seed``) follow the operation's own.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, Param]] = {}
+
+    seed = Param(0, "random seed; same seed, same output bytes", type=int)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own, inherited = {}, {}
+        for klass in reversed(cls.__mro__):
+            for key, value in vars(klass).items():
+                if isinstance(value, Param):
+                    (own if klass is cls else inherited)[key] = value
+        inherited = {k: v for k, v in inherited.items() if k not in own}
+        cls.parameters = {**own, **inherited}
+
+    def __init__(self, **values: Any):
+        unknown = sorted(set(values) - set(self.parameters))
+        if unknown:
+            raise SpecError(unknown[0], f"is not a parameter (known: {', '.join(self.parameters)})",
+                            self.name)
+        for key, p in self.parameters.items():
+            try:
+                object.__setattr__(self, key, p.validate(values.get(key, p.default)))
+            except SpecError as exc:
+                raise SpecError(exc.field, exc.detail, self.name) from None
+        try:
+            self.check()
+        except SpecError as exc:
+            raise SpecError(exc.field, exc.detail, self.name) from None
+
+    def check(self) -> None:
+        """Rules across parameters; raise :class:`SpecError` naming the parameter to change."""
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} is immutable: use .replace({key}=...)")
+
+    def replace(self, **changes: Any) -> Operation:
+        """A copy with some parameters changed (validated again)."""
+        return type(self)(**{**{k: getattr(self, k) for k in self.parameters}, **changes})
+
+    def params(self) -> dict:
+        """Every parameter's value, as ``run.json`` records it."""
+        return {k: self.parameters[k].record(getattr(self, k)) for k in self.parameters}
+
+    def describe(self) -> dict:
+        return {"op": self.name, "params": self.params()}
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.params() == self.params()
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        changed = [f"{k}={getattr(self, k)!r}" for k, p in self.parameters.items()
+                   if getattr(self, k) != p.validate(p.default)]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __reduce__(self):
+        return _rebuild, (type(self), {k: getattr(self, k) for k in self.parameters})
+
+
+def _rebuild(cls: type[Operation], values: dict) -> Operation:
+    return cls(**values)
+
+
+class PixelOperation(Operation):
+    """An operation that writes images. The engine (:mod:`ltaug.engine`) calls, in this order:
+
+    1. :meth:`prepare` (the calling process, once per step): what the workers will need, as
+       JSON-able values (paste: the path of its object bank, built here if none was given);
+    2. :meth:`plan` (the calling process): the recipes, one per output image, holding every
+       random choice, drawn from a generator seeded by ``seed`` only;
+    3. :meth:`open` (a worker, once per shard of recipes) then :meth:`render` for each recipe:
+       the output image and its annotations, from the decoded source images.
+
+    ``replaces_images``: each recipe's ``image_id`` is an input image that the output image
+    replaces (paste); otherwise recipes are new images, added after the input's (the engine
+    gives them ids and file names).
+    """
+
+    replaces_images: ClassVar[bool] = False
+
+    def prepare(self, ctx: StepContext) -> dict:
+        return {}
+
+    def plan(self, dataset, prepared: dict) -> tuple[Iterable[dict], dict, int]:
+        """``(recipes, summary, tried)``: the recipes in order (a list, or an iterator planning
+        as it goes), a planning summary for ``run.json`` (complete once the recipes are taken)
+        and the number of images tried (at least the number of recipes; it sets the shard size)."""
+        raise NotImplementedError
+
+    def sources(self, recipe: dict) -> list:
+        """The image ids a recipe reads (decoded for :meth:`render`, in this order)."""
+        return recipe["sources"]
+
+    def open(self, prepared: dict) -> Any:
+        """What :meth:`render` reads besides the images (paste: the bank), opened in a worker."""
+        return None
+
+    def render(self, recipe: dict, loaded: list, opened: Any) -> tuple[Any, dict]:
+        """``(image, item)`` for one recipe. ``loaded``: ``(image, image record, annotations)`` per
+        source. ``item["new"]``: the output's new annotations (no ids yet; each with an ``ltaug``
+        record naming its ``source_annotation_id``), ``item["removed"]``: category ids of the
+        objects dropped; a replacing operation also returns ``item["kept"]``."""
+        raise NotImplementedError
+
+    def recipe_params(self, recipe: dict) -> dict:
+        """What the image's provenance records of its recipe."""
+        return {}
+
+    @staticmethod
+    def report_parts(r: dict) -> list[str]:
+        """Phrases for the command line's summary of a finished step (``run.json``'s entry)."""
+        added, removed = sum(r["added_per_class"].values()), sum(r["removed_per_class"].values())
+        return [f"{added} objects carried, {removed} cut remnants dropped"]
+
+
+class AnnotationOperation(Operation):
+    """An operation on annotations only (no pixels): :meth:`apply` gives the new dataset."""
+
+    def apply(self, dataset) -> tuple[Any, dict]:
+        """``(dataset, report)``; the report goes into ``run.json``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def report_parts(r: dict) -> list[str]:
+        """Phrases for the command line's summary of a finished step (``run.json``'s entry)."""
+        return []
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What :meth:`PixelOperation.prepare` may use: the pipeline's input dataset and image
+    folder, the run's work folder (removed when the run completes) and its worker count."""
+
+    source: Any
+    images_dir: Path
+    work: Path
+    workers: int
+
+
+class Registry:
+    """Operations by name, in registration order. :meth:`register` is a class decorator."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._items: dict[str, type[Operation]] = {}
+
+    def register(self, cls: type[Operation]) -> type[Operation]:
+        if not cls.name:
+            raise TypeError(f"{cls.__name__} has no name")
+        if self._items.get(cls.name, cls) is not cls:
+            raise TypeError(f"{self.what} {cls.name!r} is registered already ({self._items[cls.name].__name__})")
+        self._items[cls.name] = cls
+        return cls
+
+    def unregister(self, name: str) -> None:
+        self._items.pop(name, None)
+
+    def get(self, name: str) -> type[Operation]:
+        if name not in self._items:
+            raise SpecError(str(name), f"is not a known {self.what} (known: {', '.join(self._items)})")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self):
+        return iter(self._items.values())
+
+
+OPERATIONS = Registry("operation")
+"""Every operation by name: the steps of a pipeline, the ``ltaug`` subcommands."""
+register = OPERATIONS.register
+
+
+def from_mapping(cls: type[Operation], params: Mapping | None, **defaults: Any) -> Operation:
+    """An operation from a YAML step's mapping; ``defaults`` fill parameters it does not set."""
+    if params is not None and not isinstance(params, Mapping):
+        raise SpecError("parameters", f"must be a mapping, got {params!r}", cls.name)
+    return cls(**{**defaults, **(params or {})})
+
+
+# -- the command line -----------------------------------------------------------------------
+
+def _flag(name: str, p: Param | None = None) -> str:
+    if p is not None and p.flag:
+        return "--" + p.flag
+    if p is not None and p.kind is bool and p.nargs is None and p.default:
+        return "--no-" + name.replace("_", "-")
+    return "--" + name.replace("_", "-")
+
+
+def _default_text(p: Param) -> str:
+    if p.default is None or p.default == {}:
+        return ""
+    if isinstance(p.default, bool):
+        return ""
+    shown = " ".join(map(str, p.default)) if isinstance(p.default, tuple | list) else str(p.default)
+    return f"default {shown}"
+
+
+def _help(p: Param) -> str:
+    notes = "; ".join(n for n in (_default_text(p), p.range_text()) if n)
+    if not notes:
+        return p.help
+    return f"{p.help[:-1]}; {notes})" if p.help.endswith(")") else f"{p.help} ({notes})"
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type[Operation], *, skip: Iterable[str] = ()) -> None:
+    """One flag per parameter of ``cls`` (flags not given stay out of the namespace)."""
+    groups: dict[str | None, Any] = {None: parser}
+    for key, p in cls.parameters.items():
+        if key in skip:
+            continue
+        if p.group not in groups:
+            groups[p.group] = parser.add_argument_group(p.group)
+        g = groups[p.group]
+        if p.fields is not None:
+            for sub_key, sub in p.fields.items():
+                g.add_argument(_flag(sub_key), dest=f"{key}.{sub_key}", type=sub.kind, metavar=sub.metavar,
+                               default=argparse.SUPPRESS, help=f"{p.help}: {_help(sub)}")
+        elif p.kind is bool and p.nargs is None:
+            if p.default:
+                g.add_argument(_flag(key, p), dest=key, action="store_false", default=argparse.SUPPRESS,
+                               help=p.help if p.flag else f"turn off: {p.help}")
+            else:
+                g.add_argument(_flag(key, p), dest=key, action="store_true", default=argparse.SUPPRESS, help=p.help)
+        elif p.nargs == "*":
+            g.add_argument(_flag(key, p), dest=key, metavar=p.metavar or "A,B", default=argparse.SUPPRESS,
+                           type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+                           help=f"{p.help}, comma-separated" + (f" (default {','.join(p.default)})"
+                                                                if p.default else ""))
+        else:
+            g.add_argument(_flag(key, p), dest=key, type=p.kind, nargs=p.nargs, choices=p.choices, metavar=p.metavar,
+                           required=p.required, default=argparse.SUPPRESS, help=_help(p))
+
+
+def from_args(cls: type[Operation], args: argparse.Namespace, **values: Any) -> Operation:
+    """The operation from parsed flags (those given; the rest keep their defaults).
+
+    A value the operation refuses is a :class:`UsageError` naming the flag (``--max-overlap must
+    lie in [0, 1], got 1.5``), with the value as the user typed it."""
+    given = dict(values)
+    for key, p in cls.parameters.items():
+        if p.fields is not None:
+            sub = {k: getattr(args, f"{key}.{k}") for k in p.fields if hasattr(args, f"{key}.{k}")}
+            if sub:
+                given[key] = sub
+        elif hasattr(args, key):
+            given[key] = getattr(args, key)
+    try:
+        return cls(**given)
+    except SpecError as exc:
+        p = cls.parameters.get(exc.field)
+        flags = " / ".join(map(_flag, p.fields)) if p is not None and p.fields else _flag(exc.field, p)
+        raise UsageError(f"{flags} {exc.detail}") from None
