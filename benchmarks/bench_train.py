@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import trainer  # noqa: E402,F401  before torch: OMP_WAIT_POLICY (trainer/__init__.py)
+
+# isort: split
 import torch  # noqa: E402
+
 from ltaug import load_dataset  # noqa: E402
 from trainer.data import DetectionDataset, batch_to, collate_fn, worker_init_fn  # noqa: E402
 from trainer.engine import TrainConfig, train  # noqa: E402

@@ -61,9 +61,11 @@ def add_model_options(p) -> None:
 
 def trainer_modules():
     try:
-        from trainer import decouple, evaluate, inference  # before torch: see trainer/__init__.py
-
+        # trainer before torch (see trainer/__init__.py)
+        # isort: off
+        from trainer import decouple, evaluate, inference
         import torch
+        # isort: on
     except ImportError as exc:
         raise UsageError(f"this command needs the train extra (torch, torchvision, faster-coco-eval): "
                          f"pip install 'ltaug[train]' ({exc})") from None
@@ -126,7 +128,6 @@ def run(args) -> int:
 def _evaluate_detections(args, inference) -> dict:
     """A COCO results file: bbox, and segm when every detection carries a segmentation."""
     from ltaug import load_dataset
-
     from trainer.evaluate import load_detections
 
     for flag, value in (("--tau", args.tau), ("--save-detections", args.save_detections)):

@@ -5,7 +5,15 @@ import sys
 
 from ltaug.errors import UsageError
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, load, refuse_outputs_over_input, table_rows
+from .common import (
+    FORMATTER,
+    add_bin_thresholds,
+    add_on_error,
+    add_shift_report,
+    load,
+    refuse_outputs_over_input,
+    table_rows,
+)
 
 HELP = """\
 State what the rebalanced data should look like; the planner finds image repeats that get

@@ -61,7 +61,7 @@ class Dataset:
         columns, self._columns = self._columns, None
         return build_index(self.images, self.annotations, self.categories, columns=columns)
 
-    def replace(self, **sections) -> "Dataset":
+    def replace(self, **sections) -> Dataset:
         """A new dataset with some top-level sections replaced; all other fields shared."""
         data = dict(self.data)
         data.update(sections)
@@ -73,7 +73,7 @@ class Dataset:
 
     # -- I/O -----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data, *, source: str = "<memory>", on_error: str = "raise", path=None) -> "Dataset":
+    def from_dict(cls, data, *, source: str = "<memory>", on_error: str = "raise", path=None) -> Dataset:
         """Check a parsed document and build a dataset; see :func:`load_dataset` for ``on_error``."""
         if on_error not in ON_ERROR:
             raise UsageError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")

@@ -12,7 +12,8 @@ mask here is bit-identical to the one COCO evaluation uses. Boxes are ``[x, y, w
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np

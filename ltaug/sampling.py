@@ -82,7 +82,7 @@ class ClassImages:
     images: np.ndarray  # image positions, grouped by class, ascending within a class
 
     @classmethod
-    def from_index(cls, index: DatasetIndex) -> "ClassImages":
+    def from_index(cls, index: DatasetIndex) -> ClassImages:
         n_c = max(index.num_categories, 1)
         pairs = np.unique(index.ann_category_pos * max(index.num_images, 1) + index.ann_image_pos)
         cats, imgs = np.divmod(pairs, max(index.num_images, 1))

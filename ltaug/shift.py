@@ -19,6 +19,7 @@ from .frequency import BINS, dataset_bins
 from .plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES, class_bar_figure, save_figure
 from .sampling import ClassImages
 
+
 def class_shift(dataset: Dataset, counts, *, extra_instances=None, rare_max=None, common_max=None) -> dict:
     """JSON-ready per-class before/after document for image use counts ``counts``.
 

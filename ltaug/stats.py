@@ -21,6 +21,7 @@ import numpy as np
 from .dataset import Dataset
 from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 from .plotting import BIN_COLORS, BIN_NAMES, class_bar_figure, save_figure
+
 SOURCE_STORED, SOURCE_COUNTS = "stored LVIS frequency", "image counts"
 
 

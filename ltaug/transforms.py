@@ -86,6 +86,7 @@ from albumentations.core.bbox_utils import (
 )
 
 from . import masks as mask_ops
+from . import ops
 from .bank import Bank, Flag
 from .copy_paste import (
     DEFAULT_EXCLUDE,
@@ -99,7 +100,6 @@ from .geometry import decode, xywh_to_xyxy
 from .imagefile import read_image
 from .mixup import render_mixup
 from .mosaic import render_mosaic, tile_layout
-from . import ops
 from .paths import image_file_name
 from .pixels import resize_mask
 
@@ -132,7 +132,7 @@ class Sample:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
-    def take(self, keep: np.ndarray) -> "Sample":
+    def take(self, keep: np.ndarray) -> Sample:
         """The objects where ``keep`` (bool, one per object) is true."""
         if keep.all():
             return self

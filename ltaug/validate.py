@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from operator import itemgetter
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import DEMO, shared_path  # noqa: E402
+
 from ltaug import load_dataset  # noqa: E402
 from trainer.decouple import load_stage1, predict_taus, tau_normalization, tau_normalized  # noqa: E402
 from trainer.engine import TrainConfig, train  # noqa: E402

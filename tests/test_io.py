@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import orjson
 import pytest
-
 from conftest import shared_path
 from lvis_style import build_lvis_style
+
 from ltaug import COCO, LVIS, Dataset, UsageError, load_dataset
 from ltaug.frequency import frequency_bins, recount, to_lvis
 from ltaug.paths import image_file_name

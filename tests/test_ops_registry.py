@@ -15,7 +15,7 @@ from cli.main import main
 from ltaug import load_dataset
 from ltaug.engine import run_pipeline
 from ltaug.errors import SpecError
-from ltaug.ops import OPERATIONS, Paste, Param, PixelOperation, Resample, register
+from ltaug.ops import OPERATIONS, Param, Paste, PixelOperation, Resample, register
 
 IMAGES = DEMO / "images" / "train"
 

@@ -6,12 +6,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from test_sampling import make
 
 from cli.main import main
 from ltaug import load_dataset
 from ltaug.planning import Target, make_plan, plan_repeats
 from ltaug.resample import expand_dataset
-from test_sampling import make
 
 
 def recount_instances(ds, counts):

@@ -7,8 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from cli.main import main  # noqa: E402
 from conftest import DEMO, shared_path  # noqa: E402
+
+from cli.main import main  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 VAL, VAL_IMAGES = DEMO / "annotations" / "val.json", DEMO / "images" / "val"

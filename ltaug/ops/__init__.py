@@ -33,11 +33,13 @@ from .base import (
                    from_mapping,
                    register,
 )
+from .mixup import Mixup
+from .mosaic import Mosaic
+from .paste import Paste
+
 # isort: off  (registration order: the order of `ltaug --help` and of every list of operations)
 from .resample import Resample
-from .paste import Paste
-from .mosaic import Mosaic
-from .mixup import Mixup
+
 # isort: on
 
 __all__ = ["OPERATIONS", "AnnotationOperation", "Mixup", "Mosaic", "Operation", "Param", "Paste", "PixelOperation",
