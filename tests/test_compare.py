@@ -11,7 +11,8 @@ from conftest import DEMO, ROOT, shared_path
 
 pytest.importorskip("torch")
 
-from trainer.compare import load_compare, run_dir, select, time_left  # noqa: E402
+from trainer.compare import time_left  # noqa: E402
+from trainer.compare_config import load_compare, run_dir, select  # noqa: E402
 
 
 def config(tmp_path, cells: str, seeds="[0]") -> str:
@@ -81,7 +82,7 @@ def test_config_errors_are_one_line(tmp_path):
     for cells, message in (("  a: {losss: ce}\n", "unknown setting(s) losss"),
                            ("  a: {from: nope, tau: 1}\n", "from: nope is not a cell"),
                            ("  a: {tau: 1}\n", "need from:"),
-                           ("  baseline: {data: [{blur: {}}]}\n", "unknown step 'blur'"),
+                           ("  baseline: {data: [{blur: {}}]}\n", "blur is not a known operation"),
                            ("  baseline: {loss: seesw}\n", "cell baseline: unknown loss 'seesw'"),
                            ("  baseline: {loss: seesaw, loss_params: {pp: 1}}\n", "takes no parameter pp"),
                            ("  baseline: {sampler: rfss}\n", "sampler must be one of"),

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import DEMO, shared_path  # noqa: E402
+
 from trainer.engine import TrainConfig, lr_factor, train  # noqa: E402
 from trainer.losses import LOSSES  # noqa: E402
 from trainer.model import PRESETS, _fastrcnn_loss, build_model, load_mobilenet_v2_features  # noqa: E402
@@ -242,8 +243,10 @@ def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
         "                  workers=0, threads=1, seed=3, preset='cpu', device='cpu', record_samples=True,\n"
         "                  sampler='rfs', rfs_threshold=0.1)\ntrain(cfg, progress=False)\n")
     ann, images, out = DEMO / "annotations" / "train.json", DEMO / "images" / "train", tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(script),
-                           str(ann), str(images), str(out)], capture_output=True, text=True, timeout=300)
+    # --standalone: a rendezvous on a free port of localhost (the default port 29500 may be taken
+    # by another run on the machine); a generous timeout for a loaded 2-core machine
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(ann), str(images), str(out)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = [json.loads((out / f"samples_epoch1_rank{r}.json").read_text()) for r in (0, 1)]
     ds = load_dataset(ann)
@@ -262,8 +265,15 @@ def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_overfits_one_image_to_a_high_ap(tmp_path):
-    """60 steps on one image (4 objects, 2 classes) and evaluation on the same image: the model,
-    the loss hook, the post-processing and the evaluator work together (measured AP50 0.92)."""
+    """120 steps on one image (4 objects, 2 classes), evaluated on that image every 10 steps: the
+    model, the loss hook, the post-processing and the evaluator work together, and the model
+    learns, from a near-zero AP50 after 10 steps to a converged one.
+
+    Trainer numerics differ by CPU, so the bar is set where training has converged, not at one
+    host's figure: at 60 steps AP50 was 0.92 on an Intel host, 0.67 and 0.81 on AMD EPYC ones
+    (0.57 and 0.92 with ATEN_CPU_CAPABILITY=default), still on its way up. At 120 steps (the
+    step decay at 80 and 107) it was 1.0 on both AMD code paths (default and AVX2) from step 90
+    on, AP 0.76-0.85, loss 0.27-0.34; after 10 steps AP50 0.02-0.04."""
     doc = json.loads((DEMO / "annotations" / "train.json").read_text())
     image = next(im for im in doc["images"]
                  if sum(a["image_id"] == im["id"] and not a["iscrowd"] for a in doc["annotations"]) in (3, 4, 5))
@@ -272,8 +282,11 @@ def test_overfits_one_image_to_a_high_ap(tmp_path):
     ann = tmp_path / "one.json"
     ann.write_text(json.dumps(doc))
     cfg = TrainConfig(train=str(ann), images=str(DEMO / "images" / "train"), val=str(ann), out=str(tmp_path / "run"),
-                      epochs=60, batch_size=1, lr=0.01, warmup_iters=10, workers=0, threads=2, preset="cpu",
-                      backbone_weights=str(shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")),
+                      epochs=120, batch_size=1, lr=0.01, warmup_iters=10, workers=0, threads=2, preset="cpu",
+                      eval_every=10, backbone_weights=str(shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")),
                       device="cpu")
-    box = train(cfg, progress=False)["eval"]["bbox"]
-    assert box["AP50"] >= 0.7 and box["AP"] >= 0.3, box
+    metrics = train(cfg, progress=False)
+    curve = [(h["epoch"], h["eval"]["bbox"]["AP50"]) for h in metrics["history"] if "eval" in h]
+    box = metrics["eval"]["bbox"]
+    assert curve[0][0] == 10 and curve[0][1] <= 0.2, curve  # the reference: barely trained
+    assert box["AP50"] >= 0.9 and box["AP"] >= 0.5, (box, curve)

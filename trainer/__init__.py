@@ -1,5 +1,25 @@
 """Companion trainer (torchvision detectors, long-tail losses, evaluation). Needs the `train` extra.
 
+Modules in dependency order: each imports only modules above it, those after ``<-``
+(``tests/test_import_cycles.py`` fails on any import cycle)::
+
+    losses          long-tail box classification losses, by name
+    model           Faster / Mask R-CNN builders, presets, backbones    <- losses
+    config          TrainConfig; the run's preset, model, resume rules  <- model
+    counts          which file gives a run its class frequencies
+    data            DetectionDataset: images, targets, augmentation
+    samplers        RFS, class-aware, plain samplers; aspect-ratio batches
+    evaluate        bbox / segm AP with r/c/f bins (COCO and LVIS rules)
+    bootstrap       paired-bootstrap intervals of AP differences        <- evaluate
+    inference       predict, evaluate a model, load a saved run         <- config, counts, data, evaluate
+    decouple        cRT and tau-normalisation of the classifier         <- inference
+    engine          train(): the training loop                          <- config, counts, data, samplers,
+                                                                           inference, decouple
+    compare_config  the config of ``ltaug compare``                     <- config, losses
+    compare_report  its tables and plots                                <- compare_config, bootstrap, inference
+    compare         runs the study                                      <- compare_config, compare_report,
+                                                                           config, engine, inference, decouple
+
 Importing this package before torch makes torch's OpenMP threads sleep when they wait
 (``OMP_WAIT_POLICY=PASSIVE``, unless the variable is already set) instead of spinning for
 up to 300,000 iterations (GNU OpenMP's default). Spinning is harmless only while every

@@ -10,8 +10,9 @@ from ltaug import load_dataset
 from ltaug.jsonio import read_json, write_bytes_atomic, write_json_atomic
 from ltaug.plotting import BIN_COLORS, new_figure, save_figure
 
-from .compare import METRICS, Compare, run_dir
+from .compare_config import Compare, run_dir
 
+METRICS = ("AP", "AP50", "APr", "APc", "APf")
 BIN_METRICS = ("APr", "APc", "APf")
 
 
@@ -103,9 +104,9 @@ def _interval(b: dict | None) -> str:
 
 
 def _markdown(cmp: Compare, rows: dict, boot: dict, iou_types: list, how: str) -> str:
-    out = [f"Bins: {how}. AP in points (x100), mean ± std over seeds {cmp.seeds}. Δ: difference of the "
-           f"seed-mean to `{cmp.baseline}`, [95% paired-bootstrap interval over val images]; * where the "
-           f"interval excludes 0.", ""]
+    out = [(f"Bins: {how}. AP in points (x100), mean ± std over seeds {cmp.seeds}. Δ: difference of the "
+            f"seed-mean to `{cmp.baseline}`, [95% paired-bootstrap interval over val images]; * where the "
+            f"interval excludes 0."), ""]
     for t in iou_types:
         out += [f"### {t}", "", "| cell | setting | seeds | " + " | ".join(METRICS) + " | min/run |",
                 "|---|---|---|" + "---|" * (len(METRICS) + 1)]

@@ -1,12 +1,15 @@
 """The training loop: flat and readable top to bottom, as torchvision's references/detection.
 
-``train(config)`` builds the data, the sampler (batches grouped by aspect ratio, as
-torchvision's references do: less padding), the model and the optimiser, runs the epochs
-with a progress bar (loss, images/s), writes a checkpoint after every epoch (atomically:
-an interrupted run resumes from the last complete epoch with ``resume=True``; without it a
-run folder holding a checkpoint is refused, see :func:`check_resumable`), appends one
-line per epoch to ``metrics.jsonl``, evaluates on the validation set at the end, and draws
-the loss / AP curves. Everything random is seeded from ``config.seed``.
+``train(config)`` is a sequence of steps, each a function below it in this order: prepare the
+run folder, read the training file and its class counts, write the run's ``config.json``, build
+the data (dataset, sampler: batches grouped by aspect ratio, as torchvision's references do:
+less padding), the model and the optimiser, restore a checkpoint when resuming, then per
+epoch :func:`train_one_epoch` (progress bar: loss, images/s) and :func:`save_epoch` (a
+checkpoint, written atomically: an interrupted run resumes from the last complete epoch with
+``resume=True``; without it a run folder holding a checkpoint is refused, see
+:func:`trainer.config.check_resumable`; and one line of ``metrics.jsonl``), and at the end
+the evaluation on the validation set and the loss / AP curves (:func:`write_metrics`).
+Everything random is seeded from ``config.seed``.
 
 Optimisation defaults are the stable ones measured on this project's CPU machine: SGD with
 momentum 0.9, weight decay 1e-4, lr 0.005 for batch 2 (0.02 diverged within 100 iterations),
@@ -24,104 +27,180 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from ltaug import load_dataset
+from ltaug import Dataset, load_dataset
 from ltaug.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
+from .config import TrainConfig, build_run_model, check_resumable, run_preset
 from .counts import counts_source, load_counts
-from .model import ANCHOR_SIZES, BACKBONES, PRESETS, Preset, build_model, check_anchor_sizes, default_preset
+from .data import DetectionDataset, batch_to, collate_fn, worker_init_fn
+from .decouple import load_stage1, prepare_crt
+from .inference import evaluate_model
+from .samplers import (
+    AspectRatioBatchSampler,
+    ClassAwareSampler,
+    EpochSampler,
+    RepeatFactorSampler,
+    TrainingSampler,
+)
 
-SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
-STAGE2 = ("crt",)
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "metrics.jsonl"
 
 
 @dataclass
-class TrainConfig:
-    train: str
-    images: str
-    out: str
-    val: str | None = None
-    val_images: str | None = None
-    loss: str = "ce"
-    loss_params: dict = field(default_factory=dict)
-    sampler: str = "plain"
-    rfs_threshold: float = 0.001
-    repeat_factors: str | None = None
-    counts_from: str | None = None          # class-frequency file (default: train's original, or train)
-    masks: bool = False
-    preset: str = field(default_factory=default_preset)
-    backbone: str | None = None             # mobilenet_v2 or resnet50 (default: the preset's)
-    min_size: int | None = None             # image short side, px (default: the preset's)
-    max_size: int | None = None             # image long side cap, px (default: the preset's)
-    anchor_sizes: tuple = ANCHOR_SIZES      # RPN anchor sizes, px (see trainer.model.build_model)
-    backbone_weights: str | None = None
-    epochs: int = 12
-    batch_size: int = 2
-    lr: float = 0.005
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 200
-    clip_grad_norm: float = 10.0
-    workers: int = 1
-    threads: int | None = None
-    seed: int = 0
-    max_iters_per_epoch: int | None = None  # for smoke tests and quick looks
-    record_samples: bool = False            # write the image ids each rank trained on, per epoch
-    stage2: str | None = None               # "crt": decoupled classifier re-training from init_from
-    init_from: str | None = None            # the stage-1 run folder (or checkpoint) of stage2
-    resume: bool = False                    # continue the run whose checkpoint is in out (see check_resumable)
-    eval_every: int = 0                     # also evaluate on val every N epochs (0: only at the end)
-    amp: bool = True                        # mixed precision on CUDA (autocast + GradScaler); no effect on CPU
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+class Optimisation:
+    """What a training step updates besides the model."""
 
-    def validate(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.sampler == "repeat-factors" and not self.repeat_factors:
-            raise ValueError("sampler 'repeat-factors' needs a repeat-factors file (ltaug resample --repeat-factors)")
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        self._validate_model()
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if not self.lr > 0:
-            raise ValueError("lr must be > 0")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0 (0: evaluate only at the end), got {self.eval_every}")
-        if self.eval_every and not self.val:
-            raise ValueError("eval_every needs a validation file (--val)")
-        if self.stage2 is not None and self.stage2 not in STAGE2:
-            raise ValueError(f"stage2 must be one of {', '.join(STAGE2)}, got {self.stage2!r}")
-        if (self.stage2 is None) != (self.init_from is None):
-            raise ValueError("stage 2 (--stage2) and the stage-1 run it starts from (--from) go together")
-        if self.stage2 == "crt" and self.sampler == "plain":
-            raise ValueError("cRT re-trains the classifier with class-balanced sampling: use sampler cas, "
-                             "rfs or repeat-factors, not plain")
-
-    def _validate_model(self) -> None:
-        """Backbone, image sizes and anchor sizes, as they combine with the preset."""
-        if self.backbone is not None and self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        for name in ("min_size", "max_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        preset = run_preset(self)
-        if preset.min_size > preset.max_size:
-            raise ValueError(f"min_size {preset.min_size} is above max_size {preset.max_size}")
-        check_anchor_sizes(preset.backbone, self.anchor_sizes)
+    params: list                                   # the trainable parameters (cRT: the classifier's)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR   # stepped every iteration (:func:`lr_factor`)
+    scaler: torch.amp.GradScaler                   # mixed precision's loss scale; a no-op without it
+    amp: bool                                      # mixed precision (CUDA only)
 
 
-def run_preset(cfg: TrainConfig) -> Preset:
-    """The run's preset with its backbone and image sizes overridden where the config sets them."""
-    preset = PRESETS[cfg.preset]
-    return replace(preset, backbone=cfg.backbone or preset.backbone, min_size=cfg.min_size or preset.min_size,
-                   max_size=cfg.max_size or preset.max_size)
+def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
+    """Train, checkpoint each epoch, evaluate at the end (and every ``eval_every`` epochs: their
+    AP goes into that epoch's line of metrics.jsonl); returns the final metrics ({} on ranks
+    other than 0 under torchrun)."""
+    cfg.validate()
+    rank, world = _init_distributed(cfg)
+    main = rank == 0
+    out = prepare_run_folder(cfg)
+    cfg, ds, freq, counts_note = load_training_file(cfg)
+    state = load_resumable(out / CHECKPOINT, cfg)
+    if main:
+        print(counts_note, file=sys.stderr)
+        write_config(out, cfg, counts_note, world)
+    dataset, val, sampler, loader = build_data(cfg, ds, main=main)
+    run_eval = partial(evaluate_model, val_path=val, val_images=cfg.val_images or cfg.images, train_ds=freq,
+                       label_to_category=dataset.label_to_category_id, device=cfg.device,
+                       progress=progress) if val is not None else None
+    model, params = build_training_model(cfg, freq)
+    iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
+    opt = build_optimisation(cfg, params, iters_per_epoch)
+    start_epoch = 0 if state is None else restore(state, model, opt)
+    del state  # the model and optimiser hold copies now
+    net = wrap_distributed(model, cfg, world)
+    if main:
+        keep_history(out / HISTORY, start_epoch)
+
+    final_eval = None  # the evaluation after the last epoch, when eval_every made it already
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        record, seen_ids = train_one_epoch(net, loader, opt, cfg, epoch, iters_per_epoch, world=world,
+                                           progress=progress)
+        if main and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
+            result = run_eval(model)
+            record["eval"] = ap_summary(result)
+            final_eval = result if epoch + 1 == cfg.epochs else None
+        if cfg.record_samples:  # which image ids each rank trained on (for tests and audits)
+            write_json_atomic(out / f"samples_epoch{epoch + 1}_rank{rank}.json", seen_ids)
+        if main:
+            save_epoch(out, cfg, epoch, model, opt, record)
+        if world > 1:
+            torch.distributed.barrier()
+
+    if not main:
+        torch.distributed.barrier()  # wait for rank 0's evaluation, then leave together
+        torch.distributed.destroy_process_group()
+        return {}
+    metrics = write_metrics(out, cfg, (final_eval or run_eval(model)) if cfg.val else None)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return metrics
+
+
+# -- the steps of train(), in order -------------------------------------------------------------
+
+def prepare_run_folder(cfg: TrainConfig) -> Path:
+    """The run folder (made), with the global seed and thread count set; a folder holding a
+    checkpoint is refused unless the run resumes."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if (out / CHECKPOINT).exists() and not cfg.resume:
+        raise ValueError(f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, "
+                         f"or choose another --out")
+    return out
+
+
+def load_training_file(cfg: TrainConfig) -> tuple[TrainConfig, Dataset, Dataset, str]:
+    """(config with its class-frequency file filled in, training file, class-frequency file, a note
+    saying which file that is): the original of an ltaug output, saved with the run."""
+    ds = load_dataset(cfg.train)
+    counts_from, counts_note = counts_source(ds, cfg.counts_from)
+    cfg = replace(cfg, counts_from=counts_from)
+    return cfg, ds, load_counts(cfg.counts_from, ds), counts_note
+
+
+def load_resumable(ckpt: Path, cfg: TrainConfig) -> dict | None:
+    """The checkpoint to continue, after :func:`~trainer.config.check_resumable`; None without one."""
+    if not ckpt.exists():
+        return None
+    state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+    check_resumable(state["config"], cfg, ckpt)
+    return state
+
+
+def write_config(out: Path, cfg: TrainConfig, counts_note: str, world: int) -> None:
+    write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": run_preset(cfg).as_dict(),
+                                            "world_size": world,
+                                            "class_counts": {"file": cfg.counts_from or cfg.train,
+                                                             "note": counts_note}}, indent=True)
+
+
+def build_data(cfg: TrainConfig, ds: Dataset, *, main: bool) -> tuple[DetectionDataset, Dataset | None,
+                                                                      EpochSampler, torch.utils.data.DataLoader]:
+    """(training dataset, validation file where this rank evaluates (rank 0) else None, sampler,
+    loader of batches grouped by aspect ratio)."""
+    preset = run_preset(cfg)
+    dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
+                               min_size=preset.min_size, max_size=preset.max_size)
+    val = load_dataset(cfg.val) if cfg.val and main else None
+    sampler = make_sampler(cfg, dataset, ds)
+    batches = AspectRatioBatchSampler.for_index(sampler, ds.index, cfg.batch_size)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_fn,
+        persistent_workers=cfg.workers > 0, worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed))
+    return dataset, val, sampler, loader
+
+
+def make_sampler(cfg: TrainConfig, dataset: DetectionDataset, ds: Dataset) -> EpochSampler:
+    if cfg.sampler == "rfs":
+        return RepeatFactorSampler.from_dataset(ds, cfg.rfs_threshold, seed=cfg.seed)
+    if cfg.sampler == "repeat-factors":
+        return RepeatFactorSampler.from_file(cfg.repeat_factors, ds, seed=cfg.seed)
+    if cfg.sampler == "cas":
+        return ClassAwareSampler(ds, seed=cfg.seed)
+    return TrainingSampler(dataset, seed=cfg.seed)
+
+
+def build_training_model(cfg: TrainConfig, freq: Dataset) -> tuple[torch.nn.Module, list]:
+    """(model on its device, the parameters to train): all trainable ones, or for cRT the stage-1
+    run's weights with a re-initialised classifier, the only part trained."""
+    model = build_run_model(cfg, freq).to(cfg.device)
+    if cfg.stage2 == "crt":
+        load_stage1(model, cfg.init_from)
+        return model, prepare_crt(model)
+    return model, [p for p in model.parameters() if p.requires_grad]
+
+
+def build_optimisation(cfg: TrainConfig, params: list, iters_per_epoch: int) -> Optimisation:
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
+        it, warmup_iters=cfg.warmup_iters, iters_per_epoch=iters_per_epoch, epochs=cfg.epochs))
+    amp = cfg.amp and cfg.device.startswith("cuda")
+    return Optimisation(params, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp), amp)
 
 
 def lr_factor(it: int, *, warmup_iters: int, iters_per_epoch: int, epochs: int) -> float:
@@ -132,231 +211,96 @@ def lr_factor(it: int, *, warmup_iters: int, iters_per_epoch: int, epochs: int) 
     return warm * 0.1 ** steps
 
 
-def _make_sampler(cfg: TrainConfig, dataset, ds):
-    from .samplers import ClassAwareSampler, RepeatFactorSampler, TrainingSampler
-
-    if cfg.sampler == "rfs":
-        return RepeatFactorSampler.from_dataset(ds, cfg.rfs_threshold, seed=cfg.seed)
-    if cfg.sampler == "repeat-factors":
-        return RepeatFactorSampler.from_file(cfg.repeat_factors, ds, seed=cfg.seed)
-    if cfg.sampler == "cas":
-        return ClassAwareSampler(ds, seed=cfg.seed)
-    return TrainingSampler(dataset, seed=cfg.seed)
+def restore(state: dict, model: torch.nn.Module, opt: Optimisation) -> int:
+    """Load a checkpoint's model, optimiser, schedule and loss scale; returns the epoch to start at."""
+    model.load_state_dict(state["model"])
+    opt.optimizer.load_state_dict(state["optimizer"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    opt.scaler.load_state_dict(state["scaler"])
+    return state["epoch"] + 1
 
 
-def build_run_model(cfg: TrainConfig, freq):
-    """The configured detector; ``freq`` (an ltaug Dataset) gives the classes and their counts."""
-    ix = freq.index
-    return build_model(num_classes=ix.num_categories, preset=run_preset(cfg), masks=cfg.masks, loss=cfg.loss,
-                       loss_params=cfg.loss_params, class_instance_counts=ix.instance_counts.tolist(),
-                       class_image_counts=ix.image_counts.tolist(), num_images=ix.num_images,
-                       backbone_weights=cfg.backbone_weights, anchor_sizes=cfg.anchor_sizes)
-
-
-# settings a resumed run may change: where it validates, how it runs, the backbone's initial
-# weights (the checkpoint replaces them), the iteration cap of smoke tests and quick looks;
-# epochs may be raised; every other field must agree
-RESUME_FREE = ("val", "val_images", "out", "workers", "threads", "record_samples", "device", "backbone_weights",
-               "resume", "eval_every", "max_iters_per_epoch")
-PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from")
-PRESET_FIELDS = ("backbone", "min_size", "max_size")  # compared as the run uses them (default: the preset's)
-
-
-def check_resumable(saved: dict, cfg: TrainConfig, ckpt: Path) -> None:
-    """Refuse (one-line ValueError naming the field, old and new value) to resume the run whose
-    checkpoint ``ckpt`` was written with the config ``saved`` under a config that would change
-    its model or its data: the model and loss (loss, loss_params, masks, preset, ...), the
-    training data and sampling (train, images, counts file, sampler, seed, batch size, ...) and
-    the optimisation (lr, warm-up, ...). ``epochs`` may be raised to train longer (the step
-    decay then follows the new count); the fields of ``RESUME_FREE`` may change. Paths are
-    compared resolved; the counts file as used (``counts_from``, else the training file).
-    Fields a checkpoint of an older version lacks count as their defaults.
-    """
-    try:
-        old = TrainConfig(**saved)
-    except TypeError as exc:
-        raise ValueError(f"{ckpt}: not a checkpoint of this trainer's runs ({exc})") from None
-    for f in fields(TrainConfig):
-        if f.name in RESUME_FREE:
-            continue
-        was, now = _resume_value(old, f.name), _resume_value(cfg, f.name)
-        if f.name == "epochs" and now >= was:
-            continue
-        if was != now:
-            hint = "epochs can only be raised; " if f.name == "epochs" else ""
-            raise ValueError(f"{ckpt.parent}: cannot resume: {f.name} was {_shown(old, f.name)!r} in the run there, "
-                             f"is {_shown(cfg, f.name)!r} now ({hint}resume with the run's settings, or choose "
-                             f"another --out)")
-
-
-def _shown(cfg: TrainConfig, name: str):
-    """A field's value as the run uses it: the counts file, the preset's backbone and sizes."""
-    if name == "counts_from":
-        return cfg.counts_from or cfg.train
-    return getattr(run_preset(cfg) if name in PRESET_FIELDS else cfg, name)
-
-
-def _resume_value(cfg: TrainConfig, name: str):
-    """A field's value as compared for resuming: paths resolved, tuples as lists (as in json)."""
-    value = _shown(cfg, name)
-    if name in PATH_FIELDS and value is not None:
-        return Path(value).resolve()
-    return json.loads(json.dumps(value))
-
-
-def _load_resumable(ckpt: Path, cfg: TrainConfig) -> dict:
-    """The checkpoint to continue, after :func:`check_resumable`."""
-    state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
-    check_resumable(state["config"], cfg, ckpt)
-    return state
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
-    """Train, checkpoint each epoch, evaluate at the end (and every ``eval_every`` epochs: their
-    AP goes into that epoch's line of metrics.jsonl); returns the final metrics."""
-    from tqdm import tqdm
-
-    from .data import DetectionDataset, batch_to, collate_fn, worker_init_fn
-    from .decouple import load_stage1, prepare_crt
-    from .inference import evaluate_model
-    from .samplers import AspectRatioBatchSampler
-
-    cfg.validate()
-    rank, world = _init_distributed(cfg)
-    main = rank == 0
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    preset = run_preset(cfg)
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and not cfg.resume:
-        raise ValueError(f"{out} holds a checkpoint of an earlier run: pass --resume to continue it, "
-                         f"or choose another --out")
-    ds = load_dataset(cfg.train)
-    counts_from, counts_note = counts_source(ds, cfg.counts_from)
-    cfg = replace(cfg, counts_from=counts_from)  # the original of an ltaug output, saved with the run
-    freq = load_counts(cfg.counts_from, ds)
-    state = _load_resumable(ckpt_path, cfg) if ckpt_path.exists() else None
-    if main:
-        print(counts_note, file=sys.stderr)
-        write_json_atomic(out / "config.json", {**asdict(cfg), "preset_settings": preset.as_dict(),
-                                                "world_size": world,
-                                                "class_counts": {"file": cfg.counts_from or cfg.train,
-                                                                 "note": counts_note}}, indent=True)
-    dataset = DetectionDataset(ds, cfg.images, masks=cfg.masks, train=True,
-                               min_size=preset.min_size, max_size=preset.max_size)
-    run_eval = partial(evaluate_model, val_path=load_dataset(cfg.val), val_images=cfg.val_images or cfg.images,
-                       train_ds=freq, label_to_category=dataset.label_to_category_id, device=cfg.device,
-                       progress=progress) if cfg.val and main else None
-    sampler = _make_sampler(cfg, dataset, ds)
-    batches = AspectRatioBatchSampler.for_index(sampler, ds.index, cfg.batch_size)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_fn,
-        persistent_workers=cfg.workers > 0, worker_init_fn=worker_init_fn, generator=torch.Generator().manual_seed(cfg.seed))
-    model = build_run_model(cfg, freq).to(cfg.device)
-    if cfg.stage2 == "crt":
-        load_stage1(model, cfg.init_from)
-        params = prepare_crt(model)
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(
-        it, warmup_iters=cfg.warmup_iters, iters_per_epoch=iters_per_epoch, epochs=cfg.epochs))
-    use_amp = cfg.amp and cfg.device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    start_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch = state["epoch"] + 1
-    del state  # the model and optimiser hold copies now
-    net = model
-    if world > 1:  # torchrun: gradients all-reduced; the samplers split each epoch across ranks
-        net = torch.nn.parallel.DistributedDataParallel(
+def wrap_distributed(model: torch.nn.Module, cfg: TrainConfig, world: int) -> torch.nn.Module:
+    """The module to train: under torchrun ``model`` in DistributedDataParallel (gradients
+    all-reduced; the samplers split each epoch across ranks), else ``model`` itself."""
+    if world > 1:
+        return torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[torch.cuda.current_device()] if cfg.device.startswith("cuda") else None)
+    return model
 
-    history_path = out / "metrics.jsonl"
-    if main and history_path.exists():  # keep the epochs the checkpoint holds (none without one)
-        kept = [line for line in history_path.read_text().splitlines() if json.loads(line)["epoch"] <= start_epoch]
-        write_bytes_atomic(history_path, "".join(line + "\n" for line in kept).encode())
-    final_eval = None  # the evaluation after the last epoch, when eval_every made it already
-    for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        seen_ids = []
-        sampler.set_epoch(epoch)
-        t0, seen, total, skipped = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(loader, total=iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   unit="it", dynamic_ncols=True)
-        for it, (images, targets) in enumerate(bar):
-            if it >= iters_per_epoch:
-                break
-            images, targets = batch_to(images, targets, cfg.device)
-            seen_ids += [int(t["image_id"]) for t in targets]
-            with torch.autocast("cuda", enabled=use_amp):
-                losses = net(images, targets)
-                loss = sum(losses.values())
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it}: "
-                                         f"lower --lr (now {cfg.lr}) or lengthen the warm-up")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-            scaler.step(optimizer)
-            scale = scaler.get_scale()  # 1.0 without mixed precision
-            scaler.update()  # with it: the step was skipped (and the scale halved) if a gradient was inf/NaN
-            skipped += scaler.get_scale() < scale
-            scheduler.step()
-            seen += len(images)
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (it + 1):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.2f}",
-                            lr=f"{optimizer.param_groups[0]['lr']:.4g}")
-        record = {"epoch": epoch + 1, "loss": total / max(iters_per_epoch, 1),
-                  "images_per_s": seen * world / (time.perf_counter() - t0), "seconds": time.perf_counter() - t0}
-        if use_amp:  # a run whose steps are all skipped does not learn: say so in its history
-            record.update(amp_scale=scaler.get_scale(), amp_skipped_steps=skipped)
-        if main and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
-            result = run_eval(model)
-            record["eval"] = ap_summary(result)
-            final_eval = result if epoch + 1 == cfg.epochs else None
-        if cfg.record_samples:  # which image ids each rank trained on (for tests and audits)
-            write_json_atomic(out / f"samples_epoch{epoch + 1}_rank{rank}.json", seen_ids)
-        if main:
-            _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                         "epoch": epoch, "config": asdict(cfg)})
-            with open(history_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if world > 1:
-            torch.distributed.barrier()
 
-    if not main:
-        torch.distributed.barrier()  # wait for rank 0's evaluation, then leave together
-        torch.distributed.destroy_process_group()
-        return {}
-    metrics = {"history": [json.loads(line) for line in history_path.read_text().splitlines()] if
-               history_path.exists() else []}
-    if cfg.val:
-        metrics["eval"] = final_eval or run_eval(model)
+def keep_history(path: Path, start_epoch: int) -> None:
+    """Keep the lines of metrics.jsonl of the epochs the checkpoint holds (none without one)."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= start_epoch]
+        write_bytes_atomic(path, "".join(line + "\n" for line in kept).encode())
+
+
+def train_one_epoch(net: torch.nn.Module, loader, opt: Optimisation, cfg: TrainConfig, epoch: int,
+                    iters_per_epoch: int, *, world: int, progress: bool) -> tuple[dict, list[int]]:
+    """One epoch (at most ``iters_per_epoch`` batches); returns its line of metrics.jsonl and the
+    image ids this rank trained on. A loss that is not finite stops the run."""
+    net.train()
+    seen_ids = []
+    t0, seen, total, skipped = time.perf_counter(), 0, 0.0, 0
+    bar = tqdm(loader, total=iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+               unit="it", dynamic_ncols=True)
+    for it, (images, targets) in enumerate(bar):
+        if it >= iters_per_epoch:
+            break
+        images, targets = batch_to(images, targets, cfg.device)
+        seen_ids += [int(t["image_id"]) for t in targets]
+        with torch.autocast("cuda", enabled=opt.amp):
+            losses = net(images, targets)
+            loss = sum(losses.values())
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it}: "
+                                     f"lower --lr (now {cfg.lr}) or lengthen the warm-up")
+        opt.optimizer.zero_grad(set_to_none=True)
+        opt.scaler.scale(loss).backward()
+        opt.scaler.unscale_(opt.optimizer)
+        torch.nn.utils.clip_grad_norm_(opt.params, cfg.clip_grad_norm)
+        opt.scaler.step(opt.optimizer)
+        scale = opt.scaler.get_scale()  # 1.0 without mixed precision
+        opt.scaler.update()  # with it: the step was skipped (and the scale halved) if a gradient was inf/NaN
+        skipped += opt.scaler.get_scale() < scale
+        opt.scheduler.step()
+        seen += len(images)
+        total += loss.item()
+        bar.set_postfix(loss=f"{total / (it + 1):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.2f}",
+                        lr=f"{opt.optimizer.param_groups[0]['lr']:.4g}")
+    record = {"epoch": epoch + 1, "loss": total / max(iters_per_epoch, 1),
+              "images_per_s": seen * world / (time.perf_counter() - t0), "seconds": time.perf_counter() - t0}
+    if opt.amp:  # a run whose steps are all skipped does not learn: say so in its history
+        record.update(amp_scale=opt.scaler.get_scale(), amp_skipped_steps=skipped)
+    return record, seen_ids
+
+
+def save_epoch(out: Path, cfg: TrainConfig, epoch: int, model: torch.nn.Module, opt: Optimisation,
+               record: dict) -> None:
+    """The epoch's checkpoint (atomically: a run stopped later resumes here) and its line of metrics.jsonl."""
+    with atomic_path(out / CHECKPOINT) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.optimizer.state_dict(),
+                    "scheduler": opt.scheduler.state_dict(), "scaler": opt.scaler.state_dict(),
+                    "epoch": epoch, "config": asdict(cfg)}, tmp)
+    with open(out / HISTORY, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def write_metrics(out: Path, cfg: TrainConfig, evaluation: dict | None) -> dict:
+    """metrics.json (every epoch's line of metrics.jsonl, the final evaluation) and curves.png."""
+    history = out / HISTORY
+    metrics = {"history": [json.loads(line) for line in history.read_text().splitlines()] if
+               history.exists() else []}
+    if evaluation is not None:
+        metrics["eval"] = evaluation
     write_json_atomic(out / "metrics.json", metrics, indent=True)
     if metrics["history"]:
         plot_curves(metrics, out / "curves.png", title=f"{Path(cfg.train).name}: loss {cfg.loss}, sampler {cfg.sampler}")
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
     return metrics
 
+
+# -- evaluation summaries, curves, torchrun -----------------------------------------------------
 
 AP_SUMMARY = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 
@@ -399,7 +343,9 @@ def plot_curves(metrics: dict, path, *, title: str):
     speed.set_ylabel("images/s")
     box = metrics.get("eval", {}).get("bbox")
     if box:
-        fmt = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+        def fmt(v):
+            return "-" if v is None else f"{100 * v:.1f}"
+
         ax.text(0.98, 0.95, f"val bbox AP {fmt(box['AP'])}  AP50 {fmt(box['AP50'])}\n"
                             f"APr {fmt(box['APr'])}  APc {fmt(box['APc'])}  APf {fmt(box['APf'])}",
                 transform=ax.transAxes, ha="right", va="top", fontsize=9,

@@ -64,7 +64,13 @@ import os
 import numpy as np
 
 from ltaug.dataset import Dataset, load_dataset
-from ltaug.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+from ltaug.frequency import (
+    BINS,
+    COMMON_MAX,
+    RARE_MAX,
+    dataset_bins,
+    uses_stored_frequency,
+)
 
 __all__ = ["IOU_TYPES", "METRICS", "evaluate", "format_eval_table", "load_detections"]
 
@@ -98,7 +104,8 @@ def evaluate(gt, detections, *, iou_types=("bbox",), rare_max: int = RARE_MAX, c
     category ids into strings.) Raises ValueError for an unknown image or category id, a
     malformed detection, or bad arguments.
     """
-    from faster_coco_eval import __version__ as fce_version  # the train extra; imported on use
+    # the train extra; imported on use
+    from faster_coco_eval import __version__ as fce_version
 
     ds = gt if isinstance(gt, Dataset) else load_dataset(gt)
     if isinstance(detections, (str, os.PathLike)):
@@ -171,14 +178,14 @@ def _skipped_iou_types(ds: Dataset, iou_types) -> dict:
 def _check_detections(ds: Dataset, detections, iou_types) -> None:
     """One clear ValueError, naming the detection's position and the id, for the first bad record."""
     if not isinstance(detections, (list, tuple)):
-        raise ValueError(f"detections must be a list of dicts, got {type(detections).__name__}")
+        raise ValueError(f"detections must be a list of dicts, got {type(detections).__name__}")  # noqa: TRY004
     ix = ds.index
     sizes = dict(zip(ix.image_ids.tolist(), zip(ix.image_heights.tolist(), ix.image_widths.tolist())))
     cats = set(ix.category_ids.tolist())
     needed = ("image_id", "category_id", "score") + tuple("bbox" if t == "bbox" else "segmentation" for t in iou_types)
     for i, d in enumerate(detections):
         if not isinstance(d, dict):
-            raise ValueError(f"detection {i}: not a dict")
+            raise ValueError(f"detection {i}: not a dict")  # noqa: TRY004
         missing = [k for k in needed if k not in d]
         if missing:
             raise ValueError(f"detection {i}: missing {', '.join(missing)}")
@@ -336,5 +343,5 @@ def load_detections(path: str | os.PathLike) -> list:
 
     data = read_json(path)
     if not isinstance(data, list):
-        raise ValueError(f"{path}: a results file holds a list of detections, got {type(data).__name__}")
+        raise ValueError(f"{path}: a results file holds a list of detections, got {type(data).__name__}")  # noqa: TRY004
     return data

@@ -65,7 +65,12 @@ def iou_types_for(model) -> tuple[str, ...]:
 def bins_of(train_ds: Dataset, *, rare_max: int | None = None, common_max: int | None = None) -> tuple[dict, str]:
     """(category id -> r/c/f, how) from the training file: its stored LVIS bins unless thresholds
     are given, else its image counts (thresholds default to LVIS' 10 and 100)."""
-    from ltaug.frequency import COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+    from ltaug.frequency import (
+        COMMON_MAX,
+        RARE_MAX,
+        dataset_bins,
+        uses_stored_frequency,
+    )
 
     bins = dataset_bins(train_ds, rare_max=rare_max, common_max=common_max)
     if uses_stored_frequency(train_ds, rare_max, common_max):
@@ -140,8 +145,8 @@ def load_run(path, *, train: str | None = None, device: str = "cpu") -> Run:
     counts that count-based losses are built with. Raises ValueError with one line for a
     missing or foreign checkpoint or file.
     """
+    from .config import TrainConfig, build_run_model
     from .counts import load_counts
-    from .engine import TrainConfig, build_run_model
 
     path = Path(path)
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
@@ -149,7 +154,7 @@ def load_run(path, *, train: str | None = None, device: str = "cpu") -> Run:
         raise ValueError(f"{path}: no checkpoint.pt (not a run folder of `ltaug train`, or no epoch finished yet)")
     try:
         state = torch.load(ckpt, map_location=device, weights_only=False)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+    except Exception as exc:  # noqa: BLE001  torch raises many types for a file that is not a checkpoint
         raise ValueError(f"{ckpt}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not {"model", "config", "epoch"} <= set(state):
         raise ValueError(f"{ckpt}: not a checkpoint written by `ltaug train`")

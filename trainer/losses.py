@@ -30,6 +30,7 @@ conventions:
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -409,7 +410,7 @@ class BAGSLoss(ClassificationLoss):
         super().__init__(num_classes, **counts)
         boundaries = tuple(boundaries)
         _require(len(boundaries) >= 1 and boundaries[0] == 0
-                 and all(a < b for a, b in zip(boundaries, boundaries[1:])),
+                 and all(a < b for a, b in itertools.pairwise(boundaries)),
                  f"bags boundaries must start at 0 and increase strictly, got {boundaries}")
         _require(others_ratio is None or others_ratio > 0, f"bags others_ratio must be > 0 or None, got {others_ratio}")
         n = self._needs(self.instance_counts, "class_instance_counts")

@@ -35,7 +35,10 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection import roi_heads as tv_roi_heads
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import (
+    mobilenet_backbone,
+    resnet_fpn_backbone,
+)
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
@@ -92,10 +95,10 @@ def _read_state(path: str | Path, *, weights_only: bool) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=weights_only)
     except FileNotFoundError:
         raise ValueError(f"{path}: backbone weights file not found") from None
-    except Exception as exc:  # torch raises many types for a file that is not a state dict
+    except Exception as exc:  # noqa: BLE001  torch raises many types for a file that is not a state dict
         raise ValueError(f"{path}: not a readable torch weights file ({type(exc).__name__})") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")  # noqa: TRY004
     return state
 
 

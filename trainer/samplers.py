@@ -228,7 +228,7 @@ class AspectRatioBatchSampler(BatchSampler):
         self.sampler, self.group_ids, self.batch_size = sampler, np.asarray(group_ids), int(batch_size)
 
     @classmethod
-    def for_index(cls, sampler, index: DatasetIndex, batch_size: int) -> "AspectRatioBatchSampler":
+    def for_index(cls, sampler, index: DatasetIndex, batch_size: int) -> AspectRatioBatchSampler:
         """Batches of the images of ``index`` (an ltaug dataset's columns), grouped by
         :func:`aspect_ratio_groups` of their widths and heights."""
         return cls(sampler, aspect_ratio_groups(index.image_widths, index.image_heights), batch_size)
