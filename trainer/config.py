@@ -13,15 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .model import (
-    ANCHOR_SIZES,
-    BACKBONES,
-    PRESETS,
-    Preset,
-    build_model,
-    check_anchor_sizes,
-    default_preset,
-)
+from .model import ANCHOR_SIZES, BACKBONES, PRESETS, Preset, build_model, check_anchor_sizes, default_preset
 
 SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
 STAGE2 = ("crt",)

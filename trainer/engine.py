@@ -42,13 +42,7 @@ from .counts import counts_source, load_counts
 from .data import DetectionDataset, batch_to, collate_fn, worker_init_fn
 from .decouple import load_stage1, prepare_crt
 from .inference import evaluate_model
-from .samplers import (
-    AspectRatioBatchSampler,
-    ClassAwareSampler,
-    EpochSampler,
-    RepeatFactorSampler,
-    TrainingSampler,
-)
+from .samplers import AspectRatioBatchSampler, ClassAwareSampler, EpochSampler, RepeatFactorSampler, TrainingSampler
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "metrics.jsonl"

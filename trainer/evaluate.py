@@ -64,13 +64,7 @@ import os
 import numpy as np
 
 from ltaug.dataset import Dataset, load_dataset
-from ltaug.frequency import (
-    BINS,
-    COMMON_MAX,
-    RARE_MAX,
-    dataset_bins,
-    uses_stored_frequency,
-)
+from ltaug.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 
 __all__ = ["IOU_TYPES", "METRICS", "evaluate", "format_eval_table", "load_detections"]
 

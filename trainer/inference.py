@@ -65,12 +65,7 @@ def iou_types_for(model) -> tuple[str, ...]:
 def bins_of(train_ds: Dataset, *, rare_max: int | None = None, common_max: int | None = None) -> tuple[dict, str]:
     """(category id -> r/c/f, how) from the training file: its stored LVIS bins unless thresholds
     are given, else its image counts (thresholds default to LVIS' 10 and 100)."""
-    from ltaug.frequency import (
-        COMMON_MAX,
-        RARE_MAX,
-        dataset_bins,
-        uses_stored_frequency,
-    )
+    from ltaug.frequency import COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 
     bins = dataset_bins(train_ds, rare_max=rare_max, common_max=common_max)
     if uses_stored_frequency(train_ds, rare_max, common_max):
