@@ -52,9 +52,9 @@ def main() -> None:
     import numpy as np
 
     from ltaug import load_dataset
-    from ltaug.bank import IMREAD_FLAGS, Bank, build_bank
-    from ltaug.geometry import decode
-    from ltaug.paths import image_file_name
+    from ltaug.io.geometry import decode
+    from ltaug.io.paths import image_file_name
+    from ltaug.pixels.bank import IMREAD_FLAGS, Bank, build_bank
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", type=Path, default=COCO_LT / "annotations" / "instances_train.json")

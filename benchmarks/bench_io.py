@@ -21,7 +21,7 @@
    * ltaug ``load_dataset(path)`` (orjson ``read_json`` + ``check_document`` + ``build_index``,
      all inside it), then ``dataset_stats`` and ``ds.save`` (orjson + fsync).
    The json-parse part of each loader is timed by wrapping the function the library looks
-   up (``pycocotools.coco.json.load``, ``lvis.lvis.json.load``, ``ltaug.dataset.read_json``
+   up (``pycocotools.coco.json.load``, ``lvis.lvis.json.load``, ``ltaug.io.dataset.read_json``
    / ``check_document``); nothing in the libraries is changed. Each timing is repeated
    ``--repeat`` times (a fresh process each time, loaders interleaved) and the best is kept.
 3. Prints a table (best seconds, of which cyclic-GC seconds, peak RSS) and the ratios
@@ -187,9 +187,9 @@ def worker_lvis(path: str, profile: bool) -> dict:
 def worker_ltaug(path: str, profile: bool) -> dict:
     import numpy as np
 
-    import ltaug.dataset as ld
+    import ltaug.io.dataset as ld
     from ltaug import load_dataset
-    from ltaug.stats import dataset_stats
+    from ltaug.stats.summary import dataset_stats
 
     steps, out = _Steps(), {}
     steps.wrap(ld, "read_json", "read_json (orjson)")

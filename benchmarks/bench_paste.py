@@ -7,9 +7,9 @@ write. Measured in one run, each with 1 and 2 worker processes (``--workers``):
 
 * **(a) the floor**: the job with no operation: read + ``cv2.imdecode``
   (``IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION``) + ``cv2.imencode`` at ltaug's JPEG quality
-  (``ltaug.pixels.JPEG_QUALITY``, the one ltaug's writer uses) + write (temporary file, then
-  rename, as ``ltaug.imagefile.write_file_atomic``). Nothing that writes JPEGs can beat it
-  with the same codec. (The same calls as ``ltaug.pixels`` / ``ltaug.imagefile``, written out
+  (``ltaug.pixels.functional.JPEG_QUALITY``, the one ltaug's writer uses) + write (temporary file, then
+  rename, as ``ltaug.pixels.imagefile.write_file_atomic``). Nothing that writes JPEGs can beat it
+  with the same codec. (The same calls as ``ltaug.pixels.functional`` / ``ltaug.pixels.imagefile``, written out
   here because the peers' venv has no ltaug.)
 * **the peers**: the copy-paste a user would pick instead of ltaug, each run by
   ``paste_peers.py`` under the benchmark-only environment that ``peers_env.sh`` makes
@@ -205,11 +205,11 @@ def setup_ltaug(args, paths: list[Path], tmp: Path) -> tuple[dict, dict, dict]:
 
     The bank is built once (2 workers) into ``tmp/bank`` and opened here, before any pool forks.
     """
-    from ltaug.bank import Bank, build_bank
-    from ltaug.copy_paste import plan_paste, render_paste
-    from ltaug.dataset import load_dataset
-    from ltaug.engine import run_pipeline
+    from ltaug.io.read import load_dataset
     from ltaug.ops import Mosaic, Paste
+    from ltaug.pixels.bank import Bank, build_bank
+    from ltaug.pixels.copy_paste import plan_paste, render_paste
+    from ltaug.run.engine import run_pipeline
 
     ds = load_dataset(args.annotations)
     names = [args.images / im["file_name"] for im in ds.images]
@@ -469,7 +469,7 @@ def main() -> None:
     args = ap.parse_args()
     if str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
         sys.path.insert(0, str(REPO))
-    from ltaug.pixels import JPEG_QUALITY
+    from ltaug.pixels.functional import JPEG_QUALITY
 
     # One OpenCV thread here too: 1 worker = 1 core, and a parent that never started OpenCV's
     # thread pool can fork children that call cv2.setNumThreads (see ltaug.pool).

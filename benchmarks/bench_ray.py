@@ -3,12 +3,12 @@
 
 On the shared COCO-LT train set (or ``--annotations`` / ``--images``), one pipeline step,
 ``Paste(objects=5, blend="gaussian", weighting="uniform", seed=0, bank=...)``, runs through
-:func:`ltaug.engine.run_pipeline` into a fresh temporary output,
+:func:`ltaug.run.engine.run_pipeline` into a fresh temporary output,
 on three executors:
 
 * ``local 1``: the engine's local backend with 1 worker (in the calling process);
 * ``local 2``: the local process pool with 2 workers;
-* ``ray 2``: :func:`ltaug.ray_backend.ray_map_shards` on a local Ray instance started with
+* ``ray 2``: :func:`ltaug.run.ray_backend.ray_map_shards` on a local Ray instance started with
   ``ray.init(num_cpus=2)`` (one task per shard, one CPU per task).
 
 The object bank is built once, before anything is timed, and passed to the step (the
@@ -62,8 +62,8 @@ def serve(args) -> None:
 
     cv2.setNumThreads(1)  # local 1 renders in this process: one core, as each pool worker
     from ltaug import load_dataset
-    from ltaug.engine import run_pipeline
     from ltaug.ops import Paste
+    from ltaug.run.engine import run_pipeline
 
     ds = load_dataset(args.annotations)
     step = Paste(objects=args.objects, blend=args.blend, weighting="uniform", seed=0, bank=args.bank)
@@ -73,7 +73,7 @@ def serve(args) -> None:
         import ray  # noqa: F401
 
         info["import_s"] = time.perf_counter() - t0
-        from ltaug.ray_backend import init_ray, ray_map_shards
+        from ltaug.run.ray_backend import init_ray, ray_map_shards
 
         t0 = time.perf_counter()
         init_ray(num_cpus=args.workers)
@@ -138,7 +138,7 @@ def main() -> int:
     import cv2
 
     from ltaug import load_dataset
-    from ltaug.bank import build_bank
+    from ltaug.pixels.bank import build_bank
 
     print(f"data: {args.annotations} ({args.images}); load average at start {load_average()}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))

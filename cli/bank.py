@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.bank import build_bank
+    from ltaug.pixels.bank import build_bank
 
     if not Path(args.images).is_dir():
         raise UsageError(f"{args.images}: image folder not found")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ltaug import Dataset, load_dataset
-from ltaug.frequency import COMMON_MAX, RARE_MAX
+from ltaug.stats.frequency import COMMON_MAX, RARE_MAX
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -40,7 +40,7 @@ def table_rows(args, n_classes: int) -> int | None:
 
 def refuse_outputs_over_input(input_path, *outputs) -> None:
     """UsageError if any given output path (None: not asked for) is the input file."""
-    from ltaug.paths import refuse_overwriting_inputs
+    from ltaug.io.paths import refuse_overwriting_inputs
 
     for path in outputs:
         if path:
@@ -107,8 +107,8 @@ def run_engine(args, dataset, images, output, steps, workers=None, backend=None,
     """
     import sys
 
-    from ltaug.engine import run_pipeline
     from ltaug.errors import UsageError
+    from ltaug.run.engine import run_pipeline
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
@@ -118,7 +118,7 @@ def run_engine(args, dataset, images, output, steps, workers=None, backend=None,
         raise UsageError("--address is for --backend ray")
     executor = {}
     if backend == "ray":
-        from ltaug.ray_backend import ray_map_shards
+        from ltaug.run.ray_backend import ray_map_shards
 
         executor["map_shards"] = ray_map_shards(cli_address or address, num_cpus=workers)
     s = run_pipeline(dataset, images, output, steps, workers=workers, resume=args.resume,

@@ -47,15 +47,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.frequency import to_lvis
-    from ltaug.paths import refuse_overwriting_inputs
+    from ltaug.io.paths import refuse_overwriting_inputs
+    from ltaug.stats.frequency import to_lvis
 
     src, out = Path(args.input), Path(args.output)
     to = args.to or ("yolo" if out.suffix.lower() != ".json" else None)
     refuse_overwriting_inputs(out, [src, args.images])
     ds = load(src, args)
     if to == "yolo":
-        from ltaug.yolo import write_yolo
+        from ltaug.io.yolo import write_yolo
 
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: exists and is not a folder; YOLO output is a folder")

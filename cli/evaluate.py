@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ltaug.errors import UsageError
-from ltaug.jsonio import dumps
+from ltaug.io.jsonio import dumps
 
 from .common import FORMATTER, add_bin_thresholds
 

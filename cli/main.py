@@ -13,7 +13,7 @@ import traceback
 
 from ltaug import __version__
 from ltaug.errors import LtaugError
-from ltaug.jsonio import gc_paused
+from ltaug.io.jsonio import gc_paused
 
 from . import (
     bank,

@@ -52,10 +52,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.jsonio import write_json_atomic
-    from ltaug.planning import Target, make_plan
-    from ltaug.resample import expand_dataset
-    from ltaug.shift import format_shift_table, plot_shift
+    from ltaug.io.jsonio import write_json_atomic
+    from ltaug.rebalance.planning import Target, make_plan
+    from ltaug.rebalance.resample import expand_dataset
+    from ltaug.rebalance.shift import format_shift_table, plot_shift
 
     try:
         target = Target(min_instances=args.min_instances, exponent=args.exponent, max_factor=args.max_factor)

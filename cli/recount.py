@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from collections import Counter
 
-    from ltaug.frequency import recount
+    from ltaug.stats.frequency import recount
 
     ds = load(args.annotations, args)
     out = recount(ds, rare_max=args.rare_max, common_max=args.common_max)

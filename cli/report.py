@@ -24,7 +24,7 @@ examples:
 
 
 def add_parser(sub) -> None:
-    from ltaug.report import REPORT_NAME, SAMPLES, THUMB_WIDTH
+    from ltaug.report.html import REPORT_NAME, SAMPLES, THUMB_WIDTH
 
     p = sub.add_parser("report", help="HTML report of an output folder (histograms, per-class table, samples)",
                        description=HELP, formatter_class=FORMATTER)
@@ -45,8 +45,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ltaug.paths import refuse_overwriting_inputs
-    from ltaug.report import REPORT_NAME, input_path, read_run, write_report
+    from ltaug.io.paths import refuse_overwriting_inputs
+    from ltaug.report.html import REPORT_NAME, input_path, read_run, write_report
 
     out_dir = Path(args.output_dir)
     target = Path(args.output) if args.output else out_dir / REPORT_NAME

@@ -32,9 +32,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.jsonio import write_json_atomic
-    from ltaug.resample import expand_dataset, repeat_factor_document, resample_counts
-    from ltaug.shift import class_shift, format_shift_table, plot_shift
+    from ltaug.io.jsonio import write_json_atomic
+    from ltaug.rebalance.resample import expand_dataset, repeat_factor_document, resample_counts
+    from ltaug.rebalance.shift import class_shift, format_shift_table, plot_shift
 
     spec = from_args(Resample, args)
     refuse_outputs_over_input(args.annotations, args.output, args.repeat_factors, args.plot)

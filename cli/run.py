@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.pipeline import load_pipeline
+    from ltaug.run.pipeline import load_pipeline
 
     pipe = load_pipeline(args.config)
     args.on_error = args.on_error or pipe.on_error

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ltaug.jsonio import dumps
+from ltaug.io.jsonio import dumps
 
 from .common import FORMATTER, add_bin_thresholds, add_on_error, load, refuse_outputs_over_input
 
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.stats import dataset_stats, format_stats_table, plot_class_histogram
+    from ltaug.stats.summary import dataset_stats, format_stats_table, plot_class_histogram
 
     ds = load(args.annotations, args)
     stats = dataset_stats(ds, rare_max=args.rare_max, common_max=args.common_max)

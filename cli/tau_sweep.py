@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ltaug.errors import UsageError
-from ltaug.jsonio import dumps
+from ltaug.io.jsonio import dumps
 
 from .common import FORMATTER
 from .evaluate import add_model_options, open_run, trainer_modules

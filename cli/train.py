@@ -131,7 +131,7 @@ def _anchor_sizes(text: str) -> tuple:
 def _stage1_config(run_dir) -> dict:
     from pathlib import Path
 
-    from ltaug.jsonio import read_json
+    from ltaug.io.jsonio import read_json
 
     path = Path(run_dir) / "config.json"
     if not path.is_file():

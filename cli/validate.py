@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from ltaug.errors import InputError, UsageError
-from ltaug.jsonio import dumps, read_json
-from ltaug.validate import KINDS, Problem, summarize, validate_document
+from ltaug.io.jsonio import dumps, read_json
+from ltaug.io.validate import KINDS, Problem, summarize, validate_document
 
 from .common import FORMATTER
 
@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
 def _load_document(path: Path):
     """The parsed document, or (None, [problem]) for a file that is not JSON."""
     if path.is_dir():
-        from ltaug.yolo import read_yolo
+        from ltaug.io.yolo import read_yolo
 
         ds = read_yolo(path, on_error="skip")
         problems = [Problem(kind, f"{n} label line(s) rejected: {kind}", "annotations", None)

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from ltaug import load_dataset  # noqa: E402
-from ltaug.bank import Bank, build_bank  # noqa: E402
+from ltaug.pixels.bank import Bank, build_bank  # noqa: E402
 from ltaug.pool import opencv_threads  # noqa: E402
 from ltaug.transforms import CocoSource, CopyPaste, MixUp, Mosaic, tight_box  # noqa: E402
 

@@ -2,9 +2,10 @@
 
 The engine needs no torch. Data flows read -> index -> plan -> execute -> write -> report.
 """
-from .dataset import COCO, LVIS, Dataset, load_dataset, save_dataset
-from .errors import InputError, LtaugError, UsageError
-from .index import DatasetIndex
+from ltaug.errors import InputError, LtaugError, UsageError
+from ltaug.io.dataset import COCO, LVIS, Dataset, save_dataset
+from ltaug.io.index import DatasetIndex
+from ltaug.io.read import load_dataset
 
 __version__ = "0.1.0"
 

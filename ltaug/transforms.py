@@ -41,15 +41,15 @@ What each transform does
   (``inverse``: class c with probability proportional to n_c^-power, ``uniform``: as often as the
   bank holds them), places each with the engine's placement (size relative to the target image
   kept from the source image, log-uniform ``scale`` jitter, optional flip, at most ``max_overlap``
-  of any box covered, :func:`ltaug.copy_paste.place`) and pastes it with
-  :func:`ltaug.copy_paste.render_paste` (``hard`` / ``gaussian`` / ``poisson`` blending). The
+  of any box covered, :func:`ltaug.pixels.copy_paste.place`) and pastes it with
+  :func:`ltaug.pixels.copy_paste.render_paste` (``hard`` / ``gaussian`` / ``poisson`` blending). The
   bank's crops are BGR; set ``rgb=True`` if your images are RGB.
 * :class:`Mosaic`: this image and three others in a 2 x 2 layout around a random centre, pixels by
-  :func:`ltaug.mosaic.render_mosaic` (output ``size`` = (W, H), grey 114 where no image reaches);
+  :func:`ltaug.pixels.mosaic.render_mosaic` (output ``size`` = (W, H), grey 114 where no image reaches);
   objects cut by the output keep their visible part and go when less than ``min_visible`` of
   them (or fewer than ``min_area`` pixels) remain. This image takes a random quadrant.
 * :class:`MixUp`: ``lam * this + (1 - lam) * other`` with lam ~ Beta(alpha, alpha), the other
-  image scaled to fit at the top-left corner (:func:`ltaug.mixup.render_mixup`); both images'
+  image scaled to fit at the top-left corner (:func:`ltaug.pixels.mixup.render_mixup`); both images'
   objects are kept. ``weight_field`` (optional) receives each object's weight: lam times its old
   weight for this image's objects, 1 - lam times its weight (default 1) for the other's.
 
@@ -85,23 +85,24 @@ from albumentations.core.bbox_utils import (
     convert_bboxes_to_albumentations,
 )
 
-from . import masks as mask_ops
-from . import ops
-from .bank import Bank, Flag
-from .copy_paste import (
+from ltaug import ops
+from ltaug.io.dataset import Dataset
+from ltaug.io.geometry import decode, xywh_to_xyxy
+from ltaug.io.paths import image_file_name
+from ltaug.io.read import load_dataset
+from ltaug.pixels import masks as mask_ops
+from ltaug.pixels.bank import Bank, Flag
+from ltaug.pixels.copy_paste import (
     DEFAULT_EXCLUDE,
     class_weights,
     eligible_rows,
     place,
     render_paste,
 )
-from .dataset import Dataset, load_dataset
-from .geometry import decode, xywh_to_xyxy
-from .imagefile import read_image
-from .mixup import render_mixup
-from .mosaic import render_mosaic, tile_layout
-from .paths import image_file_name
-from .pixels import resize_mask
+from ltaug.pixels.functional import resize_mask
+from ltaug.pixels.imagefile import read_image
+from ltaug.pixels.mixup import render_mixup
+from ltaug.pixels.mosaic import render_mosaic, tile_layout
 
 if int(A.__version__.split(".")[0]) < 2:
     raise ImportError(f"ltaug.transforms needs albumentations >= 2.0 (found {A.__version__}): "
@@ -159,7 +160,7 @@ def box_masks(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(N, h, w) uint8 0/1 masks at ``width x height``: bilinear, then threshold at 0.5.
 
-    :func:`ltaug.pixels.resize_mask` per mask: stacking masks as channels needs a transpose that
+    :func:`ltaug.pixels.functional.resize_mask` per mask: stacking masks as channels needs a transpose that
     costs 3-4 times more than the calls it saves.
     """
     out = np.empty((masks.shape[0], int(height), int(width)), np.uint8)
@@ -171,7 +172,7 @@ def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
 def occlude(sample: Sample, cover: np.ndarray, min_visible: float) -> Sample:
     """The sample's objects after the pixels ``cover`` (H x W bool) were painted over them.
 
-    The engine's rule (:func:`ltaug.copy_paste.render_paste`): an object nothing covers is kept
+    The engine's rule (:func:`ltaug.pixels.copy_paste.render_paste`): an object nothing covers is kept
     as it is; one partly covered keeps its visible pixels and gets their tight box; one with
     nothing, or less than ``min_visible`` of its pixels, left is removed. Objects without masks
     are their boxes rasterised (and stay without masks).
@@ -218,10 +219,10 @@ def concat(image: np.ndarray, parts: Sequence[Sample], k: int) -> Sample:
 def copy_paste(sample: Sample, bank: Bank, objects: list[dict], spec: ops.Paste, new_rows: np.ndarray) -> Sample:
     """Paste bank objects into a copy of the sample's image (BGR) and keep the objects right.
 
-    ``objects``: placed bank objects as :func:`ltaug.copy_paste.plan_paste` writes them (``row``,
+    ``objects``: placed bank objects as :func:`ltaug.pixels.copy_paste.plan_paste` writes them (``row``,
     ``category_id``, ``x``, ``y``, ``w``, ``h``, ``flip``), pasted in order, later on top;
     ``new_rows``: their label columns. Pixels and the pasted objects' visible masks come from
-    :func:`ltaug.copy_paste.render_paste`; the sample's own objects are cut by :func:`occlude`.
+    :func:`ltaug.pixels.copy_paste.render_paste`; the sample's own objects are cut by :func:`occlude`.
     Returns the sample's surviving objects, then the pasted objects that stay visible.
     """
     image = sample.image.copy()
@@ -247,11 +248,11 @@ def copy_paste(sample: Sample, bank: Bank, objects: list[dict], spec: ops.Paste,
 def warp_objects(sample: Sample, size, offset, window, canvas_hw, min_visible: float, min_area: int) -> Sample:
     """The sample's objects scaled to ``size`` (tw, th), moved by ``offset`` and cut to ``window``.
 
-    The geometry of :func:`ltaug.masks.warp_rle` on dense masks: a mask is resized (bilinear,
+    The geometry of :func:`ltaug.pixels.masks.warp_rle` on dense masks: a mask is resized (bilinear,
     threshold 0.5), cut to the window x0, y0, x1, y1 of a ``canvas_hw`` canvas, and given the
     tight box of what is left; a box-only object goes through ``warp_rle`` itself. An object
     goes when nothing, less than ``min_visible`` of it, or fewer than ``min_area`` pixels remain
-    (the rule of :func:`ltaug.mosaic.warp_annotation`). Returns objects without an image, their
+    (the rule of :func:`ltaug.pixels.mosaic.warp_annotation`). Returns objects without an image, their
     masks as the window's part (``window`` set).
     """
     (tw, th), (ox, oy), (x0, y0, x1, y1), (H, W) = size, offset, window, canvas_hw
@@ -534,14 +535,14 @@ class _FromSource(_Transform):
 class CopyPaste(_Transform):
     """Paste objects of an object bank into the image, rarest classes first (see the module docstring).
 
-    ``bank``: a :class:`ltaug.bank.Bank` or its folder. ``objects``: objects tried per image, or
+    ``bank``: a :class:`ltaug.pixels.bank.Bank` or its folder. ``objects``: objects tried per image, or
     (low, high) drawn uniformly; an object that finds no room (``max_overlap``) is not pasted.
     ``weighting``: ``inverse`` (class c with probability ∝ n_c^-``power``) or ``uniform``; n_c
     comes from ``class_counts`` ({category id: instances}; default: the bank's objects per
     class). ``classes``: category ids that may be pasted (default: all the bank holds).
     ``label_map``: the label of a pasted object from its category id (dict or callable; default:
     the id itself). ``blend``, ``sigma``, ``scale``, ``flip``, ``max_overlap``, ``min_visible``,
-    ``exclude_flags`` (bank :class:`~ltaug.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`. ``rgb``: your images
+    ``exclude_flags`` (bank :class:`~ltaug.pixels.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`. ``rgb``: your images
     are RGB (the bank's crops are BGR). After a call, ``get_applied_params()["objects"]`` lists
     what was placed (bank ``row``, ``category_id``, ``x``, ``y``, ``w``, ``h``, ``flip``).
     """

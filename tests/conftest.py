@@ -39,7 +39,7 @@ def demo_doc(_demo_doc) -> dict:
 def demo_bank(tmp_path_factory, demo_train_path, demo_train_images):
     """An object bank of the demo train set (built once per session)."""
     from ltaug import load_dataset
-    from ltaug.bank import Bank, build_bank
+    from ltaug.pixels.bank import Bank, build_bank
 
     path = tmp_path_factory.mktemp("demo-bank") / "bank"
     build_bank(load_dataset(demo_train_path), demo_train_images, path, workers=1, progress=False)

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
 from ltaug import Dataset, InputError, UsageError, load_dataset
-from ltaug import bank as bank_mod
-from ltaug.bank import FORMAT_VERSION, Bank, Flag, build_bank, crop_boxes
-from ltaug.geometry import decode
-from ltaug.paths import image_file_name
+from ltaug.io.geometry import decode
+from ltaug.io.paths import image_file_name
+from ltaug.pixels import bank as bank_mod
+from ltaug.pixels.bank import FORMAT_VERSION, Bank, Flag, build_bank, crop_boxes
 
 DEMO_IMAGES = DEMO / "images" / "train"
 BLOBS = ("meta.json", "objects.npy", "pixels.bin", "masks.bin")

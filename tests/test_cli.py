@@ -77,7 +77,7 @@ def test_bad_flag_values_are_usage_errors(demo_train_path, tmp_path, capsys):
 
 
 def test_bank_command(demo_train_path, demo_train_images, tmp_path):
-    from ltaug.bank import Bank
+    from ltaug.pixels.bank import Bank
 
     out = tmp_path / "bank"
     r = run_cli("bank", demo_train_path, "--images", demo_train_images, "-o", out, "--workers", "1")

@@ -8,13 +8,13 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from ltaug import load_dataset
-from ltaug.bank import Flag
-from ltaug.copy_paste import class_weights, eligible_rows, plan_paste, render_paste
-from ltaug.geometry import decode
-from ltaug.imagefile import read_image
+from ltaug.io.geometry import decode
+from ltaug.io.paths import image_file_name
 from ltaug.ops import Paste
-from ltaug.paths import image_file_name
-from ltaug.pixels import resize_object
+from ltaug.pixels.bank import Flag
+from ltaug.pixels.copy_paste import class_weights, eligible_rows, plan_paste, render_paste
+from ltaug.pixels.functional import resize_object
+from ltaug.pixels.imagefile import read_image
 
 
 @pytest.fixture(scope="module")

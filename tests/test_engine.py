@@ -14,11 +14,11 @@ import pytest
 from conftest import DEMO, ROOT
 
 from ltaug import InputError, UsageError, load_dataset
-from ltaug.engine import partial_dir, run_pipeline
-from ltaug.frequency import to_lvis
-from ltaug.jsonio import file_sha256
+from ltaug.io.jsonio import file_sha256
+from ltaug.io.paths import image_file_name
 from ltaug.ops import Mixup, Mosaic, Paste, Resample
-from ltaug.paths import image_file_name
+from ltaug.run.engine import partial_dir, run_pipeline
+from ltaug.stats.frequency import to_lvis
 
 IMAGES = DEMO / "images" / "train"
 STEPS = [Resample(method="rfs", seed=0, threshold=0.1),
@@ -327,7 +327,7 @@ def test_a_bank_rebuilt_at_the_same_path_is_read_afresh(tmp_path, demo_train_pat
     so a bank rebuilt at the same path (here from the input less its first five images: other
     objects at the same rows) rendered with the old objects. The second in-process run must equal
     a fresh process's output byte for byte."""
-    from ltaug.bank import build_bank
+    from ltaug.pixels.bank import build_bank
 
     ds = load_dataset(demo_train_path)
     bank = tmp_path / "bank"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltaug import geometry as g
+from ltaug.io import geometry as g
 
 H, W = 60, 80
 settings.register_profile("ltaug", max_examples=60, deadline=None)

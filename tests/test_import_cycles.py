@@ -100,12 +100,7 @@ def cycles(graph) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("package", [
-    pytest.param("ltaug", marks=pytest.mark.xfail(strict=False, reason="ltaug/ still has cycles (dataset <-> "
-                                                                       "yolo, ...); being untangled separately")),
-    "trainer",
-    "cli",
-])
+@pytest.mark.parametrize("package", ["ltaug", "trainer", "cli"])
 def test_no_import_cycles(package):
     found = [c for c in cycles(import_graph()) if any(m.split(".")[0] == package for m in c)]
     assert not found, "import cycles: " + "; ".join(" -> ".join(c) for c in found)

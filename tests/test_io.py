@@ -11,8 +11,8 @@ from conftest import shared_path
 from lvis_style import build_lvis_style
 
 from ltaug import COCO, LVIS, Dataset, UsageError, load_dataset
-from ltaug.frequency import frequency_bins, recount, to_lvis
-from ltaug.paths import image_file_name
+from ltaug.io.paths import image_file_name
+from ltaug.stats.frequency import frequency_bins, recount, to_lvis
 
 
 def roundtrip(path, tmp_path):
@@ -66,7 +66,7 @@ def test_lvis_style_file_roundtrips_and_loads_in_lvis_api(lvis_file, tmp_path):
 
 
 def test_lvis_stored_bins_are_kept(lvis_file):
-    from ltaug.frequency import dataset_bins
+    from ltaug.stats.frequency import dataset_bins
 
     ds = load_dataset(lvis_file)
     stored = [c["frequency"] for c in ds.categories]

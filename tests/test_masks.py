@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
-from ltaug import masks
+from ltaug.pixels import masks
 
 
 def full_rle(mask: np.ndarray) -> dict:

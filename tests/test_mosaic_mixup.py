@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ltaug.geometry import decode
-from ltaug.mixup import plan_mixup, render_mixup
-from ltaug.mosaic import plan_mosaic, render_mosaic, tile_layout
+from ltaug.io.geometry import decode
 from ltaug.ops import Mixup, Mosaic
+from ltaug.pixels.mixup import plan_mixup, render_mixup
+from ltaug.pixels.mosaic import plan_mosaic, render_mosaic, tile_layout
 
 
 def rle_json(mask: np.ndarray) -> dict:

@@ -13,9 +13,9 @@ from test_engine import same_tree
 
 from cli.main import main
 from ltaug import load_dataset
-from ltaug.engine import run_pipeline
 from ltaug.errors import SpecError
 from ltaug.ops import OPERATIONS, Param, Paste, PixelOperation, Resample, register
+from ltaug.run.engine import run_pipeline
 
 IMAGES = DEMO / "images" / "train"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import DEMO
 
-from ltaug.pixels import decode_image, encode_jpeg, feather_alpha, mix, paste_object, resize_object
+from ltaug.pixels.functional import decode_image, encode_jpeg, feather_alpha, mix, paste_object, resize_object
 
 IMAGES = sorted((DEMO / "images" / "train").iterdir())
 

@@ -10,8 +10,8 @@ from test_sampling import make
 
 from cli.main import main
 from ltaug import load_dataset
-from ltaug.planning import Target, make_plan, plan_repeats
-from ltaug.resample import expand_dataset
+from ltaug.rebalance.planning import Target, make_plan, plan_repeats
+from ltaug.rebalance.resample import expand_dataset
 
 
 def recount_instances(ds, counts):

@@ -20,8 +20,8 @@ from conftest import ROOT
 from test_engine import IMAGES, linked_images, same_tree
 
 from ltaug import UsageError, load_dataset
-from ltaug.engine import partial_dir, run_pipeline
-from ltaug.pipeline import load_pipeline, make_step
+from ltaug.run.engine import partial_dir, run_pipeline
+from ltaug.run.pipeline import load_pipeline, make_step
 
 HOLDER = """\
 import logging, sys
@@ -147,7 +147,7 @@ RETRIES = """\
 import functools, json, sys
 from pathlib import Path
 from ltaug.errors import InputError
-from ltaug.ray_backend import ray_map_shards
+from ltaug.run.ray_backend import ray_map_shards
 
 address, folder = sys.argv[1], Path(sys.argv[2])
 
@@ -218,7 +218,7 @@ def test_killed_ray_run_resumes_to_the_same_output(cluster, tmp_path, demo_train
 
 def test_missing_ray_names_the_extra(monkeypatch, tmp_path, demo_train_path, capsys):
     from cli.main import main
-    from ltaug.ray_backend import MISSING_RAY, ray_map_shards
+    from ltaug.run.ray_backend import MISSING_RAY, ray_map_shards
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(UsageError) as exc:

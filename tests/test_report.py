@@ -17,10 +17,10 @@ from conftest import DEMO, ROOT
 
 from cli.main import main
 from ltaug import load_dataset
-from ltaug.engine import run_pipeline
 from ltaug.ops import Mosaic, Paste
-from ltaug.report import build_report, pasted_flags, pick_samples
-from ltaug.stats import dataset_stats
+from ltaug.report.html import build_report, pasted_flags, pick_samples
+from ltaug.run.engine import run_pipeline
+from ltaug.stats.summary import dataset_stats
 
 IMAGES = DEMO / "images" / "train"
 # large objects, any overlap, objects kept only when 90% visible: pasting removes existing objects

@@ -10,9 +10,9 @@ import pytest
 
 from cli.main import main
 from ltaug import Dataset, load_dataset
-from ltaug import sampling as S
 from ltaug.ops import Resample
-from ltaug.resample import expand_dataset, resample, resample_counts
+from ltaug.rebalance import sampling as S
+from ltaug.rebalance.resample import expand_dataset, resample, resample_counts
 
 
 def make(images, anns, n_cats=None):

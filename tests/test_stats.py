@@ -1,4 +1,4 @@
-"""Tests of ltaug.stats against slow, obviously-correct counts from the raw json."""
+"""Tests of ltaug.stats.summary against slow, obviously-correct counts from the raw json."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ltaug import Dataset, UsageError, load_dataset
-from ltaug.stats import dataset_stats, format_stats_table, gini, plot_class_histogram
+from ltaug.stats.summary import dataset_stats, format_stats_table, gini, plot_class_histogram
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TRAIN = SHARED / "data" / "coco-lt" / "annotations" / "instances_train.json"

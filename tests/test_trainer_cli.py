@@ -67,7 +67,7 @@ def test_tau_sweep_first_row_is_the_run(run_dir, capsys):
 
 def test_segm_is_skipped_with_a_note_when_the_ground_truth_has_no_masks(capsys, tmp_path):
     from ltaug import load_dataset
-    from ltaug.geometry import rle_to_json, to_rle
+    from ltaug.io.geometry import rle_to_json, to_rle
 
     val = load_dataset(VAL)
     sizes = {im["id"]: (im["height"], im["width"]) for im in val.images}

@@ -9,16 +9,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("albumentations")
 
-from ltaug.dataset import Dataset, load_dataset
-from ltaug.geometry import decode
-from ltaug.jsonio import write_json_atomic
+from ltaug.io.dataset import Dataset
+from ltaug.io.geometry import decode
+from ltaug.io.jsonio import write_json_atomic
+from ltaug.io.read import load_dataset
 from ltaug.ops import Resample
-from ltaug.resample import (
+from ltaug.rebalance.resample import (
     repeat_factor_document,
     resample,
     resample_counts,
 )
-from ltaug.sampling import repeat_factors
+from ltaug.rebalance.sampling import repeat_factors
 from trainer.data import DetectionDataset, collate_fn
 from trainer.samplers import (
     AspectRatioBatchSampler,

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ltaug.bank import Bank
-from ltaug.mosaic import tile_layout
-from ltaug.pixels import mix, resize_object
+from ltaug.pixels.bank import Bank
+from ltaug.pixels.functional import mix, resize_object
+from ltaug.pixels.mosaic import tile_layout
 from ltaug.transforms import CocoSource, CopyPaste, MixUp, Mosaic, Sample, occlude, resize_masks, tight_box
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from cli.main import main
 from ltaug import InputError, load_dataset
-from ltaug.validate import KINDS
+from ltaug.io.validate import KINDS
 
 
 def first(doc, section, pred=lambda r: True):

@@ -1,4 +1,4 @@
-"""YOLO-seg folders <-> COCO documents (ltaug.yolo)."""
+"""YOLO-seg folders <-> COCO documents (ltaug.io.yolo)."""
 from __future__ import annotations
 
 import contextlib
@@ -12,10 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from ltaug import geometry, load_dataset
-from ltaug.dataset import Dataset
+from ltaug import load_dataset
 from ltaug.errors import InputError, UsageError
-from ltaug.yolo import read_yolo, write_yolo
+from ltaug.io import geometry
+from ltaug.io.dataset import Dataset
+from ltaug.io.yolo import read_yolo, write_yolo
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-lt"
 TRAIN_JSON = SHARED / "annotations" / "instances_train.json"

@@ -50,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ltaug.errors import UsageError
-from ltaug.jsonio import read_json, write_json_atomic
+from ltaug.io.jsonio import read_json, write_json_atomic
 
 from .compare_config import CELL_KEYS, Compare, data_dir, run_dir
 from .compare_report import write_report
@@ -61,8 +61,8 @@ from .compare_report import write_report
 def make_data(cmp: Compare, cell: str, seed: int, workers: int) -> tuple[Path, Path, int]:
     """The cell's dataset for ``seed`` (made once by the engine): annotations, images, epochs it holds."""
     from ltaug import load_dataset
-    from ltaug.engine import partial_dir, run_pipeline
-    from ltaug.pipeline import make_step
+    from ltaug.run.engine import partial_dir, run_pipeline
+    from ltaug.run.pipeline import make_step
 
     steps = [make_step(op, params, seed + k) for k, item in enumerate(cmp.cells[cell]["data"])
              for op, params in item.items()]

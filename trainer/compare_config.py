@@ -111,7 +111,7 @@ def _check_training(path, name, settings: dict) -> None:
 
 
 def _check_data(path, name, steps) -> None:
-    from ltaug.pipeline import make_step
+    from ltaug.run.pipeline import make_step
 
     if not isinstance(steps, list) or not steps:
         raise UsageError(f"{path}: cell {name}: data must be a list of steps")

@@ -7,8 +7,8 @@ import io
 import numpy as np
 
 from ltaug import load_dataset
-from ltaug.jsonio import read_json, write_bytes_atomic, write_json_atomic
-from ltaug.plotting import BIN_COLORS, new_figure, save_figure
+from ltaug.io.jsonio import read_json, write_bytes_atomic, write_json_atomic
+from ltaug.stats.plotting import BIN_COLORS, new_figure, save_figure
 
 from .compare_config import Compare, run_dir
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltaug import Dataset, load_dataset
-from ltaug.engine import FORMAT as ENGINE_OUTPUT
-from ltaug.jsonio import file_sha256, read_json
+from ltaug.io.jsonio import file_sha256, read_json
+from ltaug.run.engine import FORMAT as ENGINE_OUTPUT
 
 
 def counts_source(train: Dataset, counts_from: str | None) -> tuple[str | None, str]:

@@ -1,7 +1,7 @@
 """A torch ``Dataset`` over any COCO/LVIS file that ltaug reads or writes, in torchvision's detection format.
 
 Item ``i`` is image ``i`` of the file (``dataset.images[i]``, the row order of
-:attr:`ltaug.dataset.Dataset.index`), returned as ``(image, target)``:
+:attr:`ltaug.io.dataset.Dataset.index`), returned as ``(image, target)``:
 
 * ``image``: float32 tensor ``(3, H, W)`` in [0, 1], RGB (decoded with OpenCV, BGR -> RGB);
 * ``target``: ``boxes`` (N, 4) float32 ``[x0, y0, x1, y1]`` pixels of the returned image,
@@ -58,11 +58,12 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
-from ltaug.dataset import Dataset, load_dataset
-from ltaug.geometry import NONE as NO_SEGMENTATION
-from ltaug.geometry import decode, segmentation_kind
-from ltaug.masks import box_mask
-from ltaug.paths import image_file_name
+from ltaug.io.dataset import Dataset
+from ltaug.io.geometry import NONE as NO_SEGMENTATION
+from ltaug.io.geometry import decode, segmentation_kind
+from ltaug.io.paths import image_file_name
+from ltaug.io.read import load_dataset
+from ltaug.pixels.masks import box_mask
 
 __all__ = ["DetectionDataset", "collate_fn", "worker_init_fn"]
 
@@ -72,7 +73,7 @@ MIN_BOX_SIDE = 1.0  # px, after the resize: narrower or shorter boxes are droppe
 class DetectionDataset(torch.utils.data.Dataset):
     """Images and torchvision detection targets of a COCO/LVIS file (see the module docstring).
 
-    ``dataset_or_path``: an :class:`ltaug.dataset.Dataset` or a path ``load_dataset`` reads;
+    ``dataset_or_path``: an :class:`ltaug.io.dataset.Dataset` or a path ``load_dataset`` reads;
     ``images_dir``: the folder ``file_name`` (or the last part of LVIS ``coco_url``) is relative to;
     ``masks``: also return instance masks (decoded by pycocotools; an annotation without a
     segmentation gets its box rasterised by pycocotools, as everywhere in ltaug); ``train``: apply the random flip; ``min_size``/``max_size``:
@@ -155,7 +156,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     # -- the training file's class statistics (label order: entry c - 1 is label c) ----------
     @property
     def index(self):
-        """The columnar index of the annotation file (:class:`ltaug.index.DatasetIndex`)."""
+        """The columnar index of the annotation file (:class:`ltaug.io.index.DatasetIndex`)."""
         return self.dataset.index
 
     @property

@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from ltaug import Dataset, load_dataset
-from ltaug.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
+from ltaug.io.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
 from .config import TrainConfig, build_run_model, check_resumable, run_preset
 from .counts import counts_source, load_counts
@@ -317,7 +317,7 @@ def ap_points(metrics: dict) -> list[tuple[int, dict]]:
 def plot_curves(metrics: dict, path, *, title: str):
     """Training loss and images/s per epoch; the final AP / APr / APc / APf in the legend box;
     below, when the run evaluated during training (``eval_every``), AP against epoch."""
-    from ltaug.plotting import new_figure, save_figure
+    from ltaug.stats.plotting import new_figure, save_figure
 
     hist = metrics["history"]
     epochs = [h["epoch"] for h in hist]

@@ -44,7 +44,7 @@ ground-truth area); -1 where class k has no non-ignored ground truth in range a.
 * APr/APc/APf = mean of AP_k over the classes of bin r/c/f that have ground truth (the LVIS
   definition). Bins: the file's stored LVIS ``frequency`` when every category has one and
   ``use_stored_bins``; otherwise from the ground truth's own image counts: r if a class is in
-  <= ``rare_max`` images, c if <= ``common_max``, f above (:func:`ltaug.frequency.dataset_bins`).
+  <= ``rare_max`` images, c if <= ``common_max``, f above (:func:`ltaug.stats.frequency.dataset_bins`).
   Pass ``bins`` (category id -> "r"/"c"/"f") to use other bins, e.g. the training set's.
 
 segm needs a segmentation on every ground-truth annotation (the reference evaluators fail
@@ -63,8 +63,9 @@ import os
 
 import numpy as np
 
-from ltaug.dataset import Dataset, load_dataset
-from ltaug.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+from ltaug.io.dataset import Dataset
+from ltaug.io.read import load_dataset
+from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 
 __all__ = ["IOU_TYPES", "METRICS", "evaluate", "format_eval_table", "load_detections"]
 
@@ -159,7 +160,7 @@ def _category_bins(ds: Dataset, bins, rare_max, common_max, use_stored_bins) -> 
 
 def _skipped_iou_types(ds: Dataset, iou_types) -> dict:
     """{"segm": reason} when segm is asked for but some ground-truth annotations have no segmentation."""
-    from ltaug.geometry import NONE, segmentation_kind
+    from ltaug.io.geometry import NONE, segmentation_kind
 
     if "segm" not in iou_types:
         return {}
@@ -333,7 +334,7 @@ def format_eval_table(result: dict) -> str:
 
 def load_detections(path: str | os.PathLike) -> list:
     """Read a COCO results json (a list of detection dicts)."""
-    from ltaug.jsonio import read_json
+    from ltaug.io.jsonio import read_json
 
     data = read_json(path)
     if not isinstance(data, list):

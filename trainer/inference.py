@@ -26,8 +26,8 @@ MASK_THRESHOLD = 0.5
 
 def detections_to_results(out: dict, image_id: int, label_to_category) -> list[dict]:
     """torchvision's output for one image -> COCO result dicts (``segmentation`` if it has masks)."""
-    from ltaug.geometry import rle_to_json
-    from ltaug.masks import rle_from_mask
+    from ltaug.io.geometry import rle_to_json
+    from ltaug.pixels.masks import rle_from_mask
 
     boxes, scores, labels = out["boxes"].tolist(), out["scores"].tolist(), out["labels"].tolist()
     masks = (out["masks"][:, 0] > MASK_THRESHOLD).to(torch.uint8).cpu().numpy() if "masks" in out else None
@@ -65,7 +65,7 @@ def iou_types_for(model) -> tuple[str, ...]:
 def bins_of(train_ds: Dataset, *, rare_max: int | None = None, common_max: int | None = None) -> tuple[dict, str]:
     """(category id -> r/c/f, how) from the training file: its stored LVIS bins unless thresholds
     are given, else its image counts (thresholds default to LVIS' 10 and 100)."""
-    from ltaug.frequency import COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+    from ltaug.stats.frequency import COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
 
     bins = dataset_bins(train_ds, rare_max=rare_max, common_max=common_max)
     if uses_stored_frequency(train_ds, rare_max, common_max):
@@ -79,7 +79,7 @@ def bins_of(train_ds: Dataset, *, rare_max: int | None = None, common_max: int |
 def evaluate_with_bins(val: Dataset, detections, *, iou_types, train_ds: Dataset | None, rare_max=None,
                        common_max=None) -> dict:
     """:func:`trainer.evaluate.evaluate` with r/c/f bins from ``train_ds`` (None: from ``val`` itself)."""
-    from ltaug.frequency import COMMON_MAX, RARE_MAX
+    from ltaug.stats.frequency import COMMON_MAX, RARE_MAX
 
     from .evaluate import evaluate
 
@@ -109,7 +109,7 @@ def evaluate_model(model, val_path, val_images, *, train_ds, label_to_category, 
 
     ``detections_out``: also write the predictions there (a COCO results json).
     """
-    from ltaug.jsonio import write_json_atomic
+    from ltaug.io.jsonio import write_json_atomic
 
     val = val_path if isinstance(val_path, Dataset) else load_dataset(val_path)
     dets = predict(model, val_dataset(val, val_images), device=device, label_to_category=label_to_category,

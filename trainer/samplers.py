@@ -33,10 +33,10 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, Sampler
 
-from ltaug import sampling
-from ltaug.index import DatasetIndex
-from ltaug.jsonio import read_json
-from ltaug.resample import epoch_rng  # the offline tool's per-epoch stream
+from ltaug.io.index import DatasetIndex
+from ltaug.io.jsonio import read_json
+from ltaug.rebalance import sampling
+from ltaug.rebalance.resample import epoch_rng  # the offline tool's per-epoch stream
 
 __all__ = ["REPEAT_FACTORS_FORMAT", "AspectRatioBatchSampler", "ClassAwareSampler", "EpochSampler", "RepeatFactorSampler", "TrainingSampler"]
 
@@ -96,7 +96,7 @@ class RepeatFactorSampler(EpochSampler):
 
     Each epoch, with that epoch's generator:
 
-    1. stochastic rounding (:func:`ltaug.sampling.round_repeats`): image i is repeated
+    1. stochastic rounding (:func:`ltaug.rebalance.sampling.round_repeats`): image i is repeated
        floor(r_i) times plus once more with probability r_i - floor(r_i), so its expected count
        is exactly r_i, and different epochs repeat different images of a class;
     2. the repeated list is shuffled (``shuffle=False`` keeps it in image order).
@@ -120,7 +120,7 @@ class RepeatFactorSampler(EpochSampler):
     @classmethod
     def from_dataset(cls, dataset, threshold: float = sampling.DEFAULT_RFS_THRESHOLD, *,
                      sqrt: bool = True, **kwargs) -> RepeatFactorSampler:
-        """Factors from the dataset's class frequencies (:func:`ltaug.sampling.repeat_factors`)."""
+        """Factors from the dataset's class frequencies (:func:`ltaug.rebalance.sampling.repeat_factors`)."""
         factors = sampling.repeat_factors(_index_of(dataset), threshold=threshold, sqrt=sqrt)
         return cls(factors, **kwargs)
 
@@ -164,7 +164,7 @@ class ClassAwareSampler(EpochSampler):
 
     ``samples_per_epoch`` draws per epoch (default: the number of images); draws are i.i.d., so
     the list needs no shuffle. ``method="sqrt"`` or ``"soft"`` (with ``lam``) pick the class by
-    :func:`ltaug.sampling.class_probabilities` instead. Images without annotations are never
+    :func:`ltaug.rebalance.sampling.class_probabilities` instead. Images without annotations are never
     drawn. Per-image counts of epoch e equal ``ltaug resample --method cas --seed S``'s.
     """
 

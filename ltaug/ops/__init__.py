@@ -9,7 +9,7 @@ Where things go:
 - one module per operation: :mod:`~ltaug.ops.resample`, :mod:`~ltaug.ops.paste`,
   :mod:`~ltaug.ops.mosaic`, :mod:`~ltaug.ops.mixup`. Each holds the operation's class (its
   parameters, its ``--help`` text, and the calls into the pure planning and pixel functions of
-  :mod:`ltaug.resample`, :mod:`ltaug.copy_paste`, :mod:`ltaug.mosaic`, :mod:`ltaug.mixup`).
+  :mod:`ltaug.rebalance.resample`, :mod:`ltaug.pixels.copy_paste`, :mod:`ltaug.pixels.mosaic`, :mod:`ltaug.pixels.mixup`).
 
 A new operation is one module: subclass :class:`PixelOperation` (or
 :class:`AnnotationOperation`), declare its :class:`Param` attributes, implement ``plan`` and
@@ -17,10 +17,12 @@ A new operation is one module: subclass :class:`PixelOperation` (or
 (``- name: {...}`` in ``ltaug run``'s YAML), an ``ltaug name`` command with a flag per parameter,
 and a Python class: ``ltaug.run_pipeline(ds, images, out, [Paste(objects=4), MyOp(...)])``.
 
-May import: :mod:`ltaug.errors`, the data model (:mod:`ltaug.dataset`, :mod:`ltaug.bank`) and
-the pure functions named above; never the engine, the pipeline file reader or the CLI.
+The engine (:mod:`ltaug.run`) calls operations only through these interfaces; no operation
+is named there.
+
+May import: errors, io, rebalance, pixels.
 """
-from .base import (
+from ltaug.ops.base import (
                    OPERATIONS,
                    AnnotationOperation,
                    Operation,
@@ -33,12 +35,12 @@ from .base import (
                    from_mapping,
                    register,
 )
-from .mixup import Mixup
-from .mosaic import Mosaic
-from .paste import Paste
+from ltaug.ops.mixup import Mixup
+from ltaug.ops.mosaic import Mosaic
+from ltaug.ops.paste import Paste
 
 # isort: off  (registration order: the order of `ltaug --help` and of every list of operations)
-from .resample import Resample
+from ltaug.ops.resample import Resample
 
 # isort: on
 

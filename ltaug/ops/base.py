@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import SpecError, UsageError
+from ltaug.errors import SpecError, UsageError
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def _rebuild(cls: type[Operation], values: dict) -> Operation:
 
 
 class PixelOperation(Operation):
-    """An operation that writes images. The engine (:mod:`ltaug.engine`) calls, in this order:
+    """An operation that writes images. The engine (:mod:`ltaug.run.engine`) calls, in this order:
 
     1. :meth:`prepare` (the calling process, once per step): what the workers will need, as
        JSON-able values (paste: the path of its object bank, built here if none was given);

@@ -1,7 +1,7 @@
-"""``mixup``: Beta-weighted blends of two images keeping both images' objects (pixels: :mod:`ltaug.mixup`)."""
+"""``mixup``: Beta-weighted blends of two images keeping both images' objects (pixels: :mod:`ltaug.pixels.mixup`)."""
 from __future__ import annotations
 
-from .base import Param, PixelOperation, register
+from ltaug.ops.base import Param, PixelOperation, register
 
 
 @register
@@ -27,13 +27,13 @@ examples:
     min_area = Param(1, "drop objects under PX pixels", low=0, metavar="PX")
 
     def plan(self, dataset, prepared: dict):
-        from ..mixup import plan_mixup
+        from ltaug.pixels.mixup import plan_mixup
 
         recipes = plan_mixup(dataset, self)
         return recipes, {}, len(recipes)
 
     def render(self, recipe: dict, loaded: list, opened):
-        from ..mixup import render_mixup
+        from ltaug.pixels.mixup import render_mixup
 
         img, new, dropped = render_mixup(loaded[0], loaded[1], recipe, self)
         return img, {"new": new, "removed": dropped}

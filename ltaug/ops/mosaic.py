@@ -1,7 +1,7 @@
-"""``mosaic``: 2 x 2 mosaics of four images, masks and boxes carried along (pixels: :mod:`ltaug.mosaic`)."""
+"""``mosaic``: 2 x 2 mosaics of four images, masks and boxes carried along (pixels: :mod:`ltaug.pixels.mosaic`)."""
 from __future__ import annotations
 
-from .base import Param, PixelOperation, register
+from ltaug.ops.base import Param, PixelOperation, register
 
 
 @register
@@ -27,13 +27,13 @@ examples:
     min_area = Param(4, "drop remnants under PX pixels", low=0, metavar="PX")
 
     def plan(self, dataset, prepared: dict):
-        from ..mosaic import plan_mosaic
+        from ltaug.pixels.mosaic import plan_mosaic
 
         recipes = plan_mosaic(dataset, self)
         return recipes, {}, len(recipes)
 
     def render(self, recipe: dict, loaded: list, opened):
-        from ..mosaic import render_mosaic
+        from ltaug.pixels.mosaic import render_mosaic
 
         img, new, dropped = render_mosaic(loaded, recipe, self)
         return img, {"new": new, "removed": dropped}

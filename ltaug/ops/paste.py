@@ -1,16 +1,16 @@
 """``paste``: copy-paste of bank objects onto the dataset's images, chosen by class rarity.
 
-The parameters are declared here; the planning and the pixels are :mod:`ltaug.copy_paste`.
+The parameters are declared here; the planning and the pixels are :mod:`ltaug.pixels.copy_paste`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..bank import Flag
-from ..copy_paste import DEFAULT_EXCLUDE, WEIGHTINGS
-from ..errors import SpecError
-from ..pixels import BLENDS
-from .base import Param, PixelOperation, StepContext, register
+from ltaug.errors import SpecError
+from ltaug.ops.base import Param, PixelOperation, StepContext, register
+from ltaug.pixels.bank import Flag
+from ltaug.pixels.copy_paste import DEFAULT_EXCLUDE, WEIGHTINGS
+from ltaug.pixels.functional import BLENDS
 
 TARGET_FIELDS = {
     "min_instances": Param(None, "every class at least N instances", type=int, optional=True, low=0, metavar="N"),
@@ -98,7 +98,7 @@ examples:
     # -- the engine's side ------------------------------------------------------------------
 
     def prepare(self, ctx: StepContext) -> dict:
-        from ..bank import build_bank
+        from ltaug.pixels.bank import build_bank
 
         if self.bank is not None:
             return {"bank": self.bank}
@@ -108,8 +108,8 @@ examples:
         return {"bank": str(path)}
 
     def plan(self, dataset, prepared: dict):
-        from ..bank import Bank
-        from ..copy_paste import iter_plan_paste
+        from ltaug.pixels.bank import Bank
+        from ltaug.pixels.copy_paste import iter_plan_paste
 
         return iter_plan_paste(dataset, Bank(prepared["bank"]), self)
 
@@ -117,12 +117,12 @@ examples:
         return [recipe["image_id"]]
 
     def open(self, prepared: dict):
-        from ..bank import Bank
+        from ltaug.pixels.bank import Bank
 
         return Bank(prepared["bank"])
 
     def render(self, recipe: dict, loaded: list, opened):
-        from ..copy_paste import render_paste
+        from ltaug.pixels.copy_paste import render_paste
 
         (img, _, anns), = loaded
         kept, new, counts = render_paste(img, anns, recipe, opened, self)

@@ -1,9 +1,9 @@
-"""``resample``: class-balanced image resampling, written as a rebalanced dataset (math: :mod:`ltaug.resample`)."""
+"""``resample``: class-balanced image resampling, written as a rebalanced dataset (math: :mod:`ltaug.rebalance.resample`)."""
 from __future__ import annotations
 
-from ..resample import METHODS, ROUNDINGS
-from ..sampling import DEFAULT_RFS_THRESHOLD
-from .base import AnnotationOperation, Param, register
+from ltaug.ops.base import AnnotationOperation, Param, register
+from ltaug.rebalance.resample import METHODS, ROUNDINGS
+from ltaug.rebalance.sampling import DEFAULT_RFS_THRESHOLD
 
 # the parameters each method uses: what provenance records of a resample step
 METHOD_PARAMS = {"rfs": ("threshold", "sqrt", "rounding"), "cas": ("samples_per_epoch",),
@@ -58,7 +58,7 @@ examples:
         return {"seed": self.seed, "epochs": self.epochs, **{k: getattr(self, k) for k in METHOD_PARAMS[self.method]}}
 
     def apply(self, dataset):
-        from ..resample import resample
+        from ltaug.rebalance.resample import resample
 
         out, _ = resample(dataset, self)
         return out, {"op": "resample", "images_before": len(dataset.images), "images_after": len(out.images)}

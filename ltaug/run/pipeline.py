@@ -28,8 +28,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .errors import InputError, SpecError, UsageError
-from .ops import OPERATIONS, Operation, from_mapping
+from ltaug.errors import InputError, SpecError, UsageError
+from ltaug.ops import OPERATIONS, Operation, from_mapping
 
 TOP_KEYS = ("input", "images", "output", "seed", "workers", "on_error", "backend", "address", "steps")
 BACKENDS = ("local", "ray")

@@ -11,11 +11,11 @@ from collections import Counter
 from functools import cached_property
 from pathlib import Path
 
-from .errors import InputError, UsageError
-from .index import AnnotationColumns, DatasetIndex, build_index
-from .jsonio import gc_paused, read_json, write_json_atomic
-from .paths import refuse_overwriting_inputs
-from .validate import Problem, check_document_columns
+from ltaug.errors import InputError, UsageError
+from ltaug.io.index import AnnotationColumns, DatasetIndex, build_index
+from ltaug.io.jsonio import write_json_atomic
+from ltaug.io.paths import refuse_overwriting_inputs
+from ltaug.io.validate import Problem, check_document_columns
 
 COCO, LVIS = "coco", "lvis"
 ON_ERROR = ("raise", "skip")
@@ -120,31 +120,6 @@ def _drop_bad_records(data: dict, problems: list[Problem], path) -> Dataset:
     out = dict(data)
     out["images"], out["annotations"] = images, annotations
     return Dataset(out, path=path, skipped=skipped)
-
-
-def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str = "train") -> Dataset:
-    """Read a COCO or LVIS json file, or a YOLO-seg folder (one with a ``data.yaml``).
-
-    ``on_error="raise"`` (default) refuses a file with any invalid record, with a one-line
-    :class:`InputError`; ``"skip"`` drops the invalid records (an image's annotations go with
-    it) and counts them in ``Dataset.skipped``. Problems with the file as a whole (bad JSON,
-    missing top-level lists, bad categories) always raise. Loading runs the record checks of
-    :func:`ltaug.validate.check_document`; mask areas and image files are checked only by
-    ``ltaug validate`` (they need rasterising every mask or opening every image).
-    ``split``: for a YOLO folder whose data.yaml names splits, the one to read.
-    """
-    path = Path(path)
-    if path.is_dir():
-        from .yolo import read_yolo  # imported lazily: only folders need it
-
-        return read_yolo(path, on_error=on_error, split=split)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    with gc_paused():  # parse, check and index build millions of acyclic objects
-        data = read_json(path)
-        ds = Dataset.from_dict(data, source=str(path), on_error=on_error, path=path)
-        ds.index  # noqa: B018 (built here, while the collector is paused)
-    return ds
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike, *, inputs=(), indent: bool = False) -> Path:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import sampling
-from .dataset import Dataset
-from .jsonio import gc_paused
+from ltaug.io.dataset import Dataset
+from ltaug.io.jsonio import gc_paused
+from ltaug.rebalance import sampling
 
 METHODS = ("rfs", "cas", "sqrt", "soft")
 ROUNDINGS = ("stochastic", "ceil")

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
-from .errors import InputError
-from .pixels import decode_image
+from ltaug.errors import InputError
+from ltaug.pixels.functional import decode_image
 
 
 class ImageFileError(InputError):
@@ -36,7 +36,7 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
     The folder must exist (the engine makes each shard's folders once, not once per image).
 
     Safe against a killed process, not a power cut: no fsync per image or shard file (it would
-    cost more than encoding); the final annotation file is synced (:func:`ltaug.jsonio.write_json_atomic`).
+    cost more than encoding); the final annotation file is synced (:func:`ltaug.io.jsonio.write_json_atomic`).
     """
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as fh:

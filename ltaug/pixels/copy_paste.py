@@ -3,13 +3,13 @@
 Simple Copy-Paste (Ghiasi et al., CVPR 2021) pastes the objects of one image onto another and
 shows large gains for rare LVIS classes; Cut, Paste and Learn (Dwibedi et al., ICCV 2017)
 shows that blending the paste boundary matters. Here objects come from an object bank
-(:mod:`ltaug.bank`) and are chosen by class:
+(:mod:`ltaug.pixels.bank`) and are chosen by class:
 
 * ``uniform``: every eligible bank object equally likely (classes as often as they occur);
 * ``inverse``: class c with probability proportional to n_c^-power (n_c: the class's
   instances in the target dataset; power 1 = inverse frequency, 0.5 = inverse square root),
   then one of its objects uniformly;
-* ``budget``: exactly the per-class deficits of the planner (:mod:`ltaug.planning`): class c
+* ``budget``: exactly the per-class deficits of the planner (:mod:`ltaug.rebalance.planning`): class c
   gets T_c - n_c objects, so the output meets the target that image repeats alone could not.
 
 Planning (:func:`plan_paste`) is pure and seeded: it decides, from the annotations alone,
@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from . import masks
-from .bank import Bank, Flag
-from .geometry import rle_to_json
-from .pixels import paste_object, resize_object
+from ltaug.io.geometry import rle_to_json
+from ltaug.pixels import masks
+from ltaug.pixels.bank import Bank, Flag
+from ltaug.pixels.functional import paste_object, resize_object
 
 WEIGHTINGS = ("uniform", "inverse", "budget")
 PLACEMENT_TRIES = 10
@@ -119,10 +119,10 @@ def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng) -> tuple[list,
     """Bank rows to paste under ``budget``, and the per-class table of what was asked.
 
     Class c (n_c instances in the dataset this step receives) gets T_c - n_c objects, T_c the
-    planner's target (:meth:`ltaug.planning.Target.per_class`, caps included), cycling through
+    planner's target (:meth:`ltaug.rebalance.planning.Target.per_class`, caps included), cycling through
     the class's eligible objects in a seeded order (each object once before any twice).
     """
-    from .planning import Target
+    from ltaug.rebalance.planning import Target
 
     before = idx.instance_counts
     _, target, _ = Target(**spec.target).per_class(before)

@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .dataset import Dataset
-from .index import DatasetIndex
-from .sampling import ClassImages
+from ltaug.io.dataset import Dataset
+from ltaug.io.index import DatasetIndex
+from ltaug.rebalance.sampling import ClassImages
 
 PLAN_FORMAT = "ltaug-plan/1"
 
@@ -130,7 +130,7 @@ def _room(classes: np.ndarray, nums: np.ndarray, after: np.ndarray, cap: np.ndar
 
 def make_plan(dataset: Dataset, target: Target, *, rare_max=None, common_max=None) -> dict:
     """The serialisable plan: target, per-image repeats, and the per-class before/after table."""
-    from .shift import class_shift
+    from ltaug.rebalance.shift import class_shift
 
     ix = dataset.index
     res = plan_repeats(ix, target)

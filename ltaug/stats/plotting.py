@@ -5,8 +5,8 @@ import io
 import os
 from pathlib import Path
 
-from .errors import UsageError
-from .jsonio import write_bytes_atomic
+from ltaug.errors import UsageError
+from ltaug.io.jsonio import write_bytes_atomic
 
 BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
 BIN_COLORS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}  # red / orange / blue

@@ -4,7 +4,7 @@ The page holds, from ``OUT/run.json``, ``OUT/annotations.json`` and the run's in
 
 * the run: input, steps with their parameters, per-step counts and timings;
 * the r/c/f shift: the share of instances in each frequency bin, before and after;
-* the before/after class histogram (PNG, drawn by :func:`ltaug.shift.plot_shift`);
+* the before/after class histogram (PNG, drawn by :func:`ltaug.rebalance.shift.plot_shift`);
 * a per-class table: bin, instances before and after, objects pasted (in the output),
   existing objects removed by occlusion (paste steps), cut remnants dropped (mosaic/mixup),
   and the factor after/before;
@@ -29,17 +29,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import __version__, masks
-from .dataset import load_dataset
-from .engine import FORMAT
-from .errors import InputError, LtaugError, UsageError
-from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
-from .imagefile import read_image
-from .jsonio import file_sha256, read_json, write_bytes_atomic
-from .paths import image_file_name
-from .plotting import BIN_COLORS, BIN_NAMES
-from .shift import _summary as shift_summary
-from .shift import plot_shift
+from ltaug import __version__
+from ltaug.errors import InputError, LtaugError, UsageError
+from ltaug.io.jsonio import file_sha256, read_json, write_bytes_atomic
+from ltaug.io.paths import image_file_name
+from ltaug.io.read import load_dataset
+from ltaug.pixels import masks
+from ltaug.pixels.imagefile import read_image
+from ltaug.rebalance.shift import _summary as shift_summary
+from ltaug.rebalance.shift import plot_shift
+from ltaug.run.engine import FORMAT
+from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES
 
 REPORT_NAME = "report.html"
 SAMPLES = 12
@@ -112,8 +113,8 @@ def _made(record: dict) -> bool:
 
 
 def class_table(before, after, run: dict, *, rare_max=None, common_max=None) -> dict:
-    """The per-class before/after document (the shape of :func:`ltaug.shift.class_shift`, so that
-    :func:`ltaug.shift.plot_shift` draws it) with the report's own columns.
+    """The per-class before/after document (the shape of :func:`ltaug.rebalance.shift.class_shift`, so that
+    :func:`ltaug.rebalance.shift.plot_shift` draws it) with the report's own columns.
 
     Each class: ``id``, ``name``, ``bin`` (of the input), ``before_instances`` /
     ``after_instances`` and ``before_images`` / ``after_images``, ``pasted`` (annotations of

@@ -75,12 +75,12 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .errors import InputError, UsageError
-from .imagefile import ImageFileError, read_image
-from .jsonio import dumps, file_sha256, read_json
-from .masks import annotation_rle
-from .paths import image_file_name, unsafe_file_name_reason
-from .pool import imap_ordered
+from ltaug.errors import InputError, UsageError
+from ltaug.io.jsonio import dumps, file_sha256, read_json
+from ltaug.io.paths import image_file_name, unsafe_file_name_reason
+from ltaug.pixels.imagefile import ImageFileError, read_image
+from ltaug.pixels.masks import annotation_rle
+from ltaug.pool import imap_ordered
 
 FORMAT = "ltaug-object-bank"
 FORMAT_VERSION = 1
@@ -463,7 +463,7 @@ def build_bank(dataset, images_dir, out_dir, *, workers: int | None = None, min_
 
 def _meta(dataset, images_dir: Path, table: np.ndarray, folder: Path, params: Params, on_error: str,
           seed, *, images: int, skipped: list, crowd: int) -> dict:
-    from . import __version__
+    from ltaug import __version__
 
     src, idx = dataset.path, dataset.index
     per_class = np.bincount(idx.category_positions(table["category_id"]), minlength=idx.num_categories)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from . import geometry
-from .errors import InputError
-from .pixels import resize_mask
+from ltaug.errors import InputError
+from ltaug.io import geometry
+from ltaug.pixels.functional import resize_mask
 
 
 def annotation_rle(seg, bbox, height: int, width: int, ann_id=None) -> tuple[dict, bool]:

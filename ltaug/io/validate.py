@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import geometry
-from .index import AnnotationColumns, annotation_columns
-from .paths import image_file_name, unsafe_file_name_reason
+from ltaug.io import geometry
+from ltaug.io.index import AnnotationColumns, annotation_columns
+from ltaug.io.paths import image_file_name, unsafe_file_name_reason
 
 # Problem kinds, in the order the summary table lists them.
 KINDS = {

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset
-from .frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
-from .plotting import BIN_COLORS, BIN_NAMES, class_bar_figure, save_figure
+from ltaug.io.dataset import Dataset
+from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, class_bar_figure, save_figure
 
 SOURCE_STORED, SOURCE_COUNTS = "stored LVIS frequency", "image counts"
 

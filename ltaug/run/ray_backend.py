@@ -1,6 +1,6 @@
 """Run the engine's shards as Ray tasks: on a local Ray instance or on a Ray cluster.
 
-:func:`ray_map_shards` returns a ``map_shards`` for :func:`ltaug.engine.run_pipeline`, the
+:func:`ray_map_shards` returns a ``map_shards`` for :func:`ltaug.run.engine.run_pipeline`, the
 drop-in replacement of the local process pool (:func:`ltaug.pool.imap_ordered`)::
 
     run_pipeline(ds, images, out, steps, map_shards=ray_map_shards(address="auto"))
@@ -37,7 +37,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from .errors import LtaugError, UsageError
+from ltaug.errors import LtaugError, UsageError
 
 MISSING_RAY = "the Ray backend needs the ray extra: pip install 'ltaug[ray]'"
 MAX_RETRIES = 3
@@ -98,10 +98,12 @@ def ray_map_shards(address: str | None = None, num_cpus: int | None = None) -> C
             pending.append(task.remote(fn_ref, shard, cwd))
             if len(pending) >= window:
                 break
-        # On an error the tasks in flight are left to finish (at most `window` shards, each written
-        # whole, which a resumed run keeps); they are not cancelled: ray.cancel racing a task that
-        # is just completing can trip an internal check that aborts the driver (ray-project/ray#54846;
-        # seen here with Ray 2.60).
+        # On an error the tasks in flight are waited for (at most `window` shards, each written
+        # whole, which a resumed run keeps) and their results or errors dropped; they are not
+        # cancelled: ray.cancel racing a task that is just completing can trip an internal check that
+        # aborts the driver (ray-project/ray#54846; seen here with Ray 2.60). Not fetched, a failed
+        # task's error would be printed by Ray as "Unhandled error" with its traceback when the
+        # driver exits, after the one-line message.
         yield _drain(ray, task, fn_ref, cwd, pending, shards)
 
     return map_shards
@@ -111,15 +113,16 @@ def _drain(ray, task, fn_ref, cwd: str, pending: deque, shards: Iterator) -> Ite
     while pending:
         try:
             result = ray.get(pending[0])
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
+        except ray.exceptions.RayError as exc:
+            _settle(ray, list(pending)[1:])
+            cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
             if isinstance(cause, LtaugError):
                 raise cause from None  # the one-line message naming the image, as with the local pool
             if isinstance(cause, Exception):
                 raise cause from exc  # a bug: the remote traceback is in the chained exception
-            raise
-        except ray.exceptions.RayError as exc:  # a worker or node lost more often than Ray retries
-            first = (str(exc).strip().splitlines() or [""])[0]
+            if isinstance(exc, ray.exceptions.RayTaskError):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]  # a worker or node lost more often than Ray retries
             raise RayBackendError(f"Ray: {type(exc).__name__}: {first} (after {MAX_RETRIES} retries); the shards "
                                   "already written are kept: run again with --resume") from exc
         pending.popleft()
@@ -127,6 +130,15 @@ def _drain(ray, task, fn_ref, cwd: str, pending: deque, shards: Iterator) -> Ite
         if nxt is not _END:
             pending.append(task.remote(fn_ref, nxt, cwd))
         yield result
+
+
+def _settle(ray, refs: list) -> None:
+    """Wait for tasks still in flight and drop what they return (errors included)."""
+    for ref in refs:
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:
+            pass
 
 
 _END = object()

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .errors import InputError
+from ltaug.errors import InputError
 
 
 @contextlib.contextmanager

@@ -16,9 +16,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from . import masks
-from .geometry import rle_to_json
-from .pixels import PAD_VALUE
+from ltaug.io.geometry import rle_to_json
+from ltaug.pixels import masks
+from ltaug.pixels.functional import PAD_VALUE
 
 
 def plan_mosaic(dataset, spec) -> list[dict]:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset
-from .frequency import BINS, dataset_bins
-from .plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES, class_bar_figure, save_figure
-from .sampling import ClassImages
+from ltaug.io.dataset import Dataset
+from ltaug.rebalance.sampling import ClassImages
+from ltaug.stats.frequency import BINS, dataset_bins
+from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES, class_bar_figure, save_figure
 
 
 def class_shift(dataset: Dataset, counts, *, extra_instances=None, rare_max=None, common_max=None) -> dict:

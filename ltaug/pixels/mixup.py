@@ -13,8 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .mosaic import warp_annotation
-from .pixels import mix
+from ltaug.pixels.functional import mix
+from ltaug.pixels.mosaic import warp_annotation
 
 
 def plan_mixup(dataset, spec) -> list[dict]:

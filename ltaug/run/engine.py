@@ -45,13 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
-from .imagefile import ImageFileError, read_image, write_file_atomic
-from .jsonio import dumps, file_sha256, read_json, write_json_atomic
-from .ops.base import AnnotationOperation, Operation, PixelOperation, StepContext
-from .paths import image_file_name, unsafe_file_name_reason
-from .pixels import encode_jpeg
-from .pool import imap_ordered
+from ltaug.errors import InputError, UsageError
+from ltaug.io.jsonio import dumps, file_sha256, read_json, write_json_atomic
+from ltaug.io.paths import image_file_name, unsafe_file_name_reason
+from ltaug.ops.base import AnnotationOperation, Operation, PixelOperation, StepContext
+from ltaug.pixels.functional import encode_jpeg
+from ltaug.pixels.imagefile import ImageFileError, read_image, write_file_atomic
+from ltaug.pool import imap_ordered
 
 SHARD_MAX = 32
 FORMAT = "ltaug-output"
@@ -117,7 +117,7 @@ def partial_dir(out_dir: Path) -> Path:
 
 
 def _job(dataset, images_dir: Path, steps: list[Operation]) -> dict:
-    from . import __version__
+    from ltaug import __version__
 
     src = dataset.path
     return {"format": FORMAT, "ltaug_version": __version__, "work_format": WORK_FORMAT,

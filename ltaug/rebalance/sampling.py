@@ -1,6 +1,6 @@
 """Class-balanced image sampling: the math, on the columnar index, with a seeded generator.
 
-All functions are pure: they take a :class:`~ltaug.index.DatasetIndex` (or arrays) and a
+All functions are pure: they take a :class:`~ltaug.io.index.DatasetIndex` (or arrays) and a
 ``numpy.random.Generator`` and return arrays over images, in index order. Nothing here
 touches pixels or json.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .index import DatasetIndex
+from ltaug.io.index import DatasetIndex
 
 DEFAULT_RFS_THRESHOLD = 0.001
 

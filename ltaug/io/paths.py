@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import UsageError
+from ltaug.errors import UsageError
 
 
 def image_file_name(image: dict) -> str | None:

@@ -52,11 +52,11 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from . import geometry
-from .dataset import ON_ERROR, Dataset
-from .errors import InputError, UsageError
-from .jsonio import atomic_path, write_bytes_atomic
-from .paths import image_file_name, refuse_overwriting_inputs, unsafe_file_name_reason
+from ltaug.errors import InputError, UsageError
+from ltaug.io import geometry
+from ltaug.io.dataset import ON_ERROR, Dataset
+from ltaug.io.jsonio import atomic_path, write_bytes_atomic
+from ltaug.io.paths import image_file_name, refuse_overwriting_inputs, unsafe_file_name_reason
 
 IMAGE_SUFFIXES = frozenset(".bmp .dng .jpeg .jpg .mpo .png .tif .tiff .webp".split())
 COORD_TOLERANCE = 0.01  # normalised coordinates in [-0.01, 1.01] are clipped, not refused

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import LVIS, Dataset
+from ltaug.io.dataset import LVIS, Dataset
 
 RARE_MAX, COMMON_MAX = 10, 100
 BINS = ("r", "c", "f")

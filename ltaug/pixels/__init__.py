@@ -1,0 +1,13 @@
+"""The pixel side: pure functions over images, masks and objects, and the object bank.
+
+- :mod:`~ltaug.pixels.functional`: resize, feather, blend, mix, JPEG codecs (numpy/OpenCV);
+- :mod:`~ltaug.pixels.masks`: mask arithmetic on RLE (occlusion, warps);
+  :mod:`~ltaug.pixels.imagefile`: reading image files with one-line errors;
+- :mod:`~ltaug.pixels.bank`: the object bank (crops, masks, flags) that copy-paste draws from;
+- :mod:`~ltaug.pixels.copy_paste`, :mod:`~ltaug.pixels.mosaic`, :mod:`~ltaug.pixels.mixup`:
+  each operation's planning (seeded, pure) and rendering of one recipe.
+
+An operation's parameters are declared in :mod:`ltaug.ops`, not here.
+
+May import: errors, pool, io, rebalance (the planner's target gives copy-paste its budget).
+"""
