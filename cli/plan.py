@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ltaug.errors import UsageError
+from ltaug.errors import SpecError, UsageError
 
 from .common import (
     FORMATTER,
@@ -59,9 +59,9 @@ def run(args) -> int:
 
     try:
         target = Target(min_instances=args.min_instances, exponent=args.exponent, max_factor=args.max_factor)
-    except ValueError as exc:
-        raise UsageError(str(exc).replace("min_instances", "--min-instances").replace("exponent", "--exponent")
-                         .replace("max_factor", "--max-factor")) from None
+    except SpecError as exc:
+        flags = "--min-instances / --exponent" if exc.field == "target" else "--" + exc.field.replace("_", "-")
+        raise UsageError(f"{flags} {exc.detail}") from None
     refuse_outputs_over_input(args.annotations, args.output, args.plan_json, args.plot)
     ds = load(args.annotations, args)
     plan = make_plan(ds, target, rare_max=args.rare_max, common_max=args.common_max)

@@ -38,6 +38,7 @@ def ltaug(*args):
     return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_compare_runs_resumes_and_reports(tmp_path):
     cfg = config(tmp_path, """\
   baseline: {}
@@ -78,6 +79,7 @@ def test_compare_runs_resumes_and_reports(tmp_path):
     assert not (run_dir(cmp, "tau", 0) / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_config_errors_are_one_line(tmp_path):
     for cells, message in (("  a: {losss: ce}\n", "unknown setting(s) losss"),
                            ("  a: {from: nope, tau: 1}\n", "from: nope is not a cell"),
@@ -92,6 +94,7 @@ def test_config_errors_are_one_line(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_select_cells_seeds_and_out(tmp_path):
     cmp = load_compare(config(tmp_path, "  baseline: {}\n  rfs: {sampler: rfs}\n  tau: {from: baseline, tau: 1.0}\n",
                               seeds="[0, 1, 2]"))
@@ -104,6 +107,7 @@ def test_select_cells_seeds_and_out(tmp_path):
     assert r.returncode == 2 and "--seeds must be integers" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_named_and_the_exit_status_is_1(tmp_path):
     r = ltaug("compare", config(tmp_path, f"  baseline: {{}}\n  broken: {{backbone_weights: {tmp_path}/none.pt}}\n"),
               "--cells", "broken")

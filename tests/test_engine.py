@@ -193,6 +193,7 @@ def _ltaug(*args, **kw):
                           text=True, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_shards", [1, 4])
 def test_killed_run_resumes_to_the_same_output(tmp_path, demo_train_path, kill_after_shards):
     """Kill a real run (SIGKILL, workers included) once some shards are written; --resume then

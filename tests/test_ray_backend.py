@@ -23,6 +23,8 @@ from ltaug import UsageError, load_dataset
 from ltaug.run.engine import partial_dir, run_pipeline
 from ltaug.run.pipeline import load_pipeline, make_step
 
+pytestmark = pytest.mark.slow  # a Ray instance per module or test: seconds each
+
 HOLDER = """\
 import logging, sys
 import ray

@@ -139,6 +139,7 @@ def test_every_loss_trains_the_detector_and_predicts(tmp_path, loss):
     assert 0.0 <= box["AP"] <= 1.0 and set(box) >= {"APr", "APc", "APf"}
 
 
+@pytest.mark.slow
 def test_mask_rcnn_trains_and_scores_masks(tmp_path):
     ann = two_image_subset(tmp_path)
     cfg = TrainConfig(train=str(ann), images=str(DEMO / "images" / "train"), val=str(ann), out=str(tmp_path / "run"),
@@ -150,6 +151,7 @@ def test_mask_rcnn_trains_and_scores_masks(tmp_path):
     assert 0.0 <= metrics["eval"]["segm"]["AP"] <= 1.0 and 0.0 <= metrics["eval"]["bbox"]["AP"] <= 1.0
 
 
+@pytest.mark.slow
 def test_training_loss_goes_down_and_resumes(tmp_path):
     ann = two_image_subset(tmp_path)
     weights = shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")

@@ -32,6 +32,7 @@ def eval_json(capsys, *args):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_eval_run_equals_training_eval_and_rebins(run_dir, capsys, tmp_path):
     trained = json.loads((run_dir / "metrics.json").read_text())["eval"]
     got = eval_json(capsys, run_dir)                   # the run's own --val
@@ -50,6 +51,7 @@ def test_eval_run_equals_training_eval_and_rebins(run_dir, capsys, tmp_path):
     assert table.startswith(f"model      {run_dir}, 1 epochs") and "APr" in table
 
 
+@pytest.mark.slow
 def test_tau_sweep_first_row_is_the_run(run_dir, capsys):
     plain = eval_json(capsys, run_dir)
     tau1 = eval_json(capsys, run_dir, "--tau", "1", "--tau-bias", "drop")
@@ -173,6 +175,7 @@ def test_class_counts_fall_back_to_a_rebalanced_file_with_a_warning(tmp_path):
     assert path is None and "has changed since (sha256 differs" in note
 
 
+@pytest.mark.slow
 def test_image_and_anchor_sizes_from_the_cli_are_saved_and_rebuilt_by_eval(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--val", str(VAL), "--val-images",
@@ -203,6 +206,7 @@ def test_model_option_errors_are_one_line(args, message, tmp_path, capsys):
     assert message in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_eval_every_records_ap_per_epoch_and_plots_it(tmp_path, capsys):
     import struct
 
