@@ -492,3 +492,55 @@ def test_bad_counts_are_value_errors():
 def test_wrong_logit_width_is_a_value_error():
     with pytest.raises(ValueError, match=r"expects logits of shape \(N, 5\)"):
         make("ce")(logits_for(K), LABELS)
+
+
+# ---- no silent equivalence (issue: a loss whose parameters make it another one says so) ------
+
+EQUIV_COUNTS = dict(class_instance_counts=[500, 40, 3], class_image_counts=[300, 30, 2])
+
+
+@pytest.mark.parametrize("name, params, plain", [
+    ("eql", {"num_images": 400}, "bce"),             # f = 2/400 = 0.005 > 1.76e-3: no class rare
+    ("eql_softmax", {"num_images": 400}, "ce"),
+    ("eql_softmax", {"num_images": 400, "lam": 0.5, "gamma": 0.0}, "ce"),
+    ("seesaw", {"p": 0.0, "q": 0.0}, "ce"),
+    ("concurrent_softmax", {}, "ce"),
+    ("focal", {"gamma": 0.0, "alpha": None}, "bce"),
+    ("cb", {"beta": 0.0}, "ce"),
+    ("federated", {"subset_size": 3}, "bce"),
+])
+def test_a_loss_that_is_another_says_so_and_is_it(name, params, plain):
+    loss = build_loss(name, num_classes=3, **EQUIV_COUNTS, **params).double()
+    note = loss.equivalence()
+    assert note and f"{plain} exactly" in note and "\n" not in note
+    reference = build_loss(plain, num_classes=3, **EQUIV_COUNTS).double()
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(32, 4, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (32,), generator=g)
+    assert torch.allclose(loss(logits, labels), reference(logits, labels), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("eql", {"num_images": 400, "lam": 0.01}), ("eql", {"num_images": 400, "tail": 0.34}),
+    ("eql", {"bins": "r", "rare_max": 2}), ("eql_softmax", {"num_images": 400, "tail": 0.5}),
+    ("seesaw", {}), ("concurrent_softmax", {"concurrence": [[0, 0.5, 0], [0.5, 0, 0], [0, 0, 0]]}),
+    ("focal", {}), ("cb", {}), ("federated", {"subset_size": 2}),
+])
+def test_a_loss_that_is_its_own_says_nothing(name, params):
+    assert build_loss(name, num_classes=3, **EQUIV_COUNTS, **params).equivalence() is None
+
+
+def test_eql_lambda_from_the_tail_or_the_bins():
+    """tail: the rarest fraction of the classes (ties included); bins: the LVIS bins by images."""
+    counts = dict(class_instance_counts=[9, 8, 7, 6], class_image_counts=[100, 12, 12, 3])
+    rare = lambda **kw: build_loss("eql", num_classes=4, num_images=200, **counts, **kw).rare.tolist()  # noqa: E731
+    assert rare(tail=0.25) == [False, False, False, True]
+    assert rare(tail=0.5) == [False, True, True, True]           # the 2nd rarest ties with the 3rd
+    assert rare(tail=0.0) == [False] * 4 and rare(tail=1.0) == [True] * 4
+    assert rare(lam=0.05) == [False, False, False, True] and rare() == [False] * 4
+    assert rare(bins="r", rare_max=10, common_max=50) == [False, False, False, True]
+    assert rare(bins="rc", rare_max=10, common_max=50) == [False, True, True, True]
+    with pytest.raises(ValueError, match="one of lam, tail, bins"):
+        rare(lam=0.1, tail=0.5)
+    with pytest.raises(ValueError, match="bins is r or rc"):
+        rare(bins="f")

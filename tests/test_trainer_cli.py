@@ -243,3 +243,22 @@ def test_no_amp_is_saved_and_a_cpu_history_has_no_loss_scale(tmp_path):
     assert len(history) == 1 and not {"amp_scale", "amp_skipped_steps"} & set(history[0])  # no scaler on a CPU
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert json.loads((tmp_path / "default" / "config.json").read_text())["amp"] is True
+
+
+def test_a_loss_identical_to_a_plainer_one_is_named_when_training_starts(tmp_path, capsys):
+    """The demo's classes that have training images are each in at least 1 of 30 images: EQL's
+    LVIS lambda (1.76e-3) marks none rare, so `--loss eql` is BCE, and training says so; with
+    --loss-param tail=0.2 it is EQL. (Classes without training images count as rare: the test
+    keeps only the classes the file has.)"""
+    doc = json.loads(TRAIN.read_text())
+    used = {a["category_id"] for a in doc["annotations"]}
+    doc["categories"] = [c for c in doc["categories"] if c["id"] in used]
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(doc))
+    common = ["train", "--train", str(train), "--images", str(IMAGES), "--epochs", "1", "--max-iters-per-epoch", "1",
+              "--workers", "0", "--preset", "cpu", "--min-size", "160", "--max-size", "224", "--loss", "eql"]
+    assert main([*common, "--out", str(tmp_path / "lvis-lambda")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "eql: no class is rare" in notes[0] and "bce exactly" in notes[0], notes
+    assert main([*common, "--loss-param", "tail=0.2", "--out", str(tmp_path / "tail")]) == 0
+    assert "note: " not in capsys.readouterr().err

@@ -77,6 +77,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> dict:
                        label_to_category=dataset.label_to_category_id, device=cfg.device,
                        progress=progress) if val is not None else None
     model, params = build_training_model(cfg, freq)
+    equivalence = loss_equivalence(model)
+    if main and equivalence:
+        print(f"note: {equivalence}", file=sys.stderr)
     iters_per_epoch = len(loader) if cfg.max_iters_per_epoch is None else min(len(loader), cfg.max_iters_per_epoch)
     opt = build_optimisation(cfg, params, iters_per_epoch)
     start_epoch = 0 if state is None else restore(state, model, opt)
@@ -187,6 +190,13 @@ def build_training_model(cfg: TrainConfig, freq: Dataset) -> tuple[torch.nn.Modu
         load_stage1(model, cfg.init_from)
         return model, prepare_crt(model)
     return model, [p for p in model.parameters() if p.requires_grad]
+
+
+def loss_equivalence(model: torch.nn.Module) -> str | None:
+    """The box head's loss saying that, with its parameters, on this training file, it is exactly
+    a plainer loss (EQL with no rare class is BCE, ...); None otherwise."""
+    loss = getattr(getattr(model, "roi_heads", None), "cls_loss", None)
+    return loss.equivalence() if loss is not None else None
 
 
 def build_optimisation(cfg: TrainConfig, params: list, iters_per_epoch: int) -> Optimisation:

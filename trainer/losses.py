@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,8 +39,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ltaug.stats.frequency import COMMON_MAX, RARE_MAX, frequency_bins
+
 __all__ = ["LOSSES", "build_loss"]
 
+
+EQL_LAMBDA = 1.76e-3  # Tan et al. 2020, LVIS v0.5: classes in under ~100 of 57k images are rare
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
@@ -97,6 +102,11 @@ class ClassificationLoss(nn.Module):
 
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=1)
+
+    def equivalence(self) -> str | None:
+        """When these parameters make the loss identical to a plainer one on this training file,
+        one line saying so (printed when training starts); else None."""
+        return None
 
 
 class _SigmoidLoss(ClassificationLoss):
@@ -158,6 +168,9 @@ class FocalLoss(_SigmoidLoss):
         _require(alpha is None or 0 <= alpha <= 1, f"focal alpha must be in [0, 1] or None, got {alpha}")
         self.alpha, self.gamma = alpha, float(gamma)
 
+    def equivalence(self) -> str | None:
+        return "focal with gamma 0 and no alpha is bce exactly" if self.gamma == 0 and self.alpha is None else None
+
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._check(logits, labels)
         bce, target = self._bce(logits, labels)
@@ -194,19 +207,48 @@ class ClassBalancedLoss(ClassificationLoss):
         self.beta = float(beta)
         self.register_buffer("class_weight", torch.cat([w.new_ones(1), w]).float(), persistent=False)
 
+    def equivalence(self) -> str | None:
+        return "cb with beta 0 weighs every class alike: it is ce exactly" if self.beta == 0 else None
+
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._check(logits, labels)
         ce = F.cross_entropy(logits, labels, reduction="none")
         return _per_roi_mean((self.class_weight.to(ce.dtype)[labels] * ce).sum(), len(labels))
 
 
-def _rare_classes(loss: ClassificationLoss, lam: float, num_images: int | None) -> torch.Tensor:
-    """EQL's T_lambda(f_c) = [f_c < lambda], f_c = images containing c / images (K,)."""
-    _require(lam >= 0, f"eql lam must be >= 0, got {lam}")
+def _rare_classes(loss: ClassificationLoss, lam: float | None, num_images: int | None, tail: float | None,
+                  bins: str | None, rare_max: int, common_max: int) -> torch.Tensor:
+    """EQL's T_lambda(f_c) = [f_c < lambda], f_c = images containing c / images (K,), with lambda
+    given (``lam``), or chosen so that the rarest fraction ``tail`` of the classes is rare
+    (lambda just above the f of the ceil(tail K)-th rarest class: ties at that frequency are
+    rare too), or the classes whose LVIS frequency bin is in ``bins`` ("r" or "rc", bins by
+    training images with the thresholds ``rare_max`` / ``common_max``, as ``ltaug stats``)."""
+    given = [name for name, v in (("lam", lam), ("tail", tail), ("bins", bins)) if v is not None]
+    _require(len(given) <= 1, f"eql takes one of lam, tail, bins, got {', '.join(given)}")
     counts = loss._needs(loss.image_counts, "class_image_counts")
+    if bins is not None:
+        _require(bool(bins) and set(bins) <= {"r", "c"}, f"eql bins is r or rc, got {bins!r}")
+        _require(0 <= rare_max < common_max, f"eql needs 0 <= rare_max < common_max, got {rare_max}, {common_max}")
+        binned = frequency_bins(counts.to(torch.int64).numpy(), rare_max=rare_max, common_max=common_max)
+        return torch.as_tensor([b in bins for b in binned.tolist()])
     _require(isinstance(num_images, int) and num_images >= max(1, int(counts.max())),
              f"eql needs num_images (images in the training set, >= every class_image_count), got {num_images!r}")
-    return counts / num_images < lam
+    f = counts / num_images
+    if tail is not None:
+        _require(0 <= tail <= 1, f"eql tail is a fraction of the classes in [0, 1], got {tail}")
+        n = math.ceil(tail * len(f))
+        return f <= f.sort().values[n - 1] if n else torch.zeros(len(f), dtype=torch.bool)
+    lam = EQL_LAMBDA if lam is None else lam
+    _require(lam >= 0, f"eql lam must be >= 0, got {lam}")
+    return f < lam
+
+
+def _eql_note(name: str, plain: str, loss) -> str | None:
+    if loss.rare.any():
+        return None
+    counts = loss.image_counts
+    return (f"{name}: no class is rare on this training file (the rarest class is in {int(counts.min())} of its "
+            f"images): it is {plain} exactly; choose lam above that frequency, or tail= / bins= (trainer.losses)")
 
 
 class EQLLoss(_SigmoidLoss):
@@ -218,13 +260,21 @@ class EQLLoss(_SigmoidLoss):
     E(r) = 1 for a foreground RoI, 0 for background; T_lam(f) = [f < lam] with f_j the
     fraction of training images that contain class j (so ``num_images`` is required). A
     foreground RoI does not push down rare classes other than its own; background RoIs still
-    do. lam=1.76e-3 is the paper's value for LVIS v0.5 (about 100 images); lam=0 is BCE.
+    do. lam=1.76e-3 (the default) is the paper's value for LVIS v0.5 (about 100 images; the
+    official code has 0.00177); lam=0 is BCE. On a small long-tailed set that lambda may mark
+    no class rare: then give ``tail`` (the rarest fraction of the classes is rare) or ``bins``
+    ("r": the LVIS rare bin by training images, thresholds ``rare_max`` / ``common_max``) instead.
     """
 
-    def __init__(self, num_classes: int, *, lam: float = 1.76e-3, num_images: int | None = None, **counts):
+    def __init__(self, num_classes: int, *, lam: float | None = None, tail: float | None = None,
+                 bins: str | None = None, rare_max: int = RARE_MAX, common_max: int = COMMON_MAX,
+                 num_images: int | None = None, **counts):
         super().__init__(num_classes, **counts)
-        self.lam = float(lam)
-        self.register_buffer("rare", _rare_classes(self, lam, num_images), persistent=False)
+        self.register_buffer("rare", _rare_classes(self, lam, num_images, tail, bins, rare_max, common_max),
+                             persistent=False)
+
+    def equivalence(self) -> str | None:
+        return _eql_note("eql", "bce", self)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._check(logits, labels)
@@ -244,17 +294,24 @@ class EQLSoftmaxLoss(ClassificationLoss):
     beta_ik ~ Bernoulli(gamma) is the paper's random switch that keeps some suppression of rare
     classes; the default gamma=1 always excludes (the detection form, where background RoIs
     already suppress rare classes). Implemented as CE on logits with excluded entries set to
-    -inf. lam=0 or gamma=0 is softmax CE.
+    -inf. lam=0 or gamma=0 is softmax CE. ``lam`` / ``tail`` / ``bins``: as :class:`EQLLoss`.
     """
 
-    def __init__(self, num_classes: int, *, lam: float = 1.76e-3, num_images: int | None = None,
-                 gamma: float = 1.0, seed: int = 0, generator: torch.Generator | None = None, **counts):
+    def __init__(self, num_classes: int, *, lam: float | None = None, tail: float | None = None,
+                 bins: str | None = None, rare_max: int = RARE_MAX, common_max: int = COMMON_MAX,
+                 num_images: int | None = None, gamma: float = 1.0, seed: int = 0,
+                 generator: torch.Generator | None = None, **counts):
         super().__init__(num_classes, **counts)
         _require(0 <= gamma <= 1, f"eql_softmax gamma is a probability in [0, 1], got {gamma}")
-        self.lam, self.gamma = float(lam), float(gamma)
+        self.gamma = float(gamma)
         self.generator = _make_generator(seed, generator)
-        rare = _rare_classes(self, lam, num_images)
+        rare = _rare_classes(self, lam, num_images, tail, bins, rare_max, common_max)
         self.register_buffer("rare", torch.cat([rare.new_zeros(1), rare]), persistent=False)
+
+    def equivalence(self) -> str | None:
+        if self.gamma == 0:
+            return "eql_softmax with gamma 0 never excludes a class: it is ce exactly"
+        return _eql_note("eql_softmax", "ce", self)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._check(logits, labels)
@@ -350,6 +407,9 @@ class SeesawLoss(ClassificationLoss):
         _require(eps > 0, f"seesaw eps must be > 0, got {eps}")
         self.p, self.q, self.eps = float(p), float(q), float(eps)
         self.register_buffer("cum_samples", torch.zeros(num_classes))
+
+    def equivalence(self) -> str | None:
+        return "seesaw with p = q = 0 has every factor 1: it is ce exactly" if self.p == self.q == 0 else None
 
     def seesaw_factors(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """S (N, K + 1) for the current ``cum_samples``; 1 on the label, row 0 and column 0.
@@ -490,6 +550,12 @@ class FederatedLoss(_SigmoidLoss):
         counts = self._needs(self.image_counts, "class_image_counts")
         self.sample_weight = torch.where(counts > 0, counts ** power, torch.zeros_like(counts))
 
+    def equivalence(self) -> str | None:
+        if self.subset_size >= self.num_classes and bool((self.image_counts > 0).all()):
+            return f"federated with subset_size {self.subset_size} >= {self.num_classes} classes: every class is " \
+                   "in every subset, it is bce exactly"
+        return None
+
     def sample_classes(self, labels: torch.Tensor) -> torch.Tensor:
         """Sorted class ids (1..K) of the subset S for these labels (on CPU)."""
         positives = labels.unique().cpu()
@@ -536,6 +602,12 @@ class ConcurrentSoftmaxLoss(ClassificationLoss):
             _require(bool(((c >= 0) & (c <= 1)).all()), "concurrence rates must be in [0, 1]")
             r[1:, 1:] = c.fill_diagonal_(0)
         self.register_buffer("concurrence", r, persistent=False)
+
+    def equivalence(self) -> str | None:
+        if not bool(self.concurrence.any()):
+            return "concurrent_softmax with no concurrence (none given, or all zero) is ce exactly: give a " \
+                   "concurrence matrix (trainer.losses.ConcurrentSoftmaxLoss)"
+        return None
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._check(logits, labels)
