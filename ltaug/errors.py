@@ -33,6 +33,6 @@ class SpecError(UsageError, ValueError):
     the flag instead (``--max-overlap must be in [0, 1], got 1.5``).
     """
 
-    def __init__(self, field: str, detail: str, owner: str | None = None):
+    def __init__(self, field: str, detail: str, owner: str | None = None) -> None:
         self.field, self.detail, self.owner = field, detail, owner
         super().__init__(f"{owner + ': ' if owner else ''}{field} {detail}")

@@ -37,13 +37,17 @@ different counts. To find which boxes went, add a label field of object indices,
 
 What each transform does
 ------------------------
-* :class:`CopyPaste`: picks ``objects`` objects from an object bank (``ltaug bank``) by class
-  (``inverse``: class c with probability proportional to n_c^-power, ``uniform``: as often as the
-  bank holds them), places each with the engine's placement (size relative to the target image
-  kept from the source image, log-uniform ``scale`` jitter, optional flip, at most ``max_overlap``
-  of any box covered, :func:`ltaug.pixels.copy_paste.place`) and pastes it with
-  :func:`ltaug.pixels.copy_paste.render_paste` (``hard`` / ``gaussian`` / ``poisson`` blending). The
-  bank's crops are BGR; set ``rgb=True`` if your images are RGB.
+* :class:`CopyPaste`: the engine's copy-paste (``ltaug paste``) on one sample, through the same
+  core functions of :mod:`ltaug.pixels.copy_paste`: picks ``objects`` objects from an object bank
+  (``ltaug bank``) by class (``inverse``: class c with probability proportional to n_c^-power,
+  ``uniform``: as often as the bank holds them; :class:`~ltaug.pixels.copy_paste.ObjectPool`),
+  places each (size relative to the target image kept from the source image, log-uniform
+  ``scale`` jitter, optional flip, at most ``max_overlap`` of any box covered;
+  :func:`~ltaug.pixels.copy_paste.place_objects`), pastes it (``hard`` / ``gaussian`` / ``poisson``
+  blending; :func:`~ltaug.pixels.copy_paste.paste_objects`) and cuts what it covers
+  (:class:`~ltaug.pixels.copy_paste.Occlusion`). Given the same image, objects, class counts and
+  generator state, it gives the engine's boxes, masks, labels and pixels. The bank's crops are
+  BGR; set ``rgb=True`` if your images are RGB.
 * :class:`Mosaic`: this image and three others in a 2 x 2 layout around a random centre, pixels by
   :func:`ltaug.pixels.mosaic.render_mosaic` (output ``size`` = (W, H), grey 114 where no image reaches);
   objects cut by the output keep their visible part and go when less than ``min_visible`` of
@@ -87,17 +91,19 @@ from albumentations.core.bbox_utils import (
 
 from ltaug import ops
 from ltaug.io.dataset import Dataset
-from ltaug.io.geometry import decode, xywh_to_xyxy
+from ltaug.io.geometry import xywh_to_xyxy
 from ltaug.io.paths import image_file_name
 from ltaug.io.read import load_dataset
 from ltaug.pixels import masks as mask_ops
 from ltaug.pixels.bank import Bank, Flag
 from ltaug.pixels.copy_paste import (
     DEFAULT_EXCLUDE,
-    class_weights,
+    ObjectPool,
+    Occlusion,
     eligible_rows,
-    place,
-    render_paste,
+    is_box_only,
+    paste_objects,
+    place_objects,
 )
 from ltaug.pixels.functional import resize_mask
 from ltaug.pixels.imagefile import read_image
@@ -169,35 +175,39 @@ def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def occlude(sample: Sample, cover: np.ndarray, min_visible: float) -> Sample:
-    """The sample's objects after the pixels ``cover`` (H x W bool) were painted over them.
+def occlude(sample: Sample, occlusion: Occlusion, min_visible: float) -> Sample:
+    """The sample's objects under the pasted pixels of ``occlusion``, by the engine's rule
+    (:meth:`ltaug.pixels.copy_paste.Occlusion.cut`, every object non-crowd).
 
-    The engine's rule (:func:`ltaug.pixels.copy_paste.render_paste`): an object nothing covers is kept
-    as it is; one partly covered keeps its visible pixels and gets their tight box; one with
-    nothing, or less than ``min_visible`` of its pixels, left is removed. Objects without masks
-    are their boxes rasterised (and stay without masks).
+    An object nothing covers is kept as it is; one partly covered keeps its visible pixels and
+    gets their tight box; one with nothing, or less than ``min_visible`` of its pixels, left is
+    removed. Objects without masks are their boxes rasterised (and stay without masks).
     """
-    n = len(sample)
-    if n == 0 or not cover.any():
-        return sample
-    H, W = cover.shape
-    m = sample.masks if sample.masks is not None else box_masks(sample.boxes, H, W)
-    ys, xs = np.flatnonzero(cover.any(1)), np.flatnonzero(cover.any(0))
-    win = (slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1))
-    hidden = np.count_nonzero((m[(slice(None), *win)] != 0) & cover[win], axis=(1, 2))
-    keep = np.ones(n, bool)
-    boxes, out = sample.boxes.copy(), m
-    for i in np.flatnonzero(hidden).tolist():
-        full = int(np.count_nonzero(m[i]))
-        left = full - int(hidden[i])
-        if left == 0 or left < min_visible * full:
+    H, W = occlusion.hw
+    keep = np.ones(len(sample), bool)
+    boxes, out = sample.boxes.copy(), sample.masks
+    for i, (x0, y0, x1, y1) in enumerate(sample.boxes.tolist()):
+        bbox = [x0, y0, x1 - x0, y1 - y0]
+        if sample.masks is None:
+            if not occlusion.meets(bbox):
+                continue
+            rle = mask_ops.box_rle(bbox, H, W)
+        elif occlusion.meets_mask(sample.masks[i]):  # the mask, not its box: a box need not bound its mask here
+            rle = mask_ops.rle_from_mask(sample.masks[i])
+        else:
+            continue
+        left, hidden = occlusion.cut(rle, min_visible)
+        if hidden == 0:
+            continue
+        if left is None:
             keep[i] = False
             continue
-        if out is m:
-            out = m.copy()
-        out[i][cover] = 0
-        boxes[i] = tight_box(out[i])
-    return Sample(sample.image, boxes, sample.rows, None if sample.masks is None else out).take(keep)
+        boxes[i] = xywh_to_xyxy(np.array(mask_ops.tight_bbox(left)))
+        if out is not None:
+            if out is sample.masks:
+                out = out.copy()
+            out[i] = mask_ops.decode_rle(left)
+    return Sample(sample.image, boxes, sample.rows, out).take(keep)
 
 
 def concat(image: np.ndarray, parts: Sequence[Sample], k: int) -> Sample:
@@ -216,32 +226,28 @@ def concat(image: np.ndarray, parts: Sequence[Sample], k: int) -> Sample:
     return out
 
 
-def copy_paste(sample: Sample, bank: Bank, objects: list[dict], spec: ops.Paste, new_rows: np.ndarray) -> Sample:
+def copy_paste(sample: Sample, bank: Bank, placements: list[dict], spec: ops.Paste, new_rows: np.ndarray) -> Sample:
     """Paste bank objects into a copy of the sample's image (BGR) and keep the objects right.
 
-    ``objects``: placed bank objects as :func:`ltaug.pixels.copy_paste.plan_paste` writes them (``row``,
-    ``category_id``, ``x``, ``y``, ``w``, ``h``, ``flip``), pasted in order, later on top;
-    ``new_rows``: their label columns. Pixels and the pasted objects' visible masks come from
-    :func:`ltaug.pixels.copy_paste.render_paste`; the sample's own objects are cut by :func:`occlude`.
+    ``placements``: as :func:`ltaug.pixels.copy_paste.place_objects` gives them, pasted in order,
+    later on top; ``new_rows``: their label columns. Pixels and the pasted objects' visible
+    masks come from :func:`ltaug.pixels.copy_paste.paste_objects`, the sample's own objects are
+    cut by :func:`occlude`: the engine's :func:`ltaug.pixels.copy_paste.render_paste` on arrays.
+    A box-only object's mask (when the sample has masks) is its box, as in the engine's output.
     Returns the sample's surviving objects, then the pasted objects that stay visible.
     """
     image = sample.image.copy()
     H, W = image.shape[:2]
-    # render_paste names each pasted object by its recipe entry's annotation_id: number them
-    recipe = {"image_id": None, "objects": [{**o, "annotation_id": k} for k, o in enumerate(objects)]}
-    _, pasted, _ = render_paste(image, [], recipe, bank, spec)
-    cover = np.zeros((H, W), bool)
-    for o in objects:
-        m = resize_masks(bank.get(o["row"])[1][None], o["w"], o["h"])[0].astype(bool)
-        cover[o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]] |= m[:, ::-1] if o["flip"] else m
-    kept = occlude(replace(sample, image=image), cover, spec.min_visible)
-    which = [a["ltaug"]["source_annotation_id"] for a in pasted]
-    new = Sample(image, xywh_to_xyxy(np.array([a["bbox"] for a in pasted], np.float64).reshape(-1, 4)),
-                 new_rows[which])
+    visible, occlusion, _ = paste_objects(image, placements, bank, spec)
+    kept = occlude(replace(sample, image=image), occlusion, spec.min_visible)
+    shown = [k for k, v in enumerate(visible) if v is not None]
+    bboxes = [mask_ops.tight_bbox(visible[k][0]) for k in shown]
+    new = Sample(image, xywh_to_xyxy(np.array(bboxes, np.float64).reshape(-1, 4)), new_rows[shown])
     if sample.masks is not None:
-        new.masks = np.zeros((len(pasted), H, W), np.uint8)
-        for j, a in enumerate(pasted):
-            new.masks[j] = decode(a["segmentation"], H, W) if "segmentation" in a else mask_ops.box_mask(a["bbox"], H, W)
+        new.masks = np.zeros((len(shown), H, W), np.uint8)
+        for j, k in enumerate(shown):
+            box_only = is_box_only(bank, placements[k]["row"])
+            new.masks[j] = mask_ops.box_mask(bboxes[j], H, W) if box_only else mask_ops.decode_rle(visible[k][0])
     return concat(image, [kept, new], new_rows.shape[1])
 
 
@@ -544,7 +550,15 @@ class CopyPaste(_Transform):
     the id itself). ``blend``, ``sigma``, ``scale``, ``flip``, ``max_overlap``, ``min_visible``,
     ``exclude_flags`` (bank :class:`~ltaug.pixels.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`. ``rgb``: your images
     are RGB (the bank's crops are BGR). After a call, ``get_applied_params()["objects"]`` lists
-    what was placed (bank ``row``, ``category_id``, ``x``, ``y``, ``w``, ``h``, ``flip``).
+    what was placed (bank ``row``, source ``annotation_id``, ``category_id``, ``x``, ``y``, ``w``,
+    ``h``, ``flip``).
+
+    Per call, from the transform's generator: the number of objects (uniform in ``objects``),
+    then their classes and bank objects (:meth:`ltaug.pixels.copy_paste.ObjectPool.draw`), then
+    each one's size, flip and position (:func:`ltaug.pixels.copy_paste.place_objects`): the
+    draws ``ltaug paste`` makes for one image after its ``prob`` draw. What differs from the
+    engine is the caller's: n_c from the bank (or ``class_counts``) rather than the dataset,
+    classes in the bank's (or ``classes``') order, a number of objects per sample, no crowd flags.
     """
 
     def __init__(self, bank, objects=3, weighting: str = "inverse", power: float = 1.0, classes=None,
@@ -572,25 +586,21 @@ class CopyPaste(_Transform):
         self._tables()
 
     def _tables(self) -> None:
-        """Eligible bank rows grouped by class, and the class probabilities (as plan_paste builds them)."""
+        """The eligible bank objects by class and the class probabilities (:class:`ltaug.pixels.copy_paste.ObjectPool`)."""
         bank = self.bank
-        cats = np.unique(np.asarray(self.classes if self.classes is not None
-                                    else [c["id"] for c in bank.meta["categories"]], np.int64))
+        ids = self.classes if self.classes is not None else [c["id"] for c in bank.meta["categories"]]
+        cats = np.asarray(list(dict.fromkeys(int(c) for c in ids)), np.int64)  # in the order given, as the engine's
         rows, _ = eligible_rows(bank, cats, self._spec)
         if rows.size == 0:
             raise ValueError(f"{bank.path}: no object of these classes passes exclude_flags; nothing to paste")
-        pos = np.searchsorted(cats, np.asarray(bank.objects["category_id"])[rows])
-        available = np.bincount(pos, minlength=cats.size)
         counts = self.class_counts if self.class_counts is not None else bank.class_counts()
         instances = np.array([counts.get(int(c), 0) for c in cats], np.float64)
-        self._cats, self._rows, self._available = cats, rows, available
-        self._p = class_weights(instances, available, self.weighting, self.power)
-        self._by_class = np.argsort(pos, kind="stable")
-        self._starts = np.concatenate([[0], np.cumsum(available)])
+        self._cats = cats
+        self._pool = ObjectPool.build(bank, rows, cats, instances, self.weighting, self.power)
 
     def class_probabilities(self) -> dict[int, float]:
         """{category id: probability that a drawn object is of that class} (classes with objects to paste)."""
-        return {int(c): float(p) for c, p in zip(self._cats, self._p) if p > 0}
+        return {int(c): float(p) for c, p in zip(self._cats, self._pool.p) if p > 0}
 
     def _label(self, category_id: int):
         m = self.label_map
@@ -601,20 +611,9 @@ class CopyPaste(_Transform):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"CopyPaste needs a uint8 H x W x 3 image, got {image.dtype} {image.shape}")
         rng = self.random_generator
-        H, W = image.shape[:2]
         n = int(rng.integers(self._range[0], self._range[1] + 1))
-        classes = rng.choice(self._cats.size, size=n, p=self._p)
-        picks = rng.integers(0, self._available[classes])
         boxes = [tuple(b) for b in sample.boxes.tolist()]
-        objects = []
-        for r in self._rows[self._by_class[self._starts[classes] + picks]].tolist():
-            o = self.bank.objects[r]
-            spot = place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
-                         (H, W), boxes, self._spec, rng)
-            if spot is not None:
-                x, y, w, h, flip = spot
-                objects.append({"row": r, "category_id": int(o["category_id"]), "x": x, "y": y, "w": w, "h": h,
-                                "flip": flip})
+        objects, _ = place_objects(self.bank, self._pool.draw(rng, n).tolist(), image.shape[:2], boxes, self._spec, rng)
         new_rows = cols.encode({self.label_field: [self._label(o["category_id"]) for o in objects]}, len(objects))
         if self.rgb:  # the bank is BGR: paste into the image's BGR view
             sample = replace(sample, image=np.ascontiguousarray(image[..., ::-1]))

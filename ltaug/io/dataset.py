@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from ltaug.errors import InputError, UsageError
 from ltaug.io.index import AnnotationColumns, DatasetIndex, build_index
@@ -36,7 +38,7 @@ class Dataset:
     """A COCO/LVIS document. Treat ``data`` as read-only; derive new datasets with :meth:`replace`."""
 
     def __init__(self, data: dict, *, kind: str | None = None, path: str | os.PathLike | None = None,
-                 skipped: Counter | None = None, columns: AnnotationColumns | None = None):
+                 skipped: Counter | None = None, columns: AnnotationColumns | None = None) -> None:
         self.data = data
         self._columns = columns  # annotation columns the validator built, handed to the index
         self.kind = kind or detect_kind(data)
@@ -61,7 +63,7 @@ class Dataset:
         columns, self._columns = self._columns, None
         return build_index(self.images, self.annotations, self.categories, columns=columns)
 
-    def replace(self, **sections) -> Dataset:
+    def replace(self, **sections: Any) -> Dataset:
         """A new dataset with some top-level sections replaced; all other fields shared."""
         data = dict(self.data)
         data.update(sections)
@@ -73,7 +75,8 @@ class Dataset:
 
     # -- I/O -----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data, *, source: str = "<memory>", on_error: str = "raise", path=None) -> Dataset:
+    def from_dict(cls, data: dict, *, source: str = "<memory>", on_error: str = "raise",
+                  path: str | os.PathLike | None = None) -> Dataset:
         """Check a parsed document and build a dataset; see :func:`load_dataset` for ``on_error``."""
         if on_error not in ON_ERROR:
             raise UsageError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
@@ -83,25 +86,26 @@ class Dataset:
         fatal = [p for p in problems if p.fatal]
         if fatal or on_error == "raise":
             first = (fatal or problems)[0]
-            hints = [f"{len(problems)} problems in all"] if len(problems) > 1 else []
-            hints.append(f"`ltaug validate {source}` lists them" if len(problems) > 1 else "")
+            parts = [f"{len(problems)} problems in all"] if len(problems) > 1 else []
+            parts.append(f"`ltaug validate {source}` lists them" if len(problems) > 1 else "")
             if not fatal:
-                hints.append("--on-error skip drops the bad records")
-            hints = "; ".join(h for h in hints if h)
+                parts.append("--on-error skip drops the bad records")
+            hints = "; ".join(h for h in parts if h)
             raise InputError(first.line(source) + (f" ({hints})" if hints else ""))
         return _drop_bad_records(data, problems, path)
 
-    def save(self, path: str | os.PathLike, *, inputs=(), indent: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
+             indent: bool = False) -> Path:
         """Write the document atomically as json; refuses to overwrite any of ``inputs``."""
         refuse_overwriting_inputs(path, [self.path, *inputs])
         write_json_atomic(path, self.data, indent=indent)
         return Path(path)
 
 
-def _drop_bad_records(data: dict, problems: list[Problem], path) -> Dataset:
+def _drop_bad_records(data: dict, problems: list[Problem], path: str | os.PathLike | None) -> Dataset:
     """Remove records named by non-fatal problems, and annotations of removed images."""
     skipped = Counter(p.kind for p in problems)
-    bad = {"images": set(), "annotations": set()}
+    bad: dict[str | None, set[int | None]] = {"images": set(), "annotations": set()}
     for p in problems:
         bad[p.section].add(p.position)
     images = [im for i, im in enumerate(data["images"]) if i not in bad["images"]]
@@ -122,6 +126,7 @@ def _drop_bad_records(data: dict, problems: list[Problem], path) -> Dataset:
     return Dataset(out, path=path, skipped=skipped)
 
 
-def save_dataset(dataset: Dataset, path: str | os.PathLike, *, inputs=(), indent: bool = False) -> Path:
+def save_dataset(dataset: Dataset, path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike | None] = (),
+                 indent: bool = False) -> Path:
     """Write ``dataset`` as COCO/LVIS json (the kind it was read as), atomically."""
     return dataset.save(path, inputs=inputs, indent=indent)

@@ -7,18 +7,23 @@ per-class or per-image reductions are ``np.bincount`` calls.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def _ints(values, n: int) -> np.ndarray:
+def _ints(values: Iterable[int], n: int) -> np.ndarray:
     return np.fromiter(values, dtype=np.int64, count=n)
 
 
 @dataclass(frozen=True)
 class DatasetIndex:
+    """The columns of a dataset (:attr:`ltaug.io.dataset.Dataset.index`): one numpy array per field
+    of the images, annotations and categories, in file order, plus per-class counts."""
+
     image_ids: np.ndarray          # (I,) int64, in file order
     image_widths: np.ndarray       # (I,) int64
     image_heights: np.ndarray      # (I,) int64
@@ -47,11 +52,11 @@ class DatasetIndex:
     def num_categories(self) -> int:
         return int(self.category_ids.size)
 
-    def category_positions(self, category_ids) -> np.ndarray:
+    def category_positions(self, category_ids: ArrayLike) -> np.ndarray:
         """Rows of ``category_ids`` in this index; raises KeyError for an unknown id."""
         return _positions(self.category_ids, np.asarray(category_ids, dtype=np.int64), "category")
 
-    def image_positions(self, image_ids) -> np.ndarray:
+    def image_positions(self, image_ids: ArrayLike) -> np.ndarray:
         """Rows of ``image_ids`` in this index; raises KeyError for an unknown id."""
         return _positions(self.image_ids, np.asarray(image_ids, dtype=np.int64), "image")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from ltaug.errors import UsageError
@@ -37,7 +38,7 @@ def unsafe_file_name_reason(name: str) -> str | None:
     return None
 
 
-def refuse_overwriting_inputs(output: str | os.PathLike, inputs) -> None:
+def refuse_overwriting_inputs(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
     """Raise a UsageError when ``output`` is one of ``inputs`` (inputs are never modified)."""
     out = Path(output)
     for inp in inputs:

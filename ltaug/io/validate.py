@@ -358,7 +358,7 @@ def check_masks(data, *, skip=frozenset(), skip_images=frozenset(), progress: bo
         if area is None or ann.get("iscrowd", 0) or geometry.segmentation_kind(seg) == geometry.NONE:
             continue
         h, w = sizes[ann["image_id"]]
-        refs = [geometry.mask_area(seg, h, w)]
+        refs: list[float] = [geometry.mask_area(seg, h, w)]
         if isinstance(seg, list):
             refs.append(geometry.polygons_area(seg))
         if not any(abs(area - r) <= AREA_REL_TOLERANCE * r + AREA_ABS_TOLERANCE_PX for r in refs):
@@ -380,7 +380,7 @@ def check_image_files(data, images_dir, *, skip=frozenset(), progress: bool = Fa
             continue
         name = image_file_name(im)
         label = f"image id {im['id']}"
-        if unsafe_file_name_reason(name):
+        if name is None or unsafe_file_name_reason(name):
             continue  # reported by check_document, and never opened
         path = root / name
         if not path.is_file():
@@ -408,7 +408,7 @@ def validate_document(data, *, images_dir=None, masks: bool = True, progress: bo
     problems = check_document(data)
     if any(p.section is None for p in problems):
         return problems  # not a COCO document at all: nothing more can be checked
-    bad = {"images": set(), "annotations": set(), "categories": set()}
+    bad: dict[str | None, set[int | None]] = {"images": set(), "annotations": set(), "categories": set()}
     for p in problems:
         bad[p.section].add(p.position)
     if masks:

@@ -47,6 +47,7 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import yaml
@@ -106,7 +107,8 @@ def read_yolo(root, *, on_error: str = "raise", split: str = "train") -> Dataset
     image_paths = _list_images(images_dir)
 
     skipped: Counter = Counter()
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     label_files = set()
     for path in image_paths:
         rel = path.relative_to(images_dir)
@@ -212,7 +214,7 @@ def _list_images(images_dir: Path) -> list[Path]:
                    key=lambda p: p.relative_to(images_dir).as_posix())
     if not paths:
         raise InputError(f"{images_dir}: no image files found")
-    seen = {}
+    seen: dict[str, Path] = {}
     for p in paths:
         stem = p.relative_to(images_dir).with_suffix("").as_posix()
         if stem in seen:
@@ -337,11 +339,11 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     yolo_ids = yolo_class_ids(dataset.categories)
     stems = _label_stems(dataset.images)
 
-    by_image = defaultdict(list)
+    by_image: defaultdict[int, list[dict]] = defaultdict(list)
     for ann in dataset.annotations:
         by_image[ann["image_id"]].append(ann)
 
-    summary = Counter()
+    summary: Counter[str] = Counter()
     for image, stem in zip(dataset.images, stems):
         lines = []
         for ann in by_image.get(image["id"], ()):
@@ -358,6 +360,7 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     if images_dir is not None and link != "none":
         for image in dataset.images:
             name = image_file_name(image)
+            assert name is not None  # _label_stems refused images without one
             src = Path(images_dir) / name
             if not src.is_file():
                 raise InputError(f"{src}: image file not found (image id {image['id']})")
@@ -380,7 +383,8 @@ def yolo_class_ids(categories: list) -> dict[int, int]:
 
 def _label_stems(images: list) -> list[str]:
     """Each image's label path below ``labels/``, without ``.txt``; refuses collisions."""
-    seen, stems = {}, []
+    seen: dict[str, int] = {}
+    stems: list[str] = []
     for image in images:
         name = image_file_name(image)
         if name is None or unsafe_file_name_reason(name):
@@ -401,7 +405,7 @@ def annotation_polygon(ann: dict, width: int, height: int) -> tuple[list[float],
     contours), ``box_as_polygon`` (no segmentation) or ``mask_fallback_to_box`` (an empty
     mask, or polygon parts all under 3 points: the bbox rectangle is written instead).
     """
-    seg = ann.get("segmentation")
+    seg: Any = ann.get("segmentation")
     kind = geometry.segmentation_kind(seg)
     how = "polygon"
     if kind == geometry.POLYGON:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, overload
 
 from ltaug.errors import SpecError, UsageError
+
+if TYPE_CHECKING:
+    from ltaug.io.dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,17 @@ class Param:
     group: str | None = None
     name: str = field(default="", compare=False)
 
-    def __set_name__(self, owner, name: str) -> None:
+    def __set_name__(self, owner: object, name: str) -> None:
         object.__setattr__(self, "name", name)
+
+    if TYPE_CHECKING:
+        # For type checkers only (nothing changes at run time): on the class, a parameter is
+        # its Param; on an operation, it reads as the validated value that __init__ stored.
+        @overload
+        def __get__(self, obj: None, owner: Any = None) -> Param: ...
+        @overload
+        def __get__(self, obj: object, owner: Any = None) -> Any: ...
+        def __get__(self, obj: object, owner: Any = None) -> Any: ...
 
     @property
     def kind(self) -> Callable:
@@ -108,17 +120,19 @@ class Param:
         return v
 
     def _validate_fields(self, value: Any) -> dict:
+        fields = self.fields
+        assert fields is not None  # validate() calls this only for a Param with fields
         if not isinstance(value, Mapping):
-            raise SpecError(self.name, f"must be a mapping with keys {', '.join(self.fields)}, got {value!r}")
-        unknown = sorted(set(value) - set(self.fields))
+            raise SpecError(self.name, f"must be a mapping with keys {', '.join(fields)}, got {value!r}")
+        unknown = sorted(set(value) - set(fields))
         if unknown:
             raise SpecError(self.name, f"has unknown key(s) {', '.join(map(str, unknown))} "
-                                       f"(known: {', '.join(self.fields)})")
+                                       f"(known: {', '.join(fields)})")
         out = {}
         for k, v in value.items():
             if v is not None:
                 try:
-                    out[k] = self.fields[k].validate(v)
+                    out[k] = fields[k].validate(v)
                 except SpecError as exc:
                     raise SpecError(k, exc.detail) from None
         return out
@@ -156,9 +170,10 @@ class Operation:
 
     seed = Param(0, "random seed; same seed, same output bytes", type=int)
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own, inherited = {}, {}
+        own: dict[str, Param] = {}
+        inherited: dict[str, Param] = {}
         for klass in reversed(cls.__mro__):
             for key, value in vars(klass).items():
                 if isinstance(value, Param):
@@ -166,7 +181,7 @@ class Operation:
         inherited = {k: v for k, v in inherited.items() if k not in own}
         cls.parameters = {**own, **inherited}
 
-    def __init__(self, **values: Any):
+    def __init__(self, **values: Any) -> None:
         unknown = sorted(set(values) - set(self.parameters))
         if unknown:
             raise SpecError(unknown[0], f"is not a parameter (known: {', '.join(self.parameters)})",
@@ -184,7 +199,7 @@ class Operation:
     def check(self) -> None:
         """Rules across parameters; raise :class:`SpecError` naming the parameter to change."""
 
-    def __setattr__(self, key, value):
+    def __setattr__(self, key: str, value: Any) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is immutable: use .replace({key}=...)")
 
     def replace(self, **changes: Any) -> Operation:
@@ -196,19 +211,20 @@ class Operation:
         return {k: self.parameters[k].record(getattr(self, k)) for k in self.parameters}
 
     def describe(self) -> dict:
+        """The step as ``run.json`` lists it: ``{"op": name, "params": params()}``."""
         return {"op": self.name, "params": self.params()}
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other.params() == self.params()
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable on purpose (equal by value; typeshed does the same)
 
     def __repr__(self) -> str:
         changed = [f"{k}={getattr(self, k)!r}" for k, p in self.parameters.items()
                    if getattr(self, k) != p.validate(p.default)]
         return f"{type(self).__name__}({', '.join(changed)})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., Operation], tuple[type[Operation], dict]]:
         return _rebuild, (type(self), {k: getattr(self, k) for k in self.parameters})
 
 
@@ -236,7 +252,7 @@ class PixelOperation(Operation):
     def prepare(self, ctx: StepContext) -> dict:
         return {}
 
-    def plan(self, dataset, prepared: dict) -> tuple[Iterable[dict], dict, int]:
+    def plan(self, dataset: Dataset, prepared: dict) -> tuple[Iterable[dict], dict, int]:
         """``(recipes, summary, tried)``: the recipes in order (a list, or an iterator planning
         as it goes), a planning summary for ``run.json`` (complete once the recipes are taken)
         and the number of images tried (at least the number of recipes; it sets the shard size)."""
@@ -271,7 +287,7 @@ class PixelOperation(Operation):
 class AnnotationOperation(Operation):
     """An operation on annotations only (no pixels): :meth:`apply` gives the new dataset."""
 
-    def apply(self, dataset) -> tuple[Any, dict]:
+    def apply(self, dataset: Dataset) -> tuple[Dataset, dict]:
         """``(dataset, report)``; the report goes into ``run.json``."""
         raise NotImplementedError
 
@@ -286,7 +302,7 @@ class StepContext:
     """What :meth:`PixelOperation.prepare` may use: the pipeline's input dataset and image
     folder, the run's work folder (removed when the run completes) and its worker count."""
 
-    source: Any
+    source: Dataset
     images_dir: Path
     work: Path
     workers: int
@@ -295,7 +311,7 @@ class StepContext:
 class Registry:
     """Operations by name, in registration order. :meth:`register` is a class decorator."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str) -> None:
         self.what = what
         self._items: dict[str, type[Operation]] = {}
 
@@ -321,7 +337,7 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self._items
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[type[Operation]]:
         return iter(self._items.values())
 
 
@@ -408,6 +424,7 @@ def from_args(cls: type[Operation], args: argparse.Namespace, **values: Any) -> 
     try:
         return cls(**given)
     except SpecError as exc:
-        p = cls.parameters.get(exc.field)
-        flags = " / ".join(map(_flag, p.fields)) if p is not None and p.fields else _flag(exc.field, p)
+        refused = cls.parameters.get(exc.field)
+        flags = (" / ".join(map(_flag, refused.fields)) if refused is not None and refused.fields
+                 else _flag(exc.field, refused))
         raise UsageError(f"{flags} {exc.detail}") from None

@@ -1,7 +1,14 @@
 """``mixup``: Beta-weighted blends of two images keeping both images' objects (pixels: :mod:`ltaug.pixels.mixup`)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ltaug.ops.base import Param, PixelOperation, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ltaug.io.dataset import Dataset
 
 
 @register
@@ -26,13 +33,13 @@ examples:
                              "every one)", type=float, low=0, high=1, metavar="F")
     min_area = Param(1, "drop objects under PX pixels", low=0, metavar="PX")
 
-    def plan(self, dataset, prepared: dict):
+    def plan(self, dataset: Dataset, prepared: dict) -> tuple[list[dict], dict, int]:
         from ltaug.pixels.mixup import plan_mixup
 
         recipes = plan_mixup(dataset, self)
         return recipes, {}, len(recipes)
 
-    def render(self, recipe: dict, loaded: list, opened):
+    def render(self, recipe: dict, loaded: list, opened: object) -> tuple[np.ndarray, dict]:
         from ltaug.pixels.mixup import render_mixup
 
         img, new, dropped = render_mixup(loaded[0], loaded[1], recipe, self)

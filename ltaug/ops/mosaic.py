@@ -1,7 +1,14 @@
 """``mosaic``: 2 x 2 mosaics of four images, masks and boxes carried along (pixels: :mod:`ltaug.pixels.mosaic`)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ltaug.ops.base import Param, PixelOperation, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ltaug.io.dataset import Dataset
 
 
 @register
@@ -26,13 +33,13 @@ examples:
                         metavar="F")
     min_area = Param(4, "drop remnants under PX pixels", low=0, metavar="PX")
 
-    def plan(self, dataset, prepared: dict):
+    def plan(self, dataset: Dataset, prepared: dict) -> tuple[list[dict], dict, int]:
         from ltaug.pixels.mosaic import plan_mosaic
 
         recipes = plan_mosaic(dataset, self)
         return recipes, {}, len(recipes)
 
-    def render(self, recipe: dict, loaded: list, opened):
+    def render(self, recipe: dict, loaded: list, opened: object) -> tuple[np.ndarray, dict]:
         from ltaug.pixels.mosaic import render_mosaic
 
         img, new, dropped = render_mosaic(loaded, recipe, self)

@@ -4,17 +4,27 @@ The parameters are declared here; the planning and the pixels are :mod:`ltaug.pi
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ltaug.errors import SpecError
 from ltaug.ops.base import Param, PixelOperation, StepContext, register
 from ltaug.pixels.bank import Flag
 from ltaug.pixels.copy_paste import DEFAULT_EXCLUDE, WEIGHTINGS
 from ltaug.pixels.functional import BLENDS
+from ltaug.rebalance.planning import Target
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ltaug.io.dataset import Dataset
+    from ltaug.pixels.bank import Bank
+
+# the planner's target (ltaug.rebalance.planning.Target, which check() builds: its rules apply)
 TARGET_FIELDS = {
-    "min_instances": Param(None, "every class at least N instances", type=int, optional=True, low=0, metavar="N"),
-    "exponent": Param(None, "at least n_max (n_c / n_max)^G", type=float, optional=True, low=0, metavar="G"),
+    "min_instances": Param(None, "every class at least N instances", type=int, optional=True, low=1, metavar="N"),
+    "exponent": Param(None, "at least n_max (n_c / n_max)^G", type=float, optional=True, low=0, high=1, metavar="G"),
     "max_factor": Param(None, "no class above K times its count", type=float, optional=True, low=1, metavar="K"),
 }
 
@@ -71,8 +81,9 @@ examples:
                         metavar="F", group="placement and blending")
     min_visible = Param(0.25, "remove objects left with less than F of their area", type=float, low=0, high=1,
                         metavar="F", group="placement and blending")
-    exclude = Param(tuple(f.name.lower() for f in Flag if f & DEFAULT_EXCLUDE), "bank quality flags to leave out",
-                    type=str, nargs="*", choices=tuple(f.name.lower() for f in Flag), metavar="FLAGS",
+    exclude = Param(tuple(n.lower() for n, f in Flag.__members__.items() if f & DEFAULT_EXCLUDE),
+                    "bank quality flags to leave out", type=str, nargs="*",
+                    choices=tuple(n.lower() for n in Flag.__members__), metavar="FLAGS",
                     group="which objects")
     box_only = Param(False, "paste box-only objects as rectangles even if masks exist", group="which objects")
     bank = Param(None, "object bank from `ltaug bank` (default: built from the input)", type=str, optional=True,
@@ -86,6 +97,8 @@ examples:
             raise SpecError("target", "is needed by weighting 'budget' (min_instances / exponent / max_factor)")
         if self.target and self.weighting != "budget":
             raise SpecError("target", f"is for weighting 'budget', not {self.weighting!r}")
+        if self.target:
+            Target(**self.target)
 
     @property
     def exclude_flags(self) -> int:
@@ -107,7 +120,7 @@ examples:
             build_bank(ctx.source, ctx.images_dir, path, workers=ctx.workers, progress=False)
         return {"bank": str(path)}
 
-    def plan(self, dataset, prepared: dict):
+    def plan(self, dataset: Dataset, prepared: dict) -> tuple[Iterator[dict], dict, int]:
         from ltaug.pixels.bank import Bank
         from ltaug.pixels.copy_paste import iter_plan_paste
 
@@ -116,12 +129,12 @@ examples:
     def sources(self, recipe: dict) -> list:
         return [recipe["image_id"]]
 
-    def open(self, prepared: dict):
+    def open(self, prepared: dict) -> Bank:
         from ltaug.pixels.bank import Bank
 
         return Bank(prepared["bank"])
 
-    def render(self, recipe: dict, loaded: list, opened):
+    def render(self, recipe: dict, loaded: list, opened: Bank) -> tuple[np.ndarray, dict]:
         from ltaug.pixels.copy_paste import render_paste
 
         (img, _, anns), = loaded

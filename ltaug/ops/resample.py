@@ -1,9 +1,14 @@
 """``resample``: class-balanced image resampling, written as a rebalanced dataset (math: :mod:`ltaug.rebalance.resample`)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ltaug.ops.base import AnnotationOperation, Param, register
 from ltaug.rebalance.resample import METHODS, ROUNDINGS
 from ltaug.rebalance.sampling import DEFAULT_RFS_THRESHOLD
+
+if TYPE_CHECKING:
+    from ltaug.io.dataset import Dataset
 
 # the parameters each method uses: what provenance records of a resample step
 METHOD_PARAMS = {"rfs": ("threshold", "sqrt", "rounding"), "cas": ("samples_per_epoch",),
@@ -57,7 +62,7 @@ examples:
         """The parameters this method uses (what provenance records)."""
         return {"seed": self.seed, "epochs": self.epochs, **{k: getattr(self, k) for k in METHOD_PARAMS[self.method]}}
 
-    def apply(self, dataset):
+    def apply(self, dataset: Dataset) -> tuple[Dataset, dict]:
         from ltaug.rebalance.resample import resample
 
         out, _ = resample(dataset, self)

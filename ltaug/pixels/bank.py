@@ -73,9 +73,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 from pycocotools import mask as mask_utils
 
 from ltaug.errors import InputError, UsageError
+from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json
 from ltaug.io.paths import image_file_name, unsafe_file_name_reason
 from ltaug.pixels.imagefile import ImageFileError, read_image
@@ -133,7 +135,7 @@ class Params:
     occluded_fraction: float = 0.5
 
 
-def crop_boxes(bboxes: np.ndarray, heights, widths) -> np.ndarray:
+def crop_boxes(bboxes: ArrayLike, heights: ArrayLike, widths: ArrayLike) -> np.ndarray:
     """(n, 4) int64 crop boxes x0, y0, x1, y1 of ``[x, y, w, h]`` rows in images of these sizes.
 
     Outward to integers (floor / ceil), clipped to the image, at least 1 x 1.
@@ -203,7 +205,7 @@ def _covered_pixels(k: int, rles: list, tight: np.ndarray) -> int:
     return int(mask_utils.area(mask_utils.merge([rles[k], union], intersect=True)))
 
 
-def _pwrite_all(fd: int, data, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data).cast("B")
     while view:
         n = os.pwrite(fd, view, offset)
@@ -275,7 +277,7 @@ def _starts(sizes: np.ndarray, order: np.ndarray) -> np.ndarray:
     return starts
 
 
-def _plan(dataset, images_dir: Path) -> tuple[list[_ImageTask], int, int, int, int]:
+def _plan(dataset: Dataset, images_dir: Path) -> tuple[list[_ImageTask], int, int, int, int]:
     """Tasks for the images with at least one non-crowd annotation (file order), each with its
     objects' crop boxes and blob offsets fixed here, so that workers write in place; then the
     number of objects, of crowd annotations left out, and the two blob sizes."""
@@ -295,7 +297,7 @@ def _plan(dataset, images_dir: Path) -> tuple[list[_ImageTask], int, int, int, i
         image = images[ip]
         name = image_file_name(image)
         reason = "is missing" if name is None else unsafe_file_name_reason(name)
-        if reason:
+        if reason or name is None:
             raise InputError(f"image id {image['id']}: file name {name!r} {reason}")
         pos = by_image[bounds[ip]:bounds[ip + 1]]
         first = pos[0]
@@ -398,7 +400,7 @@ def _publish(tmp: Path, out_dir: Path) -> None:
         os.close(fd)
 
 
-def build_bank(dataset, images_dir, out_dir, *, workers: int | None = None, min_area: int = 32,
+def build_bank(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int | None = None, min_area: int = 32,
                border: float = 1.0, occluded_fraction: float = 0.5, on_error: str = "raise",
                progress: bool = True, seed: int | None = None) -> dict:
     """Cut every non-crowd annotation of ``dataset`` out of its image into a bank at ``out_dir``.
@@ -461,8 +463,8 @@ def build_bank(dataset, images_dir, out_dir, *, workers: int | None = None, min_
             "images_per_s": len(tasks) / seconds if seconds > 0 else float("inf"), "workers": workers}
 
 
-def _meta(dataset, images_dir: Path, table: np.ndarray, folder: Path, params: Params, on_error: str,
-          seed, *, images: int, skipped: list, crowd: int) -> dict:
+def _meta(dataset: Dataset, images_dir: Path, table: np.ndarray, folder: Path, params: Params, on_error: str,
+          seed: int | None, *, images: int, skipped: list, crowd: int) -> dict:
     from ltaug import __version__
 
     src, idx = dataset.path, dataset.index
@@ -506,7 +508,7 @@ class Bank:
     parsed ``meta.json``. ``get(i)`` is two slices of memory maps and an ``unpackbits``.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         if not (self.path / META).is_file():
             raise InputError(f"{self.path}: not an object bank (no {META})")
@@ -526,7 +528,7 @@ class Bank:
             raise InputError(f"{self.path / OBJECTS}: unexpected columns; the bank is damaged, rebuild it")
         self._pixels = _map(self.path / PIXELS, files[PIXELS])
         self._masks = _map(self.path / MASKS, files[MASKS])
-        self._by_class = None
+        self._by_class: tuple[np.ndarray, np.ndarray] | None = None  # rows sorted by class, and their classes
 
     def __len__(self) -> int:
         return int(self.objects.shape[0])

@@ -1,4 +1,4 @@
-"""Copy-paste of bank objects onto images, chosen by class rarity: planning (pure) and rendering.
+"""Copy-paste of bank objects onto images, chosen by class rarity: one core for the offline engine and the online transform.
 
 Simple Copy-Paste (Ghiasi et al., CVPR 2021) pastes the objects of one image onto another and
 shows large gains for rare LVIS classes; Cut, Paste and Learn (Dwibedi et al., ICCV 2017)
@@ -7,21 +7,35 @@ shows that blending the paste boundary matters. Here objects come from an object
 
 * ``uniform``: every eligible bank object equally likely (classes as often as they occur);
 * ``inverse``: class c with probability proportional to n_c^-power (n_c: the class's
-  instances in the target dataset; power 1 = inverse frequency, 0.5 = inverse square root),
-  then one of its objects uniformly;
-* ``budget``: exactly the per-class deficits of the planner (:mod:`ltaug.rebalance.planning`): class c
-  gets T_c - n_c objects, so the output meets the target that image repeats alone could not.
+  instances; power 1 = inverse frequency, 0.5 = inverse square root), then one of its objects
+  uniformly;
+* ``budget`` (offline only): exactly the per-class deficits of the planner
+  (:mod:`ltaug.rebalance.planning`): class c gets T_c - n_c objects, so the output meets the
+  target that image repeats alone could not.
 
-Planning (:func:`plan_paste`) is pure and seeded: it decides, from the annotations alone,
-which objects go where, at what scale and flip. Each object's size relative to its target
-image is kept from its source image (s0 = sqrt(W_t H_t / (W_s H_s))), times a jitter drawn
-log-uniformly from ``scale``, and shrunk if needed to fit the image; its position is uniform
-over the image, retried up to ``PLACEMENT_TRIES`` times until its box covers at most
-``max_overlap`` of any box already in the image (existing or pasted). An object that finds
-no place is not pasted, and counted. Rendering (:func:`render_paste`) does the pixels and
-the masks: later pastes occlude earlier ones and the image's own objects; an occluded object's
-mask is cut, its box recomputed from what is left, and it is dropped when less than
-``min_visible`` of it remains (crowd regions are cut but never dropped).
+The core, one implementation of each decision, used by both the offline engine
+(:func:`plan_paste` / :func:`render_paste`, called by :class:`ltaug.ops.Paste`) and the online
+transform (:class:`ltaug.transforms.CopyPaste`):
+
+* :func:`eligible_rows`: which bank objects may be pasted (flags, classes, box-only);
+* :class:`ObjectPool`: the class draw (:func:`class_weights`) and the object draw within a class;
+* :func:`place_objects` / :func:`place`: size, flip and position of each drawn object. Its size
+  relative to the target image is kept from its source image (s0 = sqrt(W_t H_t / (W_s H_s))),
+  times a jitter drawn log-uniformly from ``scale``, and shrunk if needed to fit the image; its
+  position is uniform over the image, retried up to ``PLACEMENT_TRIES`` times until its box
+  covers at most ``max_overlap`` of any box already in the image (existing or pasted). An
+  object that finds no place is not pasted, and counted;
+* :func:`paste_objects`: the pixels (blending), and what each pasted object still shows once
+  the later ones lie on top of it (it is hidden when less than ``min_visible`` of it remains);
+* :class:`Occlusion`: the image's own objects under the pasted pixels: a covered object's mask is
+  cut, its box recomputed from what is left, and it is dropped when less than ``min_visible``
+  of it remains (crowd regions are cut but dropped only when nothing remains).
+
+What the callers decide differently: the offline planner works on a whole dataset (n_c from
+the dataset; classes of the dataset in its file order; ``prob`` of the images, ``objects``
+objects each, all classes drawn at once from one generator seeded by ``seed``; or ``budget``);
+the online transform on one sample (n_c from the bank or ``class_counts``; a number of objects
+drawn per sample; its own generator; masks given as arrays; no crowd flags).
 
 Box-only data: bank objects without a segmentation are pasted as their whole box (the
 rectangle, background included): a detector then learns the object with a piece of its
@@ -34,6 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -50,10 +65,10 @@ BOX_ONLY = int(Flag.BOX_ONLY)  # a plain int: IntFlag arithmetic runs in Python,
 DEFAULT_EXCLUDE = Flag.TOO_SMALL | Flag.TRUNCATED | Flag.OCCLUDED | Flag.EMPTY | Flag.CLIPPED
 
 
-# -- planning ---------------------------------------------------------------------------------
+# -- the core: which objects, where -----------------------------------------------------------
 
 def eligible_rows(bank: Bank, category_ids, spec) -> tuple[np.ndarray, bool]:
-    """Bank rows that may be pasted (flags not excluded, class in the target dataset), and
+    """Bank rows that may be pasted (flags not excluded, class among ``category_ids``), and
     whether they are box-only ones (used only when no object has a mask, or when asked)."""
     obj = bank.objects
     flags = np.asarray(obj["flags"])
@@ -77,6 +92,40 @@ def class_weights(instances: np.ndarray, available: np.ndarray, weighting: str, 
         w = np.where(available > 0, np.maximum(np.asarray(instances, np.float64), 1.0) ** -float(power), 0.0)
     total = w.sum()
     return w / total if total > 0 else w
+
+
+@dataclass(frozen=True)
+class ObjectPool:
+    """The eligible bank objects grouped by class, and the probability of each class.
+
+    Class k (position k of the caller's category ids) has ``available[k]`` objects,
+    ``rows[order[starts[k]:starts[k + 1]]]`` (ascending rows), and probability ``p[k]``.
+    """
+
+    rows: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+    available: np.ndarray
+    p: np.ndarray
+
+    @classmethod
+    def build(cls, bank: Bank, rows: np.ndarray, category_ids, instances, weighting: str,
+              power: float) -> ObjectPool:
+        """The pool of ``rows`` (from :func:`eligible_rows`), classes in the order of
+        ``category_ids``, n_c = ``instances`` (same order), p by :func:`class_weights`."""
+        cats = np.asarray(category_ids, np.int64)
+        by_id = np.argsort(cats, kind="stable")
+        pos = by_id[np.searchsorted(cats[by_id], np.asarray(bank.objects["category_id"])[rows])]
+        available = np.bincount(pos, minlength=cats.size)
+        return cls(rows, np.argsort(pos, kind="stable"), np.concatenate([[0], np.cumsum(available)]), available,
+                   class_weights(instances, available, weighting, power))
+
+    def draw(self, rng: np.random.Generator, size) -> np.ndarray:
+        """Bank rows of ``size`` (an int or a shape) objects: class k with probability p_k (all
+        classes drawn first), then one of the class's objects uniformly (p = 1 / a_k)."""
+        classes = rng.choice(self.p.size, size=size, p=self.p)
+        picks = rng.integers(0, self.available[classes])
+        return self.rows[self.order[self.starts[classes] + picks]]
 
 
 def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
@@ -115,6 +164,116 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
     return None
 
 
+def place_objects(bank: Bank, bank_rows, dst_hw, boxes: list, spec, rng: np.random.Generator) -> tuple[list, int]:
+    """Placements of the bank objects ``bank_rows``, in order, in an image of ``dst_hw`` = (H, W)
+    (:func:`place`; ``boxes`` as there), and how many found no room.
+
+    A placement: ``{"row", "annotation_id", "category_id", "x", "y", "w", "h", "flip"}`` (bank
+    row, its source annotation id and class; the pasted box; mirrored or not).
+    """
+    obj = bank.objects
+    placed, no_room = [], 0
+    for r in bank_rows:
+        o = obj[r]
+        spot = place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
+                     dst_hw, boxes, spec, rng)
+        if spot is None:
+            no_room += 1
+            continue
+        x, y, w, h, flip = spot
+        placed.append({"row": int(r), "annotation_id": int(o["annotation_id"]),
+                       "category_id": int(o["category_id"]), "x": x, "y": y, "w": w, "h": h, "flip": flip})
+    return placed, no_room
+
+
+# -- the core: pixels and occlusion -------------------------------------------------------------
+
+def is_box_only(bank: Bank, row: int) -> bool:
+    """Whether bank object ``row`` has no segmentation (it is pasted, and annotated, as its box)."""
+    return bool(int(bank.objects[row]["flags"]) & BOX_ONLY)
+
+
+def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tuple[list, Occlusion, dict]:
+    """Paste placed bank objects into ``image`` (in place), each later one on top of the earlier.
+
+    A box-only object's mask is its whole crop. Returns ``(visible, occlusion, blend)``:
+    per placement, ``(rle, area)`` of the part of its mask that no later paste hides, or None
+    when that is nothing or less than ``min_visible`` of the mask (the object is then hidden);
+    the :class:`Occlusion` of everything pasted (to cut the image's own objects); and the
+    number of objects per blending mode used.
+    """
+    H, W = image.shape[:2]
+    resized, blend = [], {}
+    for o in placements:
+        crop, mask = bank.get(o["row"])
+        if is_box_only(bank, o["row"]):
+            mask = np.ones_like(mask)
+        crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
+        used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
+        blend[used] = blend.get(used, 0) + 1
+        resized.append(mask)
+    cover = np.zeros((H, W), bool)
+    visible, shown = [None] * len(placements), []  # shown: runs of every visible part; their union is the cover
+    for k in range(len(placements) - 1, -1, -1):  # a later paste lies on top of every earlier one
+        o = placements[k]
+        x, y = o["x"], o["y"]
+        region = cover[y:y + o["h"], x:x + o["w"]]
+        m = resized[k].view(bool)
+        left_mask = m > region  # m and not region
+        region |= m
+        full, left = np.count_nonzero(m), np.count_nonzero(left_mask)
+        if left:
+            shown.append(masks.local_runs(left_mask.view(np.uint8), x, y, H, W))
+        if left and left >= spec.min_visible * full:
+            visible[k] = (masks.rle_from_runs(*shown[-1], H, W), left)  # left: the RLE's pixel count
+    boxes = [(o["x"], o["y"], o["x"] + o["w"], o["y"] + o["h"]) for o in placements]
+    return visible, Occlusion((H, W), shown, boxes), blend
+
+
+class Occlusion:
+    """What pasted objects hide of the objects under them.
+
+    Works on RLEs (pycocotools ``merge`` / ``area``: cost grows with the masks' runs, not the
+    image): for a mask M under the cover C, hidden = area(M AND C), left = area(M) - hidden,
+    and the visible mask is M AND NOT C. The cover and its complement are built from the runs
+    of the pasted objects' visible parts (disjoint, so their union is their runs sorted), the
+    complement only when something is hidden.
+    """
+
+    def __init__(self, hw: tuple[int, int], shown: list, boxes: list):
+        self.hw, self.boxes = hw, boxes
+        self.runs = masks.union_runs(shown) if shown else None
+        self.cover_rle = masks.rle_from_runs(*self.runs, *hw) if shown else None
+        self._uncovered = None
+
+    def meets(self, bbox) -> bool:
+        """Whether the box ``[x, y, w, h]`` meets a pasted object's box (False when nothing shows)."""
+        x, y, w, h = bbox
+        return self.cover_rle is not None and any(
+            x < b[2] and b[0] < x + w and y < b[3] and b[1] < y + h for b in self.boxes)
+
+    def meets_mask(self, mask: np.ndarray) -> bool:
+        """Whether the full-image ``mask`` has a pixel inside a pasted object's box."""
+        return self.cover_rle is not None and any(mask[y0:y1, x0:x1].any() for x0, y0, x1, y1 in self.boxes)
+
+    def cut(self, rle: dict, min_visible: float, crowd: bool = False) -> tuple[dict | None, float]:
+        """``(visible, hidden / area(M))`` of the mask ``rle``: ``rle`` itself when nothing is
+        hidden; None when left = 0, or left < ``min_visible`` * area(M) and it is no crowd region."""
+        hidden = masks.area(mask_utils.merge([rle, self.cover_rle], intersect=True))
+        if hidden == 0:
+            return rle, 0.0
+        full = masks.area(rle)
+        left = full - hidden
+        if left == 0 or (not crowd and left < min_visible * full):
+            return None, hidden / full
+        if self._uncovered is None:
+            H, W = self.hw
+            self._uncovered = masks.rle_from_runs(*masks.complement_runs(*self.runs, H * W), H, W)
+        return mask_utils.merge([rle, self._uncovered], intersect=True), hidden / full
+
+
+# -- offline: planning over a dataset -----------------------------------------------------------
+
 def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng) -> tuple[list, dict]:
     """Bank rows to paste under ``budget``, and the per-class table of what was asked.
 
@@ -143,9 +302,9 @@ def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng) -> tuple[list,
 def plan_paste(dataset, bank: Bank, spec) -> tuple[list[dict], dict]:
     """Recipes (one per target image that gets at least one object) and a planning summary.
 
-    A recipe: ``{"image_id", "objects": [{"row", "annotation_id", "category_id", "x", "y", "w",
-    "h", "flip"}]}``, with the bank row and its source annotation id. The summary counts
-    objects planned per class, objects with no room, and (budget) the deficits left unplaced.
+    A recipe: ``{"image_id", "objects": [placement, ...]}`` (:func:`place_objects`). The
+    summary counts objects planned per class, objects with no room, and (budget) the deficits
+    left unplaced.
     """
     recipes, summary, _ = iter_plan_paste(dataset, bank, spec)
     return list(recipes), summary
@@ -156,14 +315,17 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
 
     Returns ``(recipes, summary, tried)``: the recipes in order (the same ones, from the same
     random draws, as :func:`plan_paste`), the summary (complete once ``recipes`` is exhausted)
-    and the number of images objects are tried on (at least the number of recipes). The
-    classes and objects are drawn here, at once; only the placement runs as recipes are taken.
+    and the number of images objects are tried on (at least the number of recipes).
+
+    One generator, seeded by ``(seed, 0x9A57E)``, draws in this order: uniform/inverse: one
+    uniform per image (the image gets objects when it is under ``prob``), then the
+    :class:`ObjectPool` draw of ``objects`` objects for every chosen image at once (classes
+    weighted by n_c of this dataset); budget: :func:`_budget_objects` and the images that get
+    them. Then, as recipes are taken, :func:`place_objects` image by image.
     """
     rng = np.random.default_rng([spec.seed, 0x9A57E])
     idx = dataset.index
     rows, box_only = eligible_rows(bank, idx.category_ids, spec)
-    obj = bank.objects
-    cat_pos = idx.category_positions(np.asarray(obj["category_id"])[rows]) if rows.size else np.zeros(0, np.int64)
     summary = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0, "unplaced_budget": 0}
     if rows.size == 0:
         return iter(()), summary, 0
@@ -176,42 +338,28 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
             per_image = per_image[:idx.num_images]
         assignments = dict(zip(sorted(order[:len(per_image)].tolist()), per_image))
     else:
-        available = np.bincount(cat_pos, minlength=idx.num_categories)
-        p = class_weights(idx.instance_counts, available, spec.weighting, spec.power)
-        by_class = np.argsort(cat_pos, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(available)])
+        pool = ObjectPool.build(bank, rows, idx.category_ids, idx.instance_counts, spec.weighting, spec.power)
         chosen = np.flatnonzero(rng.random(idx.num_images) < spec.prob)
-        classes = rng.choice(idx.num_categories, size=(chosen.size, spec.objects), p=p)
-        picks = rng.integers(0, available[classes])
-        objs = rows[by_class[starts[classes] + picks]]
+        objs = pool.draw(rng, (chosen.size, spec.objects))
         assignments = dict(zip(chosen.tolist(), objs.tolist()))
-    return _placed(assignments, idx, obj, spec, rng, summary), summary, len(assignments)
+    return _placed(assignments, idx, bank, spec, rng, summary), summary, len(assignments)
 
 
-def _placed(assignments: dict, idx, obj, spec, rng, summary: dict) -> Iterator[dict]:
+def _placed(assignments: dict, idx, bank: Bank, spec, rng, summary: dict) -> Iterator[dict]:
     """The recipe of each image of ``assignments`` (image position -> bank rows) that fits an object."""
     boxes_of = _image_boxes(idx)
     for pos, bank_rows in assignments.items():
-        H, W = int(idx.image_heights[pos]), int(idx.image_widths[pos])
-        boxes = boxes_of(pos)
-        placed = []
-        for r in bank_rows:
-            o = obj[r]
-            spot = place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
-                         (H, W), boxes, spec, rng)
-            if spot is None:
-                summary["no_room"] += 1
-                continue
-            x, y, w, h, flip = spot
-            placed.append({"row": int(r), "annotation_id": int(o["annotation_id"]),
-                           "category_id": int(o["category_id"]), "x": x, "y": y, "w": w, "h": h, "flip": flip})
+        hw = (int(idx.image_heights[pos]), int(idx.image_widths[pos]))
+        placed, no_room = place_objects(bank, bank_rows, hw, boxes_of(pos), spec, rng)
+        summary["no_room"] += no_room
         if placed:
             yield {"image_id": int(idx.image_ids[pos]), "objects": placed}
 
 
 def _image_boxes(idx) -> Callable[[int], list[tuple]]:
-    """``boxes(pos)``: the x0, y0, x1, y1 boxes of image position ``pos``'s annotations, in file
-    order (one sort up front, then a slice per image: planning starts at once on large files)."""
+    """``boxes(pos)``: the x0, y0, x1, y1 boxes of image position ``pos``'s annotations (crowd
+    regions too), in file order (one sort up front, then a slice per image: planning starts at
+    once on large files)."""
     order, bounds = idx.annotations_by_image()
     xyxy = idx.ann_boxes.copy()
     xyxy[:, 2:] += xyxy[:, :2]
@@ -221,97 +369,57 @@ def _image_boxes(idx) -> Callable[[int], list[tuple]]:
     return boxes
 
 
-# -- rendering (runs in the workers) ----------------------------------------------------------
+# -- offline: rendering one recipe (runs in the workers) --------------------------------------
 
 def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank: Bank,
                  spec) -> tuple[list[dict], list[dict], dict]:
-    """Paste the recipe's objects into ``image`` (in place) and keep the annotations right.
+    """Paste the recipe's objects into ``image`` (in place, :func:`paste_objects`) and keep the annotations right.
 
-    Returns ``(kept, pasted, counts)``: the image's annotations after occlusion (unchanged
-    records where nothing covers them; otherwise the mask cut, as a compressed RLE, with bbox
-    and area from it; dropped when under ``min_visible``), the new annotations (no ids yet;
+    Returns ``(kept, pasted, counts)``: the image's annotations after :class:`Occlusion`
+    (unchanged records where nothing covers them; otherwise the mask cut, as a compressed RLE,
+    with bbox and area from it; dropped when under ``min_visible``, crowd regions only when
+    nothing is left), the new annotations (no ids yet; no segmentation for a box-only object;
     ``ltaug`` provenance with the source annotation and image ids, size and flip), and counts:
     ``removed`` (category ids of dropped existing objects), ``pasted_removed`` (pasted objects
     hidden by later ones), ``blend`` (objects per mode used).
     """
-    H, W = image.shape[:2]
-    placed, counts = [], {"removed": [], "pasted_removed": [], "blend": {}}
-    for o in recipe["objects"]:
-        crop, mask = bank.get(o["row"])
-        if int(bank.objects[o["row"]]["flags"]) & BOX_ONLY:
-            mask = np.ones_like(mask)  # a box-only object is its whole crop
-        crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
-        used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
-        counts["blend"][used] = counts["blend"].get(used, 0) + 1
-        placed.append((o, mask))
-    cover = np.zeros((H, W), bool)
-    pasted, shown = [], []  # shown: runs of every pasted object's visible part; their union is the cover
-    for o, mask in reversed(placed):  # a later paste lies on top of every earlier one
-        x, y, w, h = o["x"], o["y"], o["w"], o["h"]
-        region = cover[y:y + h, x:x + w]
-        m = mask.view(bool)
-        visible = m > region  # m and not region
-        region |= m
-        full, left = np.count_nonzero(m), np.count_nonzero(visible)
-        if left:
-            shown.append(masks.local_runs(visible.view(np.uint8), x, y, H, W))
-        if left == 0 or left < spec.min_visible * full:
+    visible, occlusion, blend = paste_objects(image, recipe["objects"], bank, spec)
+    counts = {"removed": [], "pasted_removed": [], "blend": blend}
+    pasted = []
+    for o, shown in zip(reversed(recipe["objects"]), reversed(visible)):  # top first, as they are cut
+        if shown is None:
             counts["pasted_removed"].append(o["category_id"])
             continue
-        row = bank.objects[o["row"]]
-        rle = masks.rle_from_runs(*shown[-1], H, W)
+        rle, left = shown
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
-               "bbox": masks.tight_bbox(rle), "area": left, "iscrowd": 0}  # left: the RLE's pixel count
-        if not (int(row["flags"]) & BOX_ONLY):
+               "bbox": masks.tight_bbox(rle), "area": left, "iscrowd": 0}
+        if not is_box_only(bank, o["row"]):
             ann["segmentation"] = rle_to_json(rle)
         ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],
-                        "source_image_id": int(row["image_id"]), "size": [w, h], "flip": o["flip"]}
+                        "source_image_id": int(bank.objects[o["row"]]["image_id"]), "size": [o["w"], o["h"]],
+                        "flip": o["flip"]}
         pasted.append(ann)
     pasted.reverse()
-    occlusion = _Occlusion((H, W), shown, [(o["x"], o["y"], o["x"] + o["w"], o["y"] + o["h"]) for o, _ in placed])
-    kept = [a for a in (occlusion.apply(a, spec.min_visible, counts) for a in annotations) if a is not None]
+    kept = [a for a in (_occlude(a, occlusion, spec.min_visible, counts) for a in annotations) if a is not None]
     return kept, pasted, counts
 
 
-class _Occlusion:
-    """What the pasted objects hide, and the existing annotations after it.
-
-    Works on RLEs (pycocotools ``merge`` / ``area``: cost grows with the masks' runs, not the
-    image): hidden pixels = area(mask AND cover); the visible mask = mask AND NOT cover. The
-    cover and its complement are built from the runs of the pasted objects' visible parts
-    (disjoint, so their union is their runs sorted), the complement only when something is hidden.
-    """
-
-    def __init__(self, hw: tuple[int, int], shown: list, boxes: list):
-        self.hw, self.boxes = hw, boxes
-        self.runs = masks.union_runs(shown) if shown else None
-        self.cover_rle = masks.rle_from_runs(*self.runs, *hw) if shown else None
-        self._uncovered = None
-
-    def apply(self, ann: dict, min_visible: float, counts: dict) -> dict | None:
-        """``ann`` after the pasted pixels hide part of it: the same record if untouched."""
-        if self.cover_rle is None or not self._meets_a_paste(ann["bbox"]):
-            return ann  # the bbox bounds the mask (validate checks it)
-        H, W = self.hw
-        rle, box_only = masks.annotation_rle(ann.get("segmentation"), ann["bbox"], H, W, ann.get("id"))
-        hidden = masks.area(mask_utils.merge([rle, self.cover_rle], intersect=True))
-        if hidden == 0:
-            return ann
-        full = masks.area(rle)
-        left = full - hidden
-        if left == 0 or (not ann.get("iscrowd") and left < min_visible * full):
-            counts["removed"].append(ann["category_id"])
-            return None
-        if self._uncovered is None:
-            self._uncovered = masks.rle_from_runs(*masks.complement_runs(*self.runs, H * W), H, W)
-        new = mask_utils.merge([rle, self._uncovered], intersect=True)
-        out = dict(ann)
-        out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)
-        if not box_only:
-            out["segmentation"] = rle_to_json(new)
-        out["ltaug"] = {**ann.get("ltaug", {}), "occluded": round(hidden / full, 4)}
-        return out
-
-    def _meets_a_paste(self, bbox) -> bool:
-        x, y, w, h = bbox
-        return any(x < b[2] and b[0] < x + w and y < b[3] and b[1] < y + h for b in self.boxes)
+def _occlude(ann: dict, occlusion: Occlusion, min_visible: float, counts: dict) -> dict | None:
+    """``ann`` after the pasted pixels hide part of it (:meth:`Occlusion.cut`): the same record if
+    untouched, None if dropped (its class counted in ``counts["removed"]``)."""
+    if not occlusion.meets(ann["bbox"]):
+        return ann  # the bbox bounds the mask (validate checks it)
+    H, W = occlusion.hw
+    rle, box_only = masks.annotation_rle(ann.get("segmentation"), ann["bbox"], H, W, ann.get("id"))
+    new, hidden = occlusion.cut(rle, min_visible, bool(ann.get("iscrowd")))
+    if hidden == 0:
+        return ann
+    if new is None:
+        counts["removed"].append(ann["category_id"])
+        return None
+    out = dict(ann)
+    out["bbox"], out["area"] = masks.tight_bbox(new), masks.area(new)
+    if not box_only:
+        out["segmentation"] = rle_to_json(new)
+    out["ltaug"] = {**ann.get("ltaug", {}), "occluded": round(hidden, 4)}
+    return out

@@ -58,7 +58,7 @@ def feather_alpha(mask: np.ndarray, sigma: float) -> np.ndarray:
     m = mask.astype(np.float32)
     if sigma <= 0:
         return m
-    alpha = cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE)
+    alpha: np.ndarray = cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE)
     alpha *= m
     return alpha
 

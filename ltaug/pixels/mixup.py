@@ -41,9 +41,11 @@ def render_mixup(a, b, recipe: dict, spec) -> tuple[np.ndarray, list[dict], list
     under = img_a.copy()
     under[:th, :tw] = cv2.resize(img_b, (tw, th), interpolation=cv2.INTER_LINEAR)
     out = mix(img_a, under, lam)
-    anns, dropped = [], []
+    anns: list[dict] = []
+    dropped: list[int] = []
     for weight, record, src_anns, moved in ((lam, rec_a, anns_a, False), (1 - lam, rec_b, anns_b, True)):
         for ann in src_anns:
+            new: dict | None
             if not moved:  # A's objects stay where they are
                 new = {k: v for k, v in ann.items() if k not in ("id", "image_id", "ltaug")}
             else:

@@ -53,7 +53,8 @@ def render_mosaic(sources: list[tuple[np.ndarray, dict, list]], recipe: dict, sp
     """
     W, H = spec.size
     canvas = np.full((H, W, 3), PAD_VALUE, np.uint8)
-    anns, dropped = [], []
+    anns: list[dict] = []
+    dropped: list[int] = []
     for k, (img, record, src_anns) in enumerate(sources):
         h, w = img.shape[:2]
         (tw, th), (ox, oy), (x0, y0, x1, y1) = tile_layout((h, w), (W, H), recipe["centre"], k)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ltaug.errors import SpecError
 from ltaug.io.dataset import Dataset
 from ltaug.io.index import DatasetIndex
 from ltaug.rebalance.sampling import ClassImages
@@ -35,19 +36,23 @@ PLAN_FORMAT = "ltaug-plan/1"
 
 @dataclass(frozen=True)
 class Target:
+    """What the rebalanced data should reach per class (see the module's docstring): at least
+    ``min_instances``, at least ``n_max (n_c / n_max) ** exponent``, at most ``max_factor`` times
+    the class's count. A missing or out-of-range value raises :class:`~ltaug.errors.SpecError` naming it."""
+
     min_instances: int | None = None
     exponent: float | None = None
     max_factor: float | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.min_instances is None and self.exponent is None:
-            raise ValueError("state a target: min_instances and/or exponent")
+            raise SpecError("target", "needs min_instances and/or exponent")
         if self.min_instances is not None and self.min_instances < 1:
-            raise ValueError(f"min_instances must be >= 1, got {self.min_instances}")
+            raise SpecError("min_instances", f"must be >= 1, got {self.min_instances}")
         if self.exponent is not None and not 0.0 <= self.exponent <= 1.0:
-            raise ValueError(f"exponent must be in [0, 1], got {self.exponent}")
+            raise SpecError("exponent", f"must be in [0, 1], got {self.exponent}")
         if self.max_factor is not None and self.max_factor < 1.0:
-            raise ValueError(f"max_factor must be >= 1, got {self.max_factor}")
+            raise SpecError("max_factor", f"must be >= 1, got {self.max_factor}")
 
     def per_class(self, before: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(requested, target, cap) per class: target = requested limited by the cap.
@@ -66,7 +71,7 @@ class Target:
         return requested, np.minimum(requested, cap), cap
 
 
-def _image_class_table(index: DatasetIndex):
+def _image_class_table(index: DatasetIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR over images: classes and instance counts of image i are ``cls[s[i]:s[i+1]]``, ``num[...]``."""
     n_c = max(index.num_categories, 1)
     keys, num = np.unique(index.ann_image_pos * n_c + index.ann_category_pos, return_counts=True)
@@ -128,7 +133,7 @@ def _room(classes: np.ndarray, nums: np.ndarray, after: np.ndarray, cap: np.ndar
     return int(m) if np.isfinite(m) else 1 << 30
 
 
-def make_plan(dataset: Dataset, target: Target, *, rare_max=None, common_max=None) -> dict:
+def make_plan(dataset: Dataset, target: Target, *, rare_max: int | None = None, common_max: int | None = None) -> dict:
     """The serialisable plan: target, per-image repeats, and the per-class before/after table."""
     from ltaug.rebalance.shift import class_shift
 

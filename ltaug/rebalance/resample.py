@@ -9,6 +9,7 @@ annotation carries an ``ltaug`` provenance record. Category fields (LVIS ``frequ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ ROUNDINGS = ("stochastic", "ceil")
 class ResampleResult:
     counts: np.ndarray            # (I,) total uses of each image over all epochs
     expected_per_epoch: np.ndarray  # (I,) expected uses per epoch (the repeat factors for rfs)
-    spec: object                  # the ltaug.ops.Resample it was drawn for
+    spec: Any                     # the ltaug.ops.Resample it was drawn for
     per_epoch: list = field(default_factory=list)  # (I,) counts of each epoch
 
 

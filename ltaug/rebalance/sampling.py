@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ltaug.errors import InputError, SpecError
 from ltaug.io.index import DatasetIndex
 
 DEFAULT_RFS_THRESHOLD = 0.001
@@ -47,7 +48,7 @@ def repeat_factors(index: DatasetIndex, *, threshold: float = DEFAULT_RFS_THRESH
     with no image never enter step 3.
     """
     if not threshold >= 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
+        raise SpecError("threshold", f"must be >= 0, got {threshold}")
     n_images = max(index.num_images, 1)
     freq = index.image_counts / n_images                       # step 1
     with np.errstate(divide="ignore"):
@@ -71,7 +72,7 @@ def round_repeats(factors: np.ndarray, rng: np.random.Generator, *, rounding: st
     if rounding == "stochastic":
         base = np.floor(factors)
         return (base + (rng.random(factors.shape) < factors - base)).astype(np.int64)
-    raise ValueError(f"rounding must be 'stochastic' or 'ceil', got {rounding!r}")
+    raise SpecError("rounding", f"must be 'stochastic' or 'ceil', got {rounding!r}")
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,17 @@ def class_probabilities(image_counts: np.ndarray, method: str, *, lam: float = 0
     n = np.asarray(image_counts, dtype=np.float64)
     has = n > 0
     if not has.any():
-        raise ValueError("no class has any image: nothing to sample")
+        raise InputError("no class has any image: nothing to sample")
     if method == "cas":
         w = has.astype(np.float64)
     elif method == "sqrt":
         w = np.sqrt(n)
     elif method == "soft":
         if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"lambda must be in [0, 1], got {lam}")
+            raise SpecError("lam", f"must be in [0, 1], got {lam}")
         w = lam * has / has.sum() + (1.0 - lam) * n / n.sum()
     else:
-        raise ValueError(f"unknown class-sampling method {method!r}")
+        raise SpecError("method", f"must be a class-sampling method (cas, sqrt, soft), got {method!r}")
     return w / w.sum()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from ltaug.io.dataset import Dataset
 from ltaug.rebalance.sampling import ClassImages
 from ltaug.stats.frequency import BINS, dataset_bins
 from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES, class_bar_figure, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
 
 
 def class_shift(dataset: Dataset, counts, *, extra_instances=None, rare_max=None, common_max=None) -> dict:
@@ -123,7 +127,7 @@ def plot_shift(shift: dict, path: str | os.PathLike, *, title: str | None = None
         ax.scatter(x, np.where(after > 0, after, np.nan), marker="_", s=60 if len(classes) <= MAX_LABELLED_CLASSES else 8,
                    color="black", linewidths=1.6, zorder=3)
     present = [b for b in BINS if any(c["bin"] == b for c in classes)]
-    handles = [Patch(color=BIN_COLORS[b], alpha=0.55, label=f"before, {BIN_NAMES[b]}") for b in present]
+    handles: list[Artist] = [Patch(color=BIN_COLORS[b], alpha=0.55, label=f"before, {BIN_NAMES[b]}") for b in present]
     handles.append(Line2D([], [], color="black", marker="_", linestyle="none", markersize=10, label="after"))
     ax.legend(handles=handles, loc="upper right", frameon=False, fontsize=9)
     s = shift["summary"]

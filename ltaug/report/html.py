@@ -24,13 +24,16 @@ import html
 import json
 import os
 import tempfile
+from collections.abc import Container, Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ltaug import __version__
 from ltaug.errors import InputError, LtaugError, UsageError
+from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import file_sha256, read_json, write_bytes_atomic
 from ltaug.io.paths import image_file_name
 from ltaug.io.read import load_dataset
@@ -71,7 +74,7 @@ def read_run(out_dir: str | os.PathLike) -> dict:
     return run
 
 
-def input_path(out_dir: Path, run: dict, override=None) -> Path:
+def input_path(out_dir: Path, run: dict, override: str | os.PathLike | None = None) -> Path:
     """The annotation file the run read ("before"): ``override`` if given, else the path in run.json."""
     if override is not None:
         path = Path(override)
@@ -91,9 +94,9 @@ def input_path(out_dir: Path, run: dict, override=None) -> Path:
 
 # -- counts -------------------------------------------------------------------------------------
 
-def _per_class(reports: list, ops, key: str) -> dict:
+def _per_class(reports: list, ops: Container[str], key: str) -> dict:
     """Sum of ``report[key]`` ({category id: n}, keys strings after json) over the steps of ``ops``."""
-    out: dict = {}
+    out: dict[int, int] = {}
     for r in reports:
         if r.get("op") in ops:
             for cid, n in (r.get(key) or {}).items():
@@ -101,7 +104,7 @@ def _per_class(reports: list, ops, key: str) -> dict:
     return out
 
 
-def _op(record: dict):
+def _op(record: dict) -> Any:
     lt = record.get("ltaug")
     return lt.get("op") if isinstance(lt, dict) else None
 
@@ -112,7 +115,8 @@ def _made(record: dict) -> bool:
     return isinstance(lt, dict) and "step" in lt
 
 
-def class_table(before, after, run: dict, *, rare_max=None, common_max=None) -> dict:
+def class_table(before: Dataset, after: Dataset, run: dict, *, rare_max: int | None = None,
+                common_max: int | None = None) -> dict:
     """The per-class before/after document (the shape of :func:`ltaug.rebalance.shift.class_shift`, so that
     :func:`ltaug.rebalance.shift.plot_shift` draws it) with the report's own columns.
 
@@ -130,9 +134,9 @@ def class_table(before, after, run: dict, *, rare_max=None, common_max=None) -> 
     pasted = dict(zip(*(v.tolist() for v in np.unique(np.asarray(pasted_cats, np.int64), return_counts=True))))
     removed = _per_class(run["steps_run"], ("paste",), "removed_per_class")
     dropped = _per_class(run["steps_run"], ("mosaic", "mixup"), "removed_per_class")
-    classes = []
+    classes: list[dict] = []
 
-    def row(cid, name, b, bi, bm):
+    def row(cid: int, name: str, b: str, bi: int, bm: int) -> None:
         k = after_pos.pop(cid, None)
         ai = int(aix.instance_counts[k]) if k is not None else 0
         am = int(aix.image_counts[k]) if k is not None else 0
@@ -151,7 +155,7 @@ def class_table(before, after, run: dict, *, rare_max=None, common_max=None) -> 
 
 # -- samples ------------------------------------------------------------------------------------
 
-def pick_samples(images: list, n: int, seed: int = 0, pasted_in=None) -> list:
+def pick_samples(images: list, n: int, seed: int = 0, pasted_in: Container[int] | None = None) -> list:
     """Up to ``n`` images made by a pixel step, a seeded mix of ops (round robin over the ops in
     pipeline order); of the paste outputs, those with a pasted object come first."""
     groups: dict = {}
@@ -164,7 +168,7 @@ def pick_samples(images: list, n: int, seed: int = 0, pasted_in=None) -> list:
         if op == "paste" and pasted_in is not None:
             order.sort(key=lambda im: im["id"] not in pasted_in)  # stable: the shuffle stays within each kind
         queues.append(order)
-    picked = []
+    picked: list[dict] = []
     while len(picked) < n and any(queues):
         for q in queues:
             if q and len(picked) < n:
@@ -172,21 +176,23 @@ def pick_samples(images: list, n: int, seed: int = 0, pasted_in=None) -> list:
     return picked
 
 
-def pasted_flags(annotations: list, of=None) -> dict:
+def pasted_flags(annotations: list, of: Iterable[dict] | None = None) -> dict:
     """Annotation id -> True if it is a pasted object or a copy of one (carried into a mosaic or
     mixup, or repeated by a later resample step), following ``ltaug.source_annotation_id``;
     for the annotations ``of`` (default: all)."""
     by_id = {a["id"]: a for a in annotations}
     memo: dict = {}
 
-    def flag(a) -> bool:
+    def flag(a: dict) -> bool:
         chain = []
         while True:
             if a["id"] in memo:
                 result = memo[a["id"]]
                 break
             chain.append(a["id"])
-            lt = a.get("ltaug") if isinstance(a.get("ltaug"), dict) else {}
+            lt = a.get("ltaug")
+            if not isinstance(lt, dict):
+                lt = {}
             if lt.get("op") == "paste":
                 result = True
                 break
@@ -210,7 +216,7 @@ def class_color(position: int) -> tuple:
     return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def _dashed(img: np.ndarray, contour: np.ndarray, color, thickness: int) -> None:
+def _dashed(img: np.ndarray, contour: np.ndarray, color: tuple, thickness: int) -> None:
     pts = contour.reshape(-1, 2)
     if len(pts) < 2:
         return
@@ -254,7 +260,7 @@ def draw_sample(image: np.ndarray, annotations: list, names: dict, colors: dict,
     return thumb
 
 
-def _label(img: np.ndarray, text: str, x: float, y: float, color, pasted: bool) -> None:
+def _label(img: np.ndarray, text: str, x: float, y: float, color: tuple, pasted: bool) -> None:
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
     (w, h), base = cv2.getTextSize(text, font, scale, 1)
     H, W = img.shape[:2]
@@ -271,7 +277,7 @@ def _uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _e(value) -> str:
+def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -445,7 +451,7 @@ def _legend() -> str:
             '</div>')
 
 
-def _sample_section(out_dir: Path, after, samples: int, seed: int, width: int) -> str:
+def _sample_section(out_dir: Path, after: Dataset, samples: int, seed: int, width: int) -> str:
     if samples <= 0:
         return ""
     anns_of: dict = {}
@@ -477,6 +483,7 @@ def _sample_section(out_dir: Path, after, samples: int, seed: int, width: int) -
                    f"<br><span class=f>{_e(name)} · from image(s) "
                    f"{_e(sources)}</span>")
         try:
+            assert name is not None  # every image of an engine output names its file
             img = read_image(out_dir / "images" / name, im["id"], im.get("height"), im.get("width"))
             thumb = draw_sample(img, anns, names, colors, pasted, width)
             ok, buf = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
@@ -492,9 +499,10 @@ def _sample_section(out_dir: Path, after, samples: int, seed: int, width: int) -
             + _legend() + f'<div class="grid">{"".join(cells)}</div>')
 
 
-def build_report(out_dir: str | os.PathLike, *, input_annotations=None, samples: int = SAMPLES, seed: int = 0,
+def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.PathLike | None = None,
+                 samples: int = SAMPLES, seed: int = 0,
                  thumb_width: int = THUMB_WIDTH, rare_max: int | None = None, common_max: int | None = None,
-                 on_error: str = "raise") -> tuple[str, dict, list]:
+                 on_error: str = "raise") -> tuple[str, dict, list[str]]:
     """The report page of the output folder ``out_dir``: ``(html, class document, warnings)``.
 
     ``input_annotations`` replaces the input path recorded in run.json (a moved input).
@@ -506,7 +514,7 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations=None, samples:
     out_dir = Path(out_dir)
     run = read_run(out_dir)
     before_path = input_path(out_dir, run, input_annotations)
-    warnings = []
+    warnings: list[str] = []
     recorded_sha = (run.get("input") or {}).get("sha256")
     if recorded_sha and before_path.is_file() and file_sha256(before_path) != recorded_sha:
         warnings.append(f"{before_path} has changed since the run (its sha256 differs from run.json's): "
@@ -548,10 +556,16 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations=None, samples:
     return "\n".join(page), doc, warnings
 
 
-def write_report(out_dir: str | os.PathLike, path: str | os.PathLike | None = None, **kwargs) -> tuple[Path, dict, list]:
-    """Build the report of ``out_dir`` and write it atomically to ``path`` (default OUT/report.html)."""
+def write_report(out_dir: str | os.PathLike, path: str | os.PathLike | None = None, *,
+                 input_annotations: str | os.PathLike | None = None, samples: int = SAMPLES, seed: int = 0,
+                 thumb_width: int = THUMB_WIDTH, rare_max: int | None = None, common_max: int | None = None,
+                 on_error: str = "raise") -> tuple[Path, dict, list[str]]:
+    """Build the report of ``out_dir`` (:func:`build_report`, same keywords) and write it atomically to
+    ``path`` (default OUT/report.html); returns ``(path, class document, warnings)``."""
     path = Path(out_dir) / REPORT_NAME if path is None else Path(path)
-    page, doc, warnings = build_report(out_dir, **kwargs)
+    page, doc, warnings = build_report(out_dir, input_annotations=input_annotations, samples=samples, seed=seed,
+                                       thumb_width=thumb_width, rare_max=rare_max, common_max=common_max,
+                                       on_error=on_error)
     write_bytes_atomic(path, page.encode("utf-8"))
     return path, doc, warnings
 

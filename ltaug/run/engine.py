@@ -39,13 +39,16 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ltaug.errors import InputError, UsageError
+from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json, write_json_atomic
 from ltaug.io.paths import image_file_name, unsafe_file_name_reason
 from ltaug.ops.base import AnnotationOperation, Operation, PixelOperation, StepContext
@@ -57,6 +60,9 @@ SHARD_MAX = 32
 FORMAT = "ltaug-output"
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
 WORK_FORMAT = 2  # of .OUT.partial/: a work folder of another layout is not resumed (2: originals linked at the end)
+
+MapShards = Callable[[Callable[..., Any], Iterable[Any], int], AbstractContextManager[Iterator[Any]]]
+"""``map_shards(fn, shards, workers)``: a context manager giving an iterator over ``fn(shard)`` in order."""
 
 
 @dataclass
@@ -74,7 +80,7 @@ class _Stage:
     on_error: str
 
     @functools.cached_property
-    def opened(self):
+    def opened(self) -> Any:
         return self.op.open(self.prepared)
 
     def __getstate__(self) -> dict:
@@ -116,7 +122,7 @@ def partial_dir(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.partial"
 
 
-def _job(dataset, images_dir: Path, steps: list[Operation]) -> dict:
+def _job(dataset: Dataset, images_dir: Path, steps: list[Operation]) -> dict:
     from ltaug import __version__
 
     src = dataset.path
@@ -162,22 +168,23 @@ def _remove_leftovers(work: Path) -> None:
             tmp.unlink()
 
 
-def _check_originals(dataset, images_dir: Path) -> None:
+def _check_originals(dataset: Dataset, images_dir: Path) -> None:
     """Every image of ``dataset`` has a safe file name and its file is under ``images_dir``."""
     for image in dataset.images:
         name = image_file_name(image)
         reason = "is missing" if name is None else unsafe_file_name_reason(name)
-        if reason:
+        if reason or name is None:
             raise InputError(f"image id {image['id']}: file name {name!r} {reason}")
         if not os.path.isfile(os.path.join(images_dir, name)):
             raise InputError(f"image id {image['id']}: file {images_dir / name} not found")
 
 
-def _new_images_folder(dataset) -> str:
+def _new_images_folder(dataset: Dataset) -> str:
     """The sub-folder of ``images/`` for the images this run makes: ``ltaug``, or ``ltaugN``
     (smallest N >= 2) when the input already has files there (an ltaug output run again), so
     that a new image never takes the name of an input file another record still points to."""
-    used = {name.split("/", 1)[0] for name in map(image_file_name, dataset.images) if "/" in name}
+    # every image has a file name here (_check_originals)
+    used = {name.split("/", 1)[0] for name in map(image_file_name, dataset.images) if name is not None and "/" in name}
     if NEW_IMAGES not in used:
         return NEW_IMAGES
     return next(name for name in (f"{NEW_IMAGES}{n}" for n in itertools.count(2)) if name not in used)
@@ -196,9 +203,9 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
             shutil.copyfile(images_dir / name, target)
 
 
-def run_pipeline(dataset, images_dir, out_dir, steps: list[Operation], *, workers: int | None = None,
-                 resume: bool = False, on_error: str = "raise", progress: bool = True,
-                 map_shards=imap_ordered) -> dict:
+def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 steps: list[Operation], *, workers: int | None = None, resume: bool = False,
+                 on_error: str = "raise", progress: bool = True, map_shards: MapShards = imap_ordered) -> dict:
     """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
 
     ``map_shards(fn, shards, workers)``: a context manager giving an iterator over
@@ -225,7 +232,9 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Operation], *, worker
     start = time.perf_counter()
     _check_originals(dataset, images_dir)
     folder = _new_images_folder(dataset)
-    current, reports, made = dataset, [], set()  # made: file names this run has written (under work/images)
+    current = dataset
+    reports: list[dict] = []
+    made: set[str] = set()  # file names this run has written (under work/images)
     for k, step in enumerate(steps):
         done = work / f"step-{k}" / "result.json"
         if done.is_file():
@@ -235,10 +244,11 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Operation], *, worker
             made.update(saved["written"])
             continue
         t0 = time.perf_counter()
-        written = []
+        written: list[str] = []
         if isinstance(step, AnnotationOperation):
             current, report = step.apply(current)
         else:
+            assert isinstance(step, PixelOperation), f"{step.name}: neither a pixel nor an annotation operation"
             current, report, written = _pixel_step(
                 current, dataset, images_dir, step, k, work, folder, made, workers, on_error, map_shards,
                 bar=functools.partial(tqdm, disable=not progress, leave=False, unit="img",
@@ -252,8 +262,9 @@ def run_pipeline(dataset, images_dir, out_dir, steps: list[Operation], *, worker
     return summary
 
 
-def _pixel_step(current, source_dataset, images_dir: Path, step: PixelOperation, k: int, work: Path, folder: str,
-                made: set, workers: int, on_error: str, map_shards, bar):
+def _pixel_step(current: Dataset, source_dataset: Dataset, images_dir: Path, step: PixelOperation, k: int,
+                work: Path, folder: str, made: set[str], workers: int, on_error: str, map_shards: MapShards,
+                bar: Callable[..., Any]) -> tuple[Dataset, dict, list[str]]:
     """Plan, render in shards, merge; also returns the file names written. Shards go to the
     workers as soon as their recipes are planned, so the pool renders the first while this
     process plans the rest. A source is read where it is: under ``work/images`` if this run
@@ -273,10 +284,11 @@ def _pixel_step(current, source_dataset, images_dir: Path, step: PixelOperation,
     recipes: list = []  # every recipe, in order, as it is planned
     work_images, input_images = str(work / "images"), str(images_dir)  # str paths: pathlib joins cost µs each
 
-    def source_path(name: str) -> str:
+    def source_path(name: str | None) -> str:
+        assert name is not None  # every image has a file name (_check_originals; the new ones are named here)
         return os.path.join(work_images if name in made else input_images, name)
 
-    def tasks():
+    def tasks() -> Iterator[tuple[str, list]]:
         for i, chunk in enumerate(_chunks(planned, size)):
             recipes.extend(chunk)
             path = shards_dir / f"{i:05d}.json"
@@ -316,7 +328,8 @@ def shard_size(n: int) -> int:
     return min(SHARD_MAX, max(4, -(-n // 64)))
 
 
-def _plan(current, step: PixelOperation, prepared: dict, k: int, folder: str):
+def _plan(current: Dataset, step: PixelOperation, prepared: dict, k: int,
+          folder: str) -> tuple[Iterable[dict], dict, int]:
     """The step's recipes with their output file names (and, for new images, their ids; for an
     operation that plans as it goes, an iterator), the planning summary (complete once the
     recipes are taken) and the number of images tried (at least the number of recipes: it sets
@@ -332,13 +345,19 @@ def _plan(current, step: PixelOperation, prepared: dict, k: int, folder: str):
     return recipes, info, tried
 
 
-def _merge(current, step: PixelOperation, k: int, recipes: list, items: list, plan_info: dict, anns_of: dict):
+def _merge(current: Dataset, step: PixelOperation, k: int, recipes: list, items: list, plan_info: dict,
+           anns_of: dict) -> tuple[Dataset, dict]:
     """The step's dataset from the rendered items (recipe order), and the step's report.
     ``anns_of``: the current annotations by image id (a paste item names its untouched ones by id)."""
     seed = step.seed
     next_ann = int(current.index.ann_ids.max(initial=0)) + 1
-    removed, pasted_removed, added, skipped, blends = [], [], [], [], {}
-    new_images, new_anns = {}, {}  # by image id: the replacement / new record and its annotations
+    removed: list[int] = []
+    pasted_removed: list[int] = []
+    added: list[int] = []
+    skipped: list[str] = []
+    blends: dict[str, int] = {}
+    new_images: dict[int, dict] = {}  # by image id: the replacement / new record
+    new_anns: dict[int, list[dict]] = {}  # and its annotations
     lvis = current.kind == "lvis"
     records = {im["id"]: im for im in current.images}
     for recipe, item in zip(recipes, items):
@@ -393,7 +412,7 @@ def _merge(current, step: PixelOperation, k: int, recipes: list, items: list, pl
     return current.replace(images=images, annotations=annotations), report
 
 
-def _ann_order(images: list):
+def _ann_order(images: list) -> Callable[[dict], int]:
     """Sort key keeping annotations grouped by image in image order (stable within an image)."""
     pos = {im["id"]: i for i, im in enumerate(images)}
     return lambda a: pos[a["image_id"]]
@@ -414,11 +433,11 @@ def _count(category_ids: list) -> dict:
     return dict(zip(ids.tolist(), n.tolist()))
 
 
-def _finish(dataset, final, steps: list[Operation], reports: list, images_dir: Path, made: set, work: Path,
+def _finish(dataset: Dataset, final: Dataset, steps: list[Operation], reports: list, images_dir: Path, made: set, work: Path,
             out_dir: Path, seconds: float) -> dict:
     """Link the input files the output keeps, drop the made ones it does not (an image a later
     step replaced), write annotations.json and run.json, move the folder into place."""
-    referenced = {image_file_name(im) for im in final.images}
+    referenced = {name for name in map(image_file_name, final.images) if name is not None}  # all have one
     _link_originals(sorted(referenced - made), images_dir, work / "images")
     for name in sorted(made - referenced):
         (work / "images" / name).unlink(missing_ok=True)

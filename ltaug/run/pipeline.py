@@ -94,8 +94,9 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
             step = make_step(op, params, seed + k)
         except SpecError as exc:
             raise UsageError(f"{path}: step {k + 1}: {exc}") from None
-        if getattr(step, "bank", None) is not None:
-            step = step.replace(bank=str(path.parent / step.bank))
+        bank = getattr(step, "bank", None)
+        if bank is not None:
+            step = step.replace(bank=str(path.parent / bank))
         steps.append(step)
     base = path.parent
     return Pipeline(input=base / str(doc["input"]), images=base / str(doc["images"]), output=base / str(doc["output"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltaug.errors import SpecError
 from ltaug.io.dataset import LVIS, Dataset
 
 RARE_MAX, COMMON_MAX = 10, 100
@@ -21,7 +22,7 @@ def frequency_bins(image_counts, *, rare_max: int = RARE_MAX, common_max: int = 
     A class with zero images is binned ``r`` (as LVIS does for classes absent from a split).
     """
     if not 0 <= rare_max < common_max:
-        raise ValueError(f"need 0 <= rare_max < common_max, got {rare_max} and {common_max}")
+        raise SpecError("rare_max", f"must satisfy 0 <= rare_max < common_max, got {rare_max} and {common_max}")
     counts = np.asarray(image_counts)
     return np.where(counts <= rare_max, "r", np.where(counts <= common_max, "c", "f"))
 

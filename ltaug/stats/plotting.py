@@ -4,9 +4,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from ltaug.errors import UsageError
 from ltaug.io.jsonio import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
 BIN_COLORS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}  # red / orange / blue
@@ -20,7 +24,8 @@ def new_figure(path: str | os.PathLike, figsize, *, dpi: int = 120):
     path = Path(path)
     fmt = path.suffix[1:].lower() or "png"
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)  # inches of margin around the axes
+    # inches of margin around the axes (layout="constrained": the engine is a ConstrainedLayoutEngine)
+    cast("ConstrainedLayoutEngine", fig.get_layout_engine()).set(w_pad=0.1, h_pad=0.1)
     canvas = FigureCanvasAgg(fig)
     if fmt not in canvas.get_supported_filetypes():
         raise UsageError(f"{path}: cannot write a plot as .{fmt}; use one of "

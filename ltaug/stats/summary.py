@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ltaug.io.dataset import Dataset
 from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
@@ -25,7 +26,7 @@ from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, class_bar_figure, save_f
 SOURCE_STORED, SOURCE_COUNTS = "stored LVIS frequency", "image counts"
 
 
-def gini(values) -> float:
+def gini(values: ArrayLike) -> float:
     """Gini coefficient G = sum_i sum_j |x_i - x_j| / (2 n^2 mean(x)); 0.0 for no or all-zero values.
 
     Computed in O(n log n) from the sorted values x_(1) <= ... <= x_(n), with the identical
@@ -91,7 +92,7 @@ def dataset_stats(dataset: Dataset, *, rare_max: int | None = None, common_max: 
 
 
 # -- text table ------------------------------------------------------------------------------
-def _fmt_ratio(value) -> str:
+def _fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
