@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ltaug.errors import UsageError
+from ltaug.pixels.bank import Params
 
 from .common import FORMATTER, add_on_error, load
 
@@ -30,9 +31,11 @@ def add_parser(sub) -> None:
     p.add_argument("--images", required=True, metavar="DIR", help="image root of the annotation file")
     p.add_argument("-o", "--output", required=True, metavar="BANK", help="bank folder to write")
     p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
-    p.add_argument("--min-area", type=int, default=32, metavar="PX", help="flag objects under PX mask pixels (default 32)")
-    p.add_argument("--occluded-fraction", type=float, default=0.5, metavar="F",
-                   help="flag objects with more than F of their mask covered by others (default 0.5)")
+    p.add_argument("--min-area", type=int, default=Params.min_area, metavar="PX",
+                   help=f"flag objects under PX mask pixels (default {Params.min_area})")
+    p.add_argument("--occluded-fraction", type=float, default=Params.occluded_fraction, metavar="F",
+                   help=f"flag objects with more than F of their mask covered by others (default "
+                        f"{Params.occluded_fraction})")
     add_on_error(p)
     p.set_defaults(run=run)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 
 from ltaug import Dataset, load_dataset
+from ltaug.io.dataset import ON_ERROR
+from ltaug.run.pipeline import BACKENDS
 from ltaug.stats.frequency import COMMON_MAX, RARE_MAX
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
 def add_on_error(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+    parser.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR[0],
                         help="invalid records in the input: 'raise' refuses the file (default); "
                              "'skip' drops them and prints how many were skipped and why")
 
@@ -90,7 +92,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="finish an interrupted run (kept in .OUT.partial beside OUT); same final output")
     add_on_error(parser)
-    parser.add_argument("--backend", choices=("local", "ray"),
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="who renders the shards: 'local' processes (default) or 'ray' tasks, on a local Ray "
                              "instance of --workers CPUs or the cluster of --address (needs the ray extra); "
                              "the output is the same bytes either way")

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ltaug.errors import UsageError
+from ltaug.io.yolo import LINKS
 
 from .common import FORMATTER, add_bin_thresholds, add_on_error, load
 
@@ -38,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="json file or YOLO folder to write")
     p.add_argument("--to", choices=("coco", "lvis", "yolo"), help="output format (default: from OUTPUT)")
     p.add_argument("--images", metavar="DIR", help="image folder of a json input (for YOLO output)")
-    p.add_argument("--link", choices=("copy", "hardlink", "symlink", "none"), default="copy",
+    p.add_argument("--link", choices=LINKS, default=LINKS[0],
                    help="how images enter a YOLO output folder (default: copy)")
     p.add_argument("--split", default="train", help="split to read from a YOLO folder with images/<split> (default: train)")
     add_bin_thresholds(p, defaults_from_file=False)
