@@ -45,9 +45,9 @@ What each transform does
   ``scale`` jitter, optional flip, at most ``max_overlap`` of any box covered;
   :func:`~ltaug.pixels.copy_paste.place_objects`), pastes it (``hard`` / ``gaussian`` / ``poisson``
   blending; :func:`~ltaug.pixels.copy_paste.paste_objects`) and cuts what it covers
-  (:class:`~ltaug.pixels.copy_paste.Occlusion`). Given the same image, objects, class counts and
-  generator state, it gives the engine's boxes, masks, labels and pixels. The bank's crops are
-  BGR; set ``rgb=True`` if your images are RGB.
+  (:class:`~ltaug.pixels.copy_paste.Occlusion`). Given the same image, objects, class counts,
+  class order and generator state, it gives the engine's boxes, masks, labels and pixels. The
+  bank's crops are BGR; set ``rgb=True`` if your images are RGB.
 * :class:`Mosaic`: this image and three others in a 2 x 2 layout around a random centre, pixels by
   :func:`ltaug.pixels.mosaic.render_mosaic` (output ``size`` = (W, H), grey 114 where no image reaches);
   objects cut by the output keep their visible part and go when less than ``min_visible`` of
@@ -90,6 +90,7 @@ from albumentations.core.bbox_utils import (
 )
 
 from ltaug import ops
+from ltaug.errors import InputError
 from ltaug.io.dataset import Dataset
 from ltaug.io.geometry import xywh_to_xyxy
 from ltaug.io.paths import image_file_name
@@ -145,6 +146,12 @@ class Sample:
             return self
         return replace(self, boxes=self.boxes[keep], rows=self.rows[keep],
                        masks=None if self.masks is None else self.masks[keep])
+
+
+def _image(sample: Sample) -> np.ndarray:
+    """The sample's pixels (samples of objects only, parts of a mosaic, have none)."""
+    assert sample.image is not None, "a sample with pixels"
+    return sample.image
 
 
 def tight_box(mask: np.ndarray, x: int = 0, y: int = 0) -> np.ndarray:
@@ -236,7 +243,7 @@ def copy_paste(sample: Sample, bank: Bank, placements: list[dict], spec: ops.Pas
     A box-only object's mask (when the sample has masks) is its box, as in the engine's output.
     Returns the sample's surviving objects, then the pasted objects that stay visible.
     """
-    image = sample.image.copy()
+    image = _image(sample).copy()
     H, W = image.shape[:2]
     visible, occlusion, _ = paste_objects(image, placements, bank, spec)
     kept = occlude(replace(sample, image=image), occlusion, spec.min_visible)
@@ -262,17 +269,17 @@ def warp_objects(sample: Sample, size, offset, window, canvas_hw, min_visible: f
     masks as the window's part (``window`` set).
     """
     (tw, th), (ox, oy), (x0, y0, x1, y1), (H, W) = size, offset, window, canvas_hw
-    h, w = sample.image.shape[:2]
+    h, w = _image(sample).shape[:2]
     if sample.masks is None:
-        keep, boxes = [], []
+        keep, kept_boxes = [], []
         for i, (a, b, c, d) in enumerate(sample.boxes.tolist()):
             _, box, visible = mask_ops.warp_rle(None, [a, b, c - a, d - b], (h, w), (tw / w, th / h), (ox, oy),
                                                 window, (H, W))
             area = box[2] * box[3]
             if area > 0 and visible >= min_visible and area >= min_area:
                 keep.append(i)
-                boxes.append(xywh_to_xyxy(np.array(box)))
-        return Sample(None, np.array(boxes, np.float64).reshape(-1, 4), sample.rows[keep])
+                kept_boxes.append(xywh_to_xyxy(np.array(box)))
+        return Sample(None, np.array(kept_boxes, np.float64).reshape(-1, 4), sample.rows[keep])
     moved = resize_masks(sample.masks, tw, th)
     full = np.count_nonzero(moved, axis=(1, 2))
     cut = moved[:, y0 - oy:y1 - oy, x0 - ox:x1 - ox]
@@ -286,10 +293,10 @@ def warp_objects(sample: Sample, size, offset, window, canvas_hw, min_visible: f
 def mosaic(tiles: Sequence[Sample], centre, spec: ops.Mosaic) -> Sample:
     """Four samples in a 2 x 2 mosaic of ``spec.size`` around ``centre`` (tile k in quadrant k)."""
     W, H = spec.size
-    canvas, _, _ = render_mosaic([(t.image, {"id": None}, []) for t in tiles], {"centre": list(centre)}, spec)
+    canvas, _, _ = render_mosaic([(_image(t), {"id": None}, []) for t in tiles], {"centre": list(centre)}, spec)
     parts = []
     for k, t in enumerate(tiles):
-        (tw, th), offset, (x0, y0, x1, y1) = tile_layout(t.image.shape[:2], (W, H), centre, k)
+        (tw, th), offset, (x0, y0, x1, y1) = tile_layout(_image(t).shape[:2], (W, H), centre, k)
         if x1 > x0 and y1 > y0:
             parts.append(warp_objects(t, (tw, th), offset, (x0, y0, x1, y1), (H, W), spec.min_visible, spec.min_area))
     return concat(canvas, parts, tiles[0].rows.shape[1])
@@ -301,8 +308,8 @@ def mixup(a: Sample, b: Sample, lam: float, weight_column: int | None = None) ->
     ``weight_column``: a label column multiplied by lam for a's objects and 1 - lam for b's.
     """
     image, _, _ = render_mixup((a.image, {"id": None}, []), (b.image, {"id": None}, []), {"lam": lam}, ops.Mixup())
-    H, W = a.image.shape[:2]
-    h, w = b.image.shape[:2]
+    H, W = _image(a).shape[:2]
+    h, w = _image(b).shape[:2]
     s = min(W / w, H / h)
     tw, th = max(1, min(W, round(w * s))), max(1, min(H, round(h * s)))  # as render_mixup scales b
     part_b = warp_objects(b, (tw, th), (0, 0), (0, 0, tw, th), (H, W), 0.0, 1)
@@ -480,7 +487,7 @@ class _Transform(A.DualTransform):
             return super().__call__(*args, force_apply=force_apply, **data)
         if args:
             raise KeyError("pass data as named arguments: t(image=..., masks=..., bboxes=..., labels=...)")
-        self.params = {}
+        self.params: dict = {}
         if not self.should_apply(force_apply=force_apply):
             return data
         return self._plain(data)
@@ -508,7 +515,7 @@ class _Transform(A.DualTransform):
                          else xywh.tolist())
         for j, f in enumerate(fields):
             res[f] = _like(out.rows[:, j].tolist(), data.get(f))
-        if masks is not None:
+        if masks is not None and out.masks is not None:
             given = data["masks"]
             dtype = np.asarray(given).dtype if len(given) else np.uint8
             res["masks"] = out.masks.astype(dtype, copy=False)
@@ -582,7 +589,7 @@ class CopyPaste(_Transform):
         self._range = (int(lo), int(hi))
         self._spec = ops.Paste(weighting=weighting, power=power, objects=int(hi), blend=blend, sigma=sigma,
                                scale=tuple(scale), flip=flip, max_overlap=max_overlap, min_visible=min_visible,
-                               exclude=[f.name.lower() for f in Flag if int(exclude_flags) & f], box_only=box_only)
+                               exclude=[str(f.name).lower() for f in Flag if int(exclude_flags) & f], box_only=box_only)
         self._tables()
 
     def _tables(self) -> None:
@@ -702,7 +709,10 @@ class CocoSource:
         ix = self.dataset.index
         record = self.dataset.images[i]
         H, W = int(ix.image_heights[i]), int(ix.image_widths[i])
-        image = read_image(os.fspath(self.images_dir / image_file_name(record)), record["id"], H, W)
+        name = image_file_name(record)
+        if name is None:
+            raise InputError(f"image id {record['id']}: no file_name (or coco_url) to read it from")
+        image = read_image(os.fspath(self.images_dir / name), record["id"], H, W)
         if self.rgb:
             image = np.ascontiguousarray(image[..., ::-1])
         rows = self._rows[self._start[i]:self._start[i + 1]].tolist()

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from ltaug.pixels.bank import Bank
+from ltaug.pixels.copy_paste import Occlusion
 from ltaug.pixels.functional import mix, resize_object
+from ltaug.pixels.masks import local_runs
 from ltaug.pixels.mosaic import tile_layout
 from ltaug.transforms import CocoSource, CopyPaste, MixUp, Mosaic, Sample, occlude, resize_masks, tight_box
 
@@ -121,14 +123,18 @@ def test_occluded_objects_are_cut_or_removed():
     masks = np.zeros((2, H, W), np.uint8)
     masks[0, 10:30, 10:30] = 1   # will be fully covered
     masks[1, 60:80, 40:80] = 1   # left half will be covered
-    cover = np.zeros((H, W), bool)
-    cover[5:35, 5:35] = True
-    cover[55:85, 30:60] = True
+    boxes = [(5, 5, 35, 35), (30, 55, 60, 85)]  # two pasted squares, x0, y0, x1, y1
+    cover = np.zeros((H, W), np.uint8)
+    for x0, y0, x1, y1 in boxes:
+        cover[y0:y1, x0:x1] = 1
+    occlusion = Occlusion((H, W), [local_runs(cover, 0, 0, H, W)], boxes)
     s = Sample(image, np.array([tight_box(m) for m in masks]), np.array([[1.0], [2.0]]), masks)
-    out = occlude(s, cover, min_visible=0.25)
+    out = occlude(s, occlusion, min_visible=0.25)
     assert out.rows.tolist() == [[2.0]]
     assert out.boxes.tolist() == [[60, 60, 80, 80]] and out.masks[0].sum() == 400
-    assert occlude(s, cover, min_visible=0.6).rows.size == 0  # half left is under 0.6
+    assert occlude(s, occlusion, min_visible=0.6).rows.size == 0  # half left is under 0.6
+    no_masks = occlude(Sample(image, s.boxes, s.rows), occlusion, min_visible=0.25)  # objects are their boxes
+    assert no_masks.rows.tolist() == [[2.0]] and no_masks.boxes.tolist() == [[60, 60, 80, 80]] and no_masks.masks is None
 
 
 def test_copy_paste_determinism(demo_bank, items):

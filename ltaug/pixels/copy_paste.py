@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -63,6 +64,7 @@ PLACEMENT_TRIES = 10
 MIN_SIDE = 2  # px: a pasted object smaller than this either way is not pasted
 BOX_ONLY = int(Flag.BOX_ONLY)  # a plain int: IntFlag arithmetic runs in Python, per object
 DEFAULT_EXCLUDE = Flag.TOO_SMALL | Flag.TRUNCATED | Flag.OCCLUDED | Flag.EMPTY | Flag.CLIPPED
+PLAN_STREAM = 0x9A57E  # the planner's generator is default_rng([seed, PLAN_STREAM])
 
 
 # -- the core: which objects, where -----------------------------------------------------------
@@ -203,7 +205,8 @@ def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tupl
     number of objects per blending mode used.
     """
     H, W = image.shape[:2]
-    resized, blend = [], {}
+    resized: list[np.ndarray] = []
+    blend: dict[str, int] = {}
     for o in placements:
         crop, mask = bank.get(o["row"])
         if is_box_only(bank, o["row"]):
@@ -213,7 +216,8 @@ def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tupl
         blend[used] = blend.get(used, 0) + 1
         resized.append(mask)
     cover = np.zeros((H, W), bool)
-    visible, shown = [None] * len(placements), []  # shown: runs of every visible part; their union is the cover
+    visible: list[tuple[dict, Any] | None] = [None] * len(placements)
+    shown: list[tuple[np.ndarray, np.ndarray]] = []  # runs of every visible part; their union is the cover
     for k in range(len(placements) - 1, -1, -1):  # a later paste lies on top of every earlier one
         o = placements[k]
         x, y = o["x"], o["y"]
@@ -242,9 +246,9 @@ class Occlusion:
 
     def __init__(self, hw: tuple[int, int], shown: list, boxes: list):
         self.hw, self.boxes = hw, boxes
-        self.runs = masks.union_runs(shown) if shown else None
-        self.cover_rle = masks.rle_from_runs(*self.runs, *hw) if shown else None
-        self._uncovered = None
+        self.runs: tuple[np.ndarray, np.ndarray] | None = masks.union_runs(shown) if shown else None
+        self.cover_rle = masks.rle_from_runs(*self.runs, *hw) if self.runs is not None else None
+        self._uncovered: dict | None = None
 
     def meets(self, bbox) -> bool:
         """Whether the box ``[x, y, w, h]`` meets a pasted object's box (False when nothing shows)."""
@@ -267,6 +271,7 @@ class Occlusion:
         if left == 0 or (not crowd and left < min_visible * full):
             return None, hidden / full
         if self._uncovered is None:
+            assert self.runs is not None  # something is hidden, so something was pasted
             H, W = self.hw
             self._uncovered = masks.rle_from_runs(*masks.complement_runs(*self.runs, H * W), H, W)
         return mask_utils.merge([rle, self._uncovered], intersect=True), hidden / full
@@ -317,16 +322,17 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
     random draws, as :func:`plan_paste`), the summary (complete once ``recipes`` is exhausted)
     and the number of images objects are tried on (at least the number of recipes).
 
-    One generator, seeded by ``(seed, 0x9A57E)``, draws in this order: uniform/inverse: one
+    One generator, ``default_rng([seed, PLAN_STREAM])``, draws in this order: uniform/inverse: one
     uniform per image (the image gets objects when it is under ``prob``), then the
     :class:`ObjectPool` draw of ``objects`` objects for every chosen image at once (classes
     weighted by n_c of this dataset); budget: :func:`_budget_objects` and the images that get
     them. Then, as recipes are taken, :func:`place_objects` image by image.
     """
-    rng = np.random.default_rng([spec.seed, 0x9A57E])
+    rng = np.random.default_rng([spec.seed, PLAN_STREAM])
     idx = dataset.index
     rows, box_only = eligible_rows(bank, idx.category_ids, spec)
-    summary = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0, "unplaced_budget": 0}
+    summary: dict[str, Any] = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0,
+                               "unplaced_budget": 0}
     if rows.size == 0:
         return iter(()), summary, 0
     if spec.weighting == "budget":
@@ -384,22 +390,21 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
     hidden by later ones), ``blend`` (objects per mode used).
     """
     visible, occlusion, blend = paste_objects(image, recipe["objects"], bank, spec)
-    counts = {"removed": [], "pasted_removed": [], "blend": blend}
+    counts: dict[str, Any] = {"removed": [], "pasted_removed": [], "blend": blend}
     pasted = []
-    for o, shown in zip(reversed(recipe["objects"]), reversed(visible)):  # top first, as they are cut
+    for o, shown in zip(recipe["objects"], visible):
         if shown is None:
             counts["pasted_removed"].append(o["category_id"])
             continue
-        rle, left = shown
+        rle, area = shown
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
-               "bbox": masks.tight_bbox(rle), "area": left, "iscrowd": 0}
+               "bbox": masks.tight_bbox(rle), "area": area, "iscrowd": 0}
         if not is_box_only(bank, o["row"]):
             ann["segmentation"] = rle_to_json(rle)
         ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],
                         "source_image_id": int(bank.objects[o["row"]]["image_id"]), "size": [o["w"], o["h"]],
                         "flip": o["flip"]}
         pasted.append(ann)
-    pasted.reverse()
     kept = [a for a in (_occlude(a, occlusion, spec.min_visible, counts) for a in annotations) if a is not None]
     return kept, pasted, counts
 
