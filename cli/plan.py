@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from ltaug.errors import SpecError, UsageError
+from ltaug.rebalance.planning import TARGET_FIELDS
 
 from .common import (
     FORMATTER,
@@ -21,12 +22,9 @@ there and reports, for each class: instances before, the target, planned after, 
 and whether it was met, capped, or is short (and by how many objects copy-paste would have
 to add).
 
-targets (combine them; at least one of --min-instances / --exponent):
-  --min-instances N   every class at least N instances
-  --exponent G        at least n_max * (n_c / n_max)^G: G=1 keeps the distribution, 0.5 is
-                      square-root flattening, 0 asks every class to match the largest
-  --max-factor K      no class above K times its original count (caps the target, and stops
-                      repeats that would inflate co-occurring frequent classes)
+targets (the flags below; combine them, at least one of --min-instances / --exponent):
+--max-factor caps the target, and stops repeats that would inflate co-occurring frequent
+classes.
 
 The greedy solver works rarest class first, repeating that class's images round-robin and
 preferring images whose other objects are already at target. Every image is kept once.
@@ -40,9 +38,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="per-class budget: solve a target for image repeats",
                        description=HELP, formatter_class=FORMATTER)
     p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO/LVIS json file or YOLO-seg folder")
-    p.add_argument("--min-instances", type=int, metavar="N")
-    p.add_argument("--exponent", type=float, metavar="G")
-    p.add_argument("--max-factor", type=float, metavar="K")
+    g = p.add_argument_group("targets")
+    for key, param in TARGET_FIELDS.items():
+        g.add_argument("--" + key.replace("_", "-"), type=param.kind, metavar=param.metavar, help=param.help_text())
     p.add_argument("--plan-json", metavar="PLAN.json", help="write the plan (per-image repeats, per-class table)")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write the rebalanced annotation file")
     add_shift_report(p)

@@ -1,5 +1,5 @@
 """ltaug's packages follow the data's flow: each package's ``__init__`` docstring ends with
-"May import: ..." naming the packages and top-level modules (``errors``, ``pool``) its modules
+"May import: ..." naming the packages and top-level modules (``errors``, ``params``, ``pool``) its modules
 may import, and the code keeps to it (``from ltaug import __version__`` aside)."""
 from __future__ import annotations
 

@@ -9,5 +9,5 @@
 - :mod:`~ltaug.io.jsonio` (orjson, atomic writes, checksums), :mod:`~ltaug.io.paths` (file names,
   outputs over inputs refused).
 
-May import: errors.
+May import: errors, params.
 """

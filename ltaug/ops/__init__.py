@@ -20,7 +20,7 @@ and a Python class: ``ltaug.run_pipeline(ds, images, out, [Paste(objects=4), MyO
 The engine (:mod:`ltaug.run`) calls operations only through these interfaces; no operation
 is named there.
 
-May import: errors, io, rebalance, pixels.
+May import: errors, params, io, rebalance, pixels.
 """
 from ltaug.ops.base import (
                    OPERATIONS,

@@ -16,142 +16,17 @@ an ``ltaug.ops`` name; see :mod:`ltaug.ops` for the kinds of operation and what 
 from __future__ import annotations
 
 import argparse
-import math
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, overload
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from ltaug.errors import SpecError, UsageError
+from ltaug.params import Param
 
 if TYPE_CHECKING:
     from ltaug.io.dataset import Dataset
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter: its default, help text, type and allowed values.
-
-    ``type``: ``int``, ``float``, ``str`` or ``bool`` (of each element when ``nargs`` is set;
-    taken from the default when not given). ``optional``: None is allowed (and is the default's
-    meaning: "derived", said in ``help``). ``choices``: allowed values. ``low`` / ``high``: an
-    inclusive range; ``above``: an exclusive lower bound. ``nargs``: a fixed-length tuple (``2``)
-    or a list (``"*"``). ``fields``: a mapping of named sub-parameters, each its own flag (a
-    budget's ``min_instances``, ...). ``required``: no default. ``flag``: the command-line
-    flag when it is not the name (``--lambda`` for ``lam``; for a true-by-default switch, the
-    flag that turns it off). ``metavar`` and ``group`` shape ``--help``.
-    """
-
-    default: Any
-    help: str
-    type: Callable | None = None
-    optional: bool = False
-    choices: tuple | None = None
-    low: float | None = None
-    high: float | None = None
-    above: float | None = None
-    nargs: int | str | None = None
-    fields: Mapping[str, Param] | None = None
-    required: bool = False
-    flag: str | None = None
-    metavar: str | tuple | None = None
-    group: str | None = None
-    name: str = field(default="", compare=False)
-
-    def __set_name__(self, owner: object, name: str) -> None:
-        object.__setattr__(self, "name", name)
-
-    if TYPE_CHECKING:
-        # For type checkers only (nothing changes at run time): on the class, a parameter is
-        # its Param; on an operation, it reads as the validated value that __init__ stored.
-        @overload
-        def __get__(self, obj: None, owner: Any = None) -> Param: ...
-        @overload
-        def __get__(self, obj: object, owner: Any = None) -> Any: ...
-        def __get__(self, obj: object, owner: Any = None) -> Any: ...
-
-    @property
-    def kind(self) -> Callable:
-        if self.type is not None:
-            return self.type
-        sample = self.default[0] if self.nargs is not None and self.default else self.default
-        return type(sample) if sample is not None else str
-
-    # -- validation ------------------------------------------------------------------------
-
-    def validate(self, value: Any) -> Any:
-        """The value as stored (tuples for fixed-length, dicts for fields), or SpecError."""
-        if value is None and self.required:
-            raise SpecError(self.name, "is required" + (f" (one of {', '.join(self.choices)})" if self.choices else ""))
-        if value is None and (self.optional or (self.fields is not None)):
-            return {} if self.fields is not None else None
-        if self.fields is not None:
-            return self._validate_fields(value)
-        if self.nargs is not None:
-            if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-                raise SpecError(self.name, f"must be a list{self._length()}, got {value!r}")
-            items = tuple(self._scalar(v, value) for v in value)
-            if isinstance(self.nargs, int) and len(items) != self.nargs:
-                raise SpecError(self.name, f"must be a list{self._length()}, got {list(value)!r}")
-            return items
-        return self._scalar(value, value)
-
-    def _length(self) -> str:
-        return f" of {self.nargs} values" if isinstance(self.nargs, int) else ""
-
-    def _scalar(self, v: Any, shown: Any) -> Any:
-        kind = self.kind
-        if kind is bool:
-            if not isinstance(v, bool):
-                raise SpecError(self.name, f"must be true or false, got {shown!r}")
-        elif kind is int:
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise SpecError(self.name, f"must be an integer, got {shown!r}")
-        elif kind is float:
-            if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v):
-                raise SpecError(self.name, f"must be a number, got {shown!r}")
-        elif kind is str and not isinstance(v, str):
-            raise SpecError(self.name, f"must be a string, got {shown!r}")
-        if self.choices is not None and v not in self.choices:
-            raise SpecError(self.name, f"must be one of {', '.join(map(str, self.choices))}, got {v!r}")
-        if (self.low is not None and v < self.low) or (self.high is not None and v > self.high) or \
-                (self.above is not None and not v > self.above):
-            raise SpecError(self.name, f"must be {self.range_text()}, got {shown!r}")
-        return v
-
-    def _validate_fields(self, value: Any) -> dict:
-        fields = self.fields
-        assert fields is not None  # validate() calls this only for a Param with fields
-        if not isinstance(value, Mapping):
-            raise SpecError(self.name, f"must be a mapping with keys {', '.join(fields)}, got {value!r}")
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            raise SpecError(self.name, f"has unknown key(s) {', '.join(map(str, unknown))} "
-                                       f"(known: {', '.join(fields)})")
-        out = {}
-        for k, v in value.items():
-            if v is not None:
-                try:
-                    out[k] = fields[k].validate(v)
-                except SpecError as exc:
-                    raise SpecError(k, exc.detail) from None
-        return out
-
-    def range_text(self) -> str:
-        """The allowed range in words: ``>= 1``, ``in [0, 1]``, ``> 0``."""
-        if self.above is not None:
-            return f"> {self.above:g}" + (f" and <= {self.high:g}" if self.high is not None else "")
-        if self.low is not None and self.high is not None:
-            return f"in [{self.low:g}, {self.high:g}]"
-        if self.low is not None:
-            return f">= {self.low:g}"
-        if self.high is not None:
-            return f"<= {self.high:g}"
-        return ""
-
-    def record(self, value: Any) -> Any:
-        """The value as JSON records it."""
-        return list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, Mapping) else value
 
 
 class Operation:
@@ -180,6 +55,11 @@ class Operation:
                     (own if klass is cls else inherited)[key] = value
         inherited = {k: v for k, v in inherited.items() if k not in own}
         cls.parameters = {**own, **inherited}
+        # help(), inspect and the API reference show the declared parameters, not **values
+        cls.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY,
+                              default=inspect.Parameter.empty if p.required else p.default)
+            for k, p in cls.parameters.items()])
 
     def __init__(self, **values: Any) -> None:
         unknown = sorted(set(values) - set(self.parameters))
@@ -363,22 +243,6 @@ def _flag(name: str, p: Param | None = None) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _default_text(p: Param) -> str:
-    if p.default is None or p.default == {}:
-        return ""
-    if isinstance(p.default, bool):
-        return ""
-    shown = " ".join(map(str, p.default)) if isinstance(p.default, tuple | list) else str(p.default)
-    return f"default {shown}"
-
-
-def _help(p: Param) -> str:
-    notes = "; ".join(n for n in (_default_text(p), p.range_text()) if n)
-    if not notes:
-        return p.help
-    return f"{p.help[:-1]}; {notes})" if p.help.endswith(")") else f"{p.help} ({notes})"
-
-
 def add_arguments(parser: argparse.ArgumentParser, cls: type[Operation], *, skip: Iterable[str] = ()) -> None:
     """One flag per parameter of ``cls`` (flags not given stay out of the namespace)."""
     groups: dict[str | None, Any] = {None: parser}
@@ -391,7 +255,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Operation], *, skip
         if p.fields is not None:
             for sub_key, sub in p.fields.items():
                 g.add_argument(_flag(sub_key), dest=f"{key}.{sub_key}", type=sub.kind, metavar=sub.metavar,
-                               default=argparse.SUPPRESS, help=f"{p.help}: {_help(sub)}")
+                               default=argparse.SUPPRESS, help=f"{p.help}: {sub.help_text()}")
         elif p.kind is bool and p.nargs is None:
             if p.default:
                 g.add_argument(_flag(key, p), dest=key, action="store_false", default=argparse.SUPPRESS,
@@ -405,7 +269,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Operation], *, skip
                                                                 if p.default else ""))
         else:
             g.add_argument(_flag(key, p), dest=key, type=p.kind, nargs=p.nargs, choices=p.choices, metavar=p.metavar,
-                           required=p.required, default=argparse.SUPPRESS, help=_help(p))
+                           required=p.required, default=argparse.SUPPRESS, help=p.help_text())
 
 
 def from_args(cls: type[Operation], args: argparse.Namespace, **values: Any) -> Operation:

@@ -13,21 +13,13 @@ from ltaug.ops.base import Param, PixelOperation, StepContext, register
 from ltaug.pixels.bank import Flag
 from ltaug.pixels.copy_paste import DEFAULT_EXCLUDE, WEIGHTINGS
 from ltaug.pixels.functional import BLENDS
-from ltaug.rebalance.planning import Target
+from ltaug.rebalance.planning import TARGET_FIELDS, Target
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ltaug.io.dataset import Dataset
     from ltaug.pixels.bank import Bank
-
-# the planner's target (ltaug.rebalance.planning.Target, which check() builds: its rules apply)
-TARGET_FIELDS = {
-    "min_instances": Param(None, "every class at least N instances", type=int, optional=True, low=1, metavar="N"),
-    "exponent": Param(None, "at least n_max (n_c / n_max)^G", type=float, optional=True, low=0, high=1, metavar="G"),
-    "max_factor": Param(None, "no class above K times its count", type=float, optional=True, low=1, metavar="K"),
-}
-
 
 @register
 class Paste(PixelOperation):
@@ -70,7 +62,7 @@ examples:
     objects = Param(3, "objects tried per image", low=1, metavar="K", group="which objects")
     prob = Param(1.0, "uniform/inverse: fraction of images that get objects", type=float, low=0, high=1,
                  metavar="P", group="which objects")
-    target = Param(None, "budget", fields=TARGET_FIELDS, group="which objects")
+    target = Param(None, "budget", fields=TARGET_FIELDS, group="which objects")  # the planner's Target
     blend = Param("gaussian", "how the object's edge meets the image", choices=BLENDS,
                   group="placement and blending")
     sigma = Param(1.0, "gaussian: feather width, px", type=float, low=0, metavar="PX", group="placement and blending")

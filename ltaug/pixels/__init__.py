@@ -9,5 +9,5 @@
 
 An operation's parameters are declared in :mod:`ltaug.ops`, not here.
 
-May import: errors, pool, io, rebalance (the planner's target gives copy-paste its budget).
+May import: errors, params, pool, io, rebalance (the planner's target gives copy-paste its budget).
 """

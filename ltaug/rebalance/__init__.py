@@ -7,5 +7,5 @@
   and the deficit left for copy-paste;
 - :mod:`~ltaug.rebalance.shift`: before/after class tables and plots.
 
-May import: errors, io, stats.
+May import: errors, params, io, stats.
 """

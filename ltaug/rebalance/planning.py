@@ -29,9 +29,19 @@ import numpy as np
 from ltaug.errors import SpecError
 from ltaug.io.dataset import Dataset
 from ltaug.io.index import DatasetIndex
+from ltaug.params import Param
 from ltaug.rebalance.sampling import ClassImages
 
 PLAN_FORMAT = "ltaug-plan/1"
+TARGET_FIELDS = {  # the target's parameters, declared once: `ltaug plan`'s flags, paste's budget
+    "min_instances": Param(None, "every class at least N instances", type=int, optional=True, low=1, metavar="N",
+                           name="min_instances"),
+    "exponent": Param(None, "at least n_max (n_c / n_max)^G (1 keeps the distribution, 0.5 is square-root "
+                            "flattening, 0 asks every class to match the largest)", type=float, optional=True,
+                      low=0, high=1, metavar="G", name="exponent"),
+    "max_factor": Param(None, "no class above K times its count", type=float, optional=True, low=1, metavar="K",
+                        name="max_factor"),
+}
 
 
 @dataclass(frozen=True)
@@ -45,14 +55,10 @@ class Target:
     max_factor: float | None = None
 
     def __post_init__(self) -> None:
+        for name, param in TARGET_FIELDS.items():
+            param.validate(getattr(self, name))
         if self.min_instances is None and self.exponent is None:
             raise SpecError("target", "needs min_instances and/or exponent")
-        if self.min_instances is not None and self.min_instances < 1:
-            raise SpecError("min_instances", f"must be >= 1, got {self.min_instances}")
-        if self.exponent is not None and not 0.0 <= self.exponent <= 1.0:
-            raise SpecError("exponent", f"must be in [0, 1], got {self.exponent}")
-        if self.max_factor is not None and self.max_factor < 1.0:
-            raise SpecError("max_factor", f"must be >= 1, got {self.max_factor}")
 
     def per_class(self, before: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(requested, target, cap) per class: target = requested limited by the cap.

@@ -3,5 +3,5 @@
 - :mod:`~ltaug.report.html`: before/after class table and histograms, r/c/f shift, what each
   step added and removed, sample images with masks drawn.
 
-May import: errors, io, stats, rebalance, pixels, run.
+May import: errors, params, io, stats, rebalance, pixels, run.
 """

@@ -9,5 +9,5 @@
 The operations are reached through their interface only (:mod:`ltaug.ops.base`): no
 operation is named here.
 
-May import: errors, pool, io, pixels, ops.
+May import: errors, params, pool, io, pixels, ops.
 """

@@ -4,5 +4,5 @@
 - :mod:`~ltaug.stats.summary`: per-class table, imbalance ratio, Gini (``ltaug stats``);
 - :mod:`~ltaug.stats.plotting`: the class histograms (matplotlib) the reports share.
 
-May import: errors, io.
+May import: errors, params, io.
 """
