@@ -1,6 +1,6 @@
-"""The operation registry: an operation declared and registered in this file alone runs through
-`ltaug run`, its own `ltaug` command and the Python API, with the same bytes out; its flags, help
-and validation messages come from its declaration."""
+"""The registries: an operation, and a resample method, declared and registered in this file
+alone run through `ltaug run`, their `ltaug` command and the Python API, with the same bytes out;
+their flags, help and validation messages come from their declarations."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,7 @@ from cli.main import main
 from ltaug import load_dataset
 from ltaug.errors import SpecError
 from ltaug.ops import OPERATIONS, Param, Paste, PixelOperation, Resample, register
+from ltaug.rebalance.methods import METHODS, ResampleMethod
 from ltaug.run.engine import run_pipeline
 
 IMAGES = DEMO / "images" / "train"
@@ -133,3 +134,47 @@ def test_declared_defaults_are_the_operations_defaults():
     with pytest.raises(SpecError, match="resample: method is required"):
         Resample()
     assert Resample(method="cas").params() == {"seed": 0, "epochs": 1, "samples_per_epoch": None}
+
+
+class Doubling(ResampleMethod):
+    """Every image ``times`` times per epoch (a resample method of this test)."""
+
+    name = "times-test"
+    times = Param(2, "uses of each image per epoch", low=1, metavar="K", group="times-test")
+
+    def draw(self, index, epochs, seed):
+        per_epoch = [np.full(index.num_images, self.times, np.int64) for _ in range(epochs)]
+        return per_epoch, np.full(index.num_images, float(self.times))
+
+
+@pytest.fixture
+def doubling():
+    METHODS.register(Doubling)
+    yield Doubling
+    METHODS.unregister(Doubling.name)
+
+
+def test_a_registered_resample_method_is_a_method_of_resample_everywhere(doubling, tmp_path, demo_train_path, capsys):
+    """One class in the test file: `ltaug resample --method times-test --times 3`, the YAML step
+    and Resample(method=..., times=...) give the same file; provenance records its parameter."""
+    ds = load_dataset(demo_train_path)
+    op = Resample(method="times-test", times=3, seed=4)
+    assert op.params() == {"seed": 4, "epochs": 1, "times": 3}
+    run_pipeline(ds, IMAGES, tmp_path / "api", [op], workers=1, progress=False)
+    assert main(["resample", str(demo_train_path), "--method", "times-test", "--times", "3", "--seed", "4",
+                 "-o", str(tmp_path / "cli.json")]) == 0
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(json.dumps({"input": str(demo_train_path), "images": str(IMAGES), "output": str(tmp_path / "yaml"),
+                                    "seed": 4, "steps": [{"resample": {"method": "times-test", "times": 3}}]}))
+    assert main(["run", str(pipeline), "--workers", "1"]) == 0
+    api, cli = (load_dataset(p) for p in (tmp_path / "api" / "annotations.json", tmp_path / "cli.json"))
+    assert len(api.images) == 3 * len(ds.images) and api.images == cli.images and api.annotations == cli.annotations
+    assert (tmp_path / "api" / "annotations.json").read_bytes() == (tmp_path / "yaml" / "annotations.json").read_bytes()
+    assert api.images[0]["ltaug"]["params"] == {"seed": 4, "epochs": 1, "times": 3}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["resample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--method {rfs,cas,sqrt,soft,times-test}" in text and "--times K uses of each image per epoch" in text
+    with pytest.raises(SpecError, match="resample: times must be >= 1, got 0"):
+        Resample(method="times-test", times=0)

@@ -36,7 +36,7 @@ from torch.utils.data import BatchSampler, Sampler
 from ltaug.io.index import DatasetIndex
 from ltaug.io.jsonio import read_json
 from ltaug.rebalance import sampling
-from ltaug.rebalance.resample import epoch_rng  # the offline tool's per-epoch stream
+from ltaug.rebalance.sampling import epoch_rng  # the offline tool's per-epoch stream
 
 __all__ = ["REPEAT_FACTORS_FORMAT", "AspectRatioBatchSampler", "ClassAwareSampler", "EpochSampler", "RepeatFactorSampler", "TrainingSampler"]
 

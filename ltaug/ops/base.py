@@ -16,20 +16,19 @@ an ``ltaug.ops`` name; see :mod:`ltaug.ops` for the kinds of operation and what 
 from __future__ import annotations
 
 import argparse
-import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ltaug.errors import SpecError, UsageError
-from ltaug.params import Param
+from ltaug.params import Declared, Param, Registry
 
 if TYPE_CHECKING:
     from ltaug.io.dataset import Dataset
 
 
-class Operation:
+class Operation(Declared):
     """Base of every operation: a set of validated parameter values (immutable once made).
 
     Subclasses declare ``name`` (the step's and the command's name), ``summary`` (one line for
@@ -38,78 +37,14 @@ class Operation:
     The parameters of a base class (``seed``) follow the operation's own.
     """
 
-    name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    parameters: ClassVar[dict[str, Param]] = {}
 
     seed = Param(0, "random seed; same seed, same output bytes", type=int)
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        own: dict[str, Param] = {}
-        inherited: dict[str, Param] = {}
-        for klass in reversed(cls.__mro__):
-            for key, value in vars(klass).items():
-                if isinstance(value, Param):
-                    (own if klass is cls else inherited)[key] = value
-        inherited = {k: v for k, v in inherited.items() if k not in own}
-        cls.parameters = {**own, **inherited}
-        # help(), inspect and the API reference show the declared parameters, not **values
-        cls.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY,
-                              default=inspect.Parameter.empty if p.required else p.default)
-            for k, p in cls.parameters.items()])
-
-    def __init__(self, **values: Any) -> None:
-        unknown = sorted(set(values) - set(self.parameters))
-        if unknown:
-            raise SpecError(unknown[0], f"is not a parameter (known: {', '.join(self.parameters)})",
-                            self.name)
-        for key, p in self.parameters.items():
-            try:
-                object.__setattr__(self, key, p.validate(values.get(key, p.default)))
-            except SpecError as exc:
-                raise SpecError(exc.field, exc.detail, self.name) from None
-        try:
-            self.check()
-        except SpecError as exc:
-            raise SpecError(exc.field, exc.detail, self.name) from None
-
-    def check(self) -> None:
-        """Rules across parameters; raise :class:`SpecError` naming the parameter to change."""
-
-    def __setattr__(self, key: str, value: Any) -> NoReturn:
-        raise AttributeError(f"{type(self).__name__} is immutable: use .replace({key}=...)")
-
-    def replace(self, **changes: Any) -> Operation:
-        """A copy with some parameters changed (validated again)."""
-        return type(self)(**{**{k: getattr(self, k) for k in self.parameters}, **changes})
-
-    def params(self) -> dict:
-        """Every parameter's value, as ``run.json`` records it."""
-        return {k: self.parameters[k].record(getattr(self, k)) for k in self.parameters}
 
     def describe(self) -> dict:
         """The step as ``run.json`` lists it: ``{"op": name, "params": params()}``."""
         return {"op": self.name, "params": self.params()}
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.params() == self.params()
-
-    __hash__ = None  # type: ignore[assignment]  # unhashable on purpose (equal by value; typeshed does the same)
-
-    def __repr__(self) -> str:
-        changed = [f"{k}={getattr(self, k)!r}" for k, p in self.parameters.items()
-                   if getattr(self, k) != p.validate(p.default)]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    def __reduce__(self) -> tuple[Callable[..., Operation], tuple[type[Operation], dict]]:
-        return _rebuild, (type(self), {k: getattr(self, k) for k in self.parameters})
-
-
-def _rebuild(cls: type[Operation], values: dict) -> Operation:
-    return cls(**values)
 
 
 class PixelOperation(Operation):
@@ -188,40 +123,7 @@ class StepContext:
     workers: int
 
 
-class Registry:
-    """Operations by name, in registration order. :meth:`register` is a class decorator."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._items: dict[str, type[Operation]] = {}
-
-    def register(self, cls: type[Operation]) -> type[Operation]:
-        if not cls.name:
-            raise TypeError(f"{cls.__name__} has no name")
-        if self._items.get(cls.name, cls) is not cls:
-            raise TypeError(f"{self.what} {cls.name!r} is registered already ({self._items[cls.name].__name__})")
-        self._items[cls.name] = cls
-        return cls
-
-    def unregister(self, name: str) -> None:
-        self._items.pop(name, None)
-
-    def get(self, name: str) -> type[Operation]:
-        if name not in self._items:
-            raise SpecError(str(name), f"is not a known {self.what} (known: {', '.join(self._items)})")
-        return self._items[name]
-
-    def names(self) -> list[str]:
-        return list(self._items)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._items
-
-    def __iter__(self) -> Iterator[type[Operation]]:
-        return iter(self._items.values())
-
-
-OPERATIONS = Registry("operation")
+OPERATIONS: Registry[type[Operation]] = Registry("operation")
 """Every operation by name: the steps of a pipeline, the ``ltaug`` subcommands."""
 register = OPERATIONS.register
 
@@ -246,7 +148,7 @@ def _flag(name: str, p: Param | None = None) -> str:
 def add_arguments(parser: argparse.ArgumentParser, cls: type[Operation], *, skip: Iterable[str] = ()) -> None:
     """One flag per parameter of ``cls`` (flags not given stay out of the namespace)."""
     groups: dict[str | None, Any] = {None: parser}
-    for key, p in cls.parameters.items():
+    for key, p in cls.declared().items():
         if key in skip:
             continue
         if p.group not in groups:
@@ -268,7 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Operation], *, skip
                            help=f"{p.help}, comma-separated" + (f" (default {','.join(p.default)})"
                                                                 if p.default else ""))
         else:
-            g.add_argument(_flag(key, p), dest=key, type=p.kind, nargs=p.nargs, choices=p.choices, metavar=p.metavar,
+            g.add_argument(_flag(key, p), dest=key, type=p.kind, nargs=p.nargs, choices=p.allowed(), metavar=p.metavar,
                            required=p.required, default=argparse.SUPPRESS, help=p.help_text())
 
 
@@ -278,7 +180,7 @@ def from_args(cls: type[Operation], args: argparse.Namespace, **values: Any) -> 
     A value the operation refuses is a :class:`UsageError` naming the flag (``--max-overlap must
     lie in [0, 1], got 1.5``), with the value as the user typed it."""
     given = dict(values)
-    for key, p in cls.parameters.items():
+    for key, p in cls.declared().items():
         if p.fields is not None:
             sub = {k: getattr(args, f"{key}.{k}") for k in p.fields if hasattr(args, f"{key}.{k}")}
             if sub:
@@ -288,7 +190,7 @@ def from_args(cls: type[Operation], args: argparse.Namespace, **values: Any) -> 
     try:
         return cls(**given)
     except SpecError as exc:
-        refused = cls.parameters.get(exc.field)
+        refused = cls.declared().get(exc.field)
         flags = (" / ".join(map(_flag, refused.fields)) if refused is not None and refused.fields
                  else _flag(exc.field, refused))
         raise UsageError(f"{flags} {exc.detail}") from None

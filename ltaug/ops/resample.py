@@ -4,15 +4,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ltaug.ops.base import AnnotationOperation, Param, register
-from ltaug.rebalance.resample import METHODS, ROUNDINGS
-from ltaug.rebalance.sampling import DEFAULT_RFS_THRESHOLD
+from ltaug.rebalance.methods import METHODS, ResampleMethod
 
 if TYPE_CHECKING:
     from ltaug.io.dataset import Dataset
-
-# the parameters each method uses: what provenance records of a resample step
-METHOD_PARAMS = {"rfs": ("threshold", "sqrt", "rounding"), "cas": ("samples_per_epoch",),
-                 "sqrt": ("samples_per_epoch",), "soft": ("lam", "lam_end", "samples_per_epoch")}
 
 
 @register
@@ -45,22 +40,27 @@ examples:
     name = "resample"
     summary = "class-balanced resampling (rfs, cas, sqrt, soft)"
 
-    method = Param(None, "how images are drawn", type=str, choices=METHODS, required=True)
+    method = Param(None, "how images are drawn (a method registered in ltaug.rebalance.methods.METHODS)",
+                   type=str, choices=METHODS.names, required=True)
     epochs = Param(1, "epochs' worth of samples to write", low=1, metavar="E")
-    threshold = Param(DEFAULT_RFS_THRESHOLD, "t in r(c); 0 repeats nothing: plain epochs", type=float, low=0,
-                      metavar="T", group="rfs")
-    sqrt = Param(True, "r(c) = max(1, sqrt(t / f(c))); --linear: max(1, t / f(c))", flag="linear", group="rfs")
-    rounding = Param("stochastic", "per-epoch rounding of r(I)", choices=ROUNDINGS, group="rfs")
-    samples_per_epoch = Param(None, "images drawn per epoch (default: all)", type=int, optional=True, low=1,
-                              metavar="N", group="cas / sqrt / soft")
-    lam = Param(0.5, "soft: lambda, 0 instance-balanced .. 1 class-balanced", type=float, low=0, high=1,
-                flag="lambda", metavar="L", group="cas / sqrt / soft")
-    lam_end = Param(None, "soft: lambda of the last epoch (linear schedule)", type=float, optional=True, low=0,
-                    high=1, flag="lambda-end", metavar="L", group="cas / sqrt / soft")
+
+    @classmethod
+    def declared(cls) -> dict[str, Param]:
+        """method and epochs, then the parameters of every registered method (in registration
+        order), then seed: a method registered later brings its own."""
+        own = {k: p for k, p in cls.parameters.items() if k != "seed"}
+        for method in METHODS:
+            own.update((k, p) for k, p in method.declared().items() if k not in own)
+        return {**own, "seed": cls.parameters["seed"]}
+
+    def method_spec(self) -> ResampleMethod:
+        """The method with its own parameters (those of other methods are not used)."""
+        cls = METHODS.get(self.method)
+        return cls(**{k: getattr(self, k) for k in cls.declared()})
 
     def params(self) -> dict:
-        """The parameters this method uses (what provenance records)."""
-        return {"seed": self.seed, "epochs": self.epochs, **{k: getattr(self, k) for k in METHOD_PARAMS[self.method]}}
+        """seed, epochs and the method's own parameters (what provenance records)."""
+        return {"seed": self.seed, "epochs": self.epochs, **self.method_spec().params()}
 
     def apply(self, dataset: Dataset) -> tuple[Dataset, dict]:
         from ltaug.rebalance.resample import resample

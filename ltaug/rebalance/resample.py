@@ -15,10 +15,6 @@ import numpy as np
 
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import gc_paused
-from ltaug.rebalance import sampling
-
-METHODS = ("rfs", "cas", "sqrt", "soft")
-ROUNDINGS = ("stochastic", "ceil")
 
 
 @dataclass
@@ -29,31 +25,11 @@ class ResampleResult:
     per_epoch: list = field(default_factory=list)  # (I,) counts of each epoch
 
 
-def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    """The generator of one epoch: independent streams, the same whatever the number of epochs."""
-    return np.random.default_rng([int(seed), int(epoch)])
-
-
-def resample_counts(dataset: Dataset, spec) -> ResampleResult:
-    """How many times each image is used in each of ``spec.epochs`` epochs."""
-    ix = dataset.index
-    per_epoch = []
-    if spec.method == "rfs":
-        factors = sampling.repeat_factors(ix, threshold=spec.threshold, sqrt=spec.sqrt)
-        for e in range(spec.epochs):
-            per_epoch.append(sampling.round_repeats(factors, epoch_rng(spec.seed, e), rounding=spec.rounding))
-        expected = factors if spec.rounding == "stochastic" else np.ceil(factors)
-    else:
-        table = sampling.ClassImages.from_index(ix)
-        n = spec.samples_per_epoch or ix.num_images
-        lams = sampling.soft_lambda_schedule(spec.epochs, start=spec.lam,
-                                             end=spec.lam if spec.lam_end is None else spec.lam_end)
-        expected = np.zeros(ix.num_images)
-        for e in range(spec.epochs):
-            probs = sampling.class_probabilities(ix.image_counts, spec.method, lam=float(lams[e]))
-            draws = sampling.draw_class_then_image(table, probs, n, epoch_rng(spec.seed, e))
-            per_epoch.append(np.bincount(draws, minlength=ix.num_images).astype(np.int64))
-            expected += sampling.expected_draws(table, probs, n, ix.num_images) / spec.epochs
+def resample_counts(dataset: Dataset, spec: Any) -> ResampleResult:
+    """How many times each image is used in each of ``spec.epochs`` epochs, by the registered
+    method ``spec.method`` (:mod:`ltaug.rebalance.methods`) with its parameters from ``spec``."""
+    method = spec.method_spec()
+    per_epoch, expected = method.draw(dataset.index, spec.epochs, spec.seed)
     counts = np.sum(per_epoch, axis=0).astype(np.int64)
     return ResampleResult(counts=counts, expected_per_epoch=expected, spec=spec, per_epoch=per_epoch)
 
@@ -119,5 +95,5 @@ def repeat_factor_document(dataset: Dataset, result: ResampleResult) -> dict:
     }
 
 
-__all__ = ["METHODS", "ResampleResult", "resample", "resample_counts", "expand_dataset",
+__all__ = ["ResampleResult", "resample", "resample_counts", "expand_dataset",
            "repeat_factor_document"]

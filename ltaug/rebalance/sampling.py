@@ -59,6 +59,11 @@ def repeat_factors(index: DatasetIndex, *, threshold: float = DEFAULT_RFS_THRESH
     return img_factor
 
 
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of one epoch: independent streams, the same whatever the number of epochs."""
+    return np.random.default_rng([int(seed), int(epoch)])
+
+
 def round_repeats(factors: np.ndarray, rng: np.random.Generator, *, rounding: str = "stochastic") -> np.ndarray:
     """Integer repeats for one epoch from real-valued repeat factors.
 
