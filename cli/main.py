@@ -1,12 +1,13 @@
 """Entry point of the `ltaug` command: builds the parser, runs a subcommand, turns errors into exit codes.
 
-Exit status: 0 success, 1 problems found / bad input, 2 usage error, 3 internal error, 130
-interrupted (EPILOG, shown by `ltaug --help`).
+Exit status: 0 success, 1 problems found / bad input, 2 usage error, 3 internal error, 4 the
+system refused a read or write, 130 interrupted (EPILOG, shown by `ltaug --help`).
 Any error is printed as one line, never as a traceback (set LTAUG_DEBUG=1 to see one).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -48,6 +49,8 @@ EPILOG = """exit status:
        for `ltaug validate`, problems found
   2    usage error (a flag or parameter value the command does not take: the message names it)
   3    internal error (a bug: please report it; LTAUG_DEBUG=1 shows the traceback)
+  4    the system refused a read or write (disk full, file too large, read-only or
+       permission denied: the message names the file); outputs are never left half-written
   130  interrupted (Ctrl-C); a pixel command's --resume finishes the run"""
 
 
@@ -78,12 +81,40 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno not in SYSTEM_ADVICE:
+            return _internal(args, exc)
+        print(f"ltaug {args.command}: error: {system_message(exc)}", file=sys.stderr)
+        return SYSTEM_EXIT
     except Exception as exc:  # a bug, not bad input: still one line unless debugging
-        if os.environ.get("LTAUG_DEBUG"):
-            traceback.print_exc()
-        print(f"ltaug {args.command}: internal error: {type(exc).__name__}: {exc} "
-              "(set LTAUG_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
-        return 3
+        return _internal(args, exc)
+
+
+def _internal(args, exc: BaseException) -> int:
+    if os.environ.get("LTAUG_DEBUG"):
+        traceback.print_exception(exc)
+    print(f"ltaug {args.command}: internal error: {type(exc).__name__}: {exc} "
+          "(set LTAUG_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+    return 3
+
+
+SYSTEM_EXIT = 4
+SYSTEM_ADVICE = {
+    errno.ENOSPC: "no space left on the device: free some and run the command again (a pixel command "
+                  "continues with --resume)",
+    errno.EDQUOT: "disk quota exceeded: free some space and run the command again",
+    errno.EFBIG: "file too large for the file system or the process's file-size limit (ulimit -f)",
+    errno.EROFS: "read-only file system: write the output elsewhere",
+    errno.EACCES: "permission denied: write the output where you may, or change the permissions",
+    errno.EPERM: "operation not permitted: write the output where you may",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+}
+
+
+def system_message(exc: OSError) -> str:
+    """One line: the file, what the system said, what to do."""
+    where = exc.filename if exc.filename is not None else "(the file being written)"
+    return f"{where}: {exc.strerror or exc}: {SYSTEM_ADVICE[exc.errno]}"
 
 
 if __name__ == "__main__":

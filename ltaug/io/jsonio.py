@@ -71,6 +71,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        if exc.filename is None or Path(exc.filename) == tmp_path:
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

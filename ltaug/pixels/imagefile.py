@@ -1,6 +1,7 @@
 """Reading source images and writing output images, with one-line errors naming the image."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -39,6 +40,11 @@ def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
     cost more than encoding); the final annotation file is synced (:func:`ltaug.io.jsonio.write_json_atomic`).
     """
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:  # disk full, file too large, ...: no temporary file left, the error names the file
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
