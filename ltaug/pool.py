@@ -15,16 +15,27 @@ On exit, queued items are cancelled and running ones waited for.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import multiprocessing
+import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 
-def init_worker() -> None:
-    """Ctrl-C is the parent's to handle (it stops the pool)."""
+def init_worker(parent: int) -> None:
+    """Ctrl-C is the parent's to handle (it stops the pool). A worker dies with its parent, even
+    a parent killed with SIGKILL, which runs no clean-up: on Linux the kernel sends the worker
+    SIGKILL when the parent's thread that forked it dies (``prctl(PR_SET_PDEATHSIG)``); if the
+    parent died before that was set, the worker exits at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @contextlib.contextmanager
@@ -49,7 +60,8 @@ def imap_ordered(fn: Callable, items: Iterable, workers: int) -> Iterator[Iterat
     from concurrent.futures import ProcessPoolExecutor
 
     items = iter(items)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(), initializer=init_worker)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(), initializer=init_worker,
+                               initargs=(os.getpid(),))
     try:
         with opencv_threads(1):  # all workers start at the first submit, and inherit one thread
             pending = deque(pool.submit(fn, item) for item in itertools.islice(items, 2 * workers))
