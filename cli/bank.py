@@ -17,7 +17,8 @@ are memory-mapped when pasting, so source images are never decoded again.
 
 Each image is decoded once; --workers processes share the images and the files come out
 byte-identical whatever the count. The bank is built beside OUT and renamed into place when
-complete: an interrupted build leaves nothing behind.
+complete: a failed build removes it, the next build removes what a killed one left, and a
+second build of the same OUT while one runs is refused.
 
 examples:
   ltaug bank instances_train.json --images train2017/ -o bank/

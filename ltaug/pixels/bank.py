@@ -79,6 +79,7 @@ from pycocotools import mask as mask_utils
 from ltaug.errors import InputError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json
+from ltaug.io.lock import output_lock
 from ltaug.io.paths import image_file_name, unsafe_file_name_reason
 from ltaug.pixels.imagefile import ImageFileError, read_image
 from ltaug.pixels.masks import annotation_rle
@@ -410,9 +411,10 @@ def build_bank(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | o
     ``workers`` processes (default ``os.cpu_count()``; 1 runs in this process) share the
     images and write their crops in place at offsets planned up front, so the files are
     byte-identical whatever the count. The bank is built in a temporary folder beside
-    ``out_dir`` and renamed into place when complete: an interrupted or failed build leaves
-    nothing. An existing bank at ``out_dir`` is replaced; any other non-empty folder is
-    refused (:class:`UsageError`).
+    ``out_dir`` and renamed into place when complete: a failed build removes it, and the next
+    build removes what a killed one left (``.NAME.*.tmp``). One builder per bank: a second
+    build of the same ``out_dir`` while one runs is refused (:mod:`ltaug.io.lock`). An existing
+    bank at ``out_dir`` is replaced; any other non-empty folder is refused (:class:`UsageError`).
 
     ``on_error="raise"``: a missing, undecodable or wrongly sized image raises a one-line
     :class:`InputError` naming its id and path; ``"skip"`` leaves its objects out and lists
@@ -441,10 +443,20 @@ def build_bank(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | o
     workers = min(workers, max(1, len(tasks)))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):  # one builder per bank; the temporary folders of killed builds go
+        for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _build_locked(dataset, images_dir, out_dir, tasks, n_objects, n_crowd, (pixel_bytes, mask_bytes),
+                             params, on_error, seed, workers, progress, start)
+
+
+def _build_locked(dataset: Dataset, images_dir: Path, out_dir: Path, tasks: list, n_objects: int, n_crowd: int,
+                  sizes: tuple[int, int], params: Params, on_error: str, seed: int | None, workers: int,
+                  progress: bool, start: float) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         job = _Job(params, on_error, str(tmp / PIXELS), str(tmp / MASKS))
-        table, skipped = _write_blobs(tmp, tasks, n_objects, (pixel_bytes, mask_bytes), job, workers, progress)
+        table, skipped = _write_blobs(tmp, tasks, n_objects, sizes, job, workers, progress)
         np.save(tmp / OBJECTS, table, allow_pickle=False)
         meta = _meta(dataset, images_dir, table, tmp, params, on_error, seed,
                      images=len(tasks) - len(skipped), skipped=skipped, crowd=n_crowd)

@@ -50,6 +50,7 @@ import numpy as np
 from ltaug.errors import InputError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json, write_json_atomic
+from ltaug.io.lock import output_lock
 from ltaug.io.paths import image_file_name, unsafe_file_name_reason
 from ltaug.ops.base import AnnotationOperation, Operation, PixelOperation, StepContext
 from ltaug.pixels.functional import encode_jpeg
@@ -191,7 +192,8 @@ def _new_images_folder(dataset: Dataset) -> str:
 
 
 def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
-    """Make the input files ``names`` present under ``dest`` (hard link, else copy)."""
+    """Make the input files ``names`` present under ``dest`` (hard link, else a copy made under a
+    temporary name and renamed: a file there is whole, so a resumed run may keep it)."""
     for name in names:
         target = dest / name
         if target.exists():
@@ -200,7 +202,13 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
         try:
             os.link(images_dir / name, target)
         except OSError:
-            shutil.copyfile(images_dir / name, target)
+            tmp = Path(f"{target}.tmp")
+            try:
+                shutil.copyfile(images_dir / name, tmp)
+                os.replace(tmp, target)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise OSError(exc.errno, exc.strerror, os.fspath(target)) from None
 
 
 def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -211,10 +219,9 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     ``map_shards(fn, shards, workers)``: a context manager giving an iterator over
     ``fn(shard)`` in order; the local process pool (:func:`ltaug.pool.imap_ordered`) by
     default. Any executor that runs the same ``fn`` on the same shards gives the same output.
-    Returns the run summary that is also written to ``OUT/run.json``.
+    Returns the run summary that is also written to ``OUT/run.json``. One writer per output: a
+    second run into the same ``out_dir`` while this one writes is refused (:mod:`ltaug.io.lock`).
     """
-    from tqdm import tqdm
-
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise UsageError(f"workers must be at least 1, got {workers}")
@@ -224,6 +231,14 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: image folder not found")
     _check_output(out_dir, images_dir)
+    with output_lock(out_dir):  # one writer per output, from here to the published folder
+        return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards)
+
+
+def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[Operation], workers: int,
+                resume: bool, on_error: str, progress: bool, map_shards: MapShards) -> dict:
+    from tqdm import tqdm
+
     work = partial_dir(out_dir)
     if resume and (work / "run.json").is_file():  # finished, killed while moving into place
         _publish(work, out_dir)
