@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from ltaug.errors import UsageError
 from ltaug.pixels.bank import Params
 
-from .common import FORMATTER, add_on_error, load
+from .common import FORMATTER, add_on_error, flag_errors
 
 HELP = """\
 Extract every non-crowd instance of a dataset as a cut-out: the pixels of its box, its mask,
@@ -42,15 +40,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.pixels.bank import build_bank
+    from ltaug.api import build_bank
 
-    if not Path(args.images).is_dir():
-        raise UsageError(f"{args.images}: image folder not found")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    ds = load(args.annotations, args)
-    s = build_bank(ds, args.images, args.output, workers=args.workers, min_area=args.min_area,
-                   occluded_fraction=args.occluded_fraction, on_error=args.on_error, progress=sys.stderr.isatty())
+    with flag_errors("workers"):
+        s = build_bank(args.annotations, args.images, args.output, workers=args.workers, min_area=args.min_area,
+                       occluded_fraction=args.occluded_fraction, on_error=args.on_error,
+                       progress=sys.stderr.isatty())
     flags = ", ".join(f"{n} {k.lower().replace('_', '-')}" for k, n in s["flags"].items() if n) or "none"
     print(f"wrote bank {s['path']}: {s['objects']} objects from {s['images']} images in {s['seconds']:.1f} s "
           f"({s['images_per_s']:.0f} images/s, {s['workers']} workers), {s['bytes'] / 2**20:.1f} MiB; "

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from ltaug import Dataset, load_dataset
+from ltaug.errors import SpecError, UsageError
 from ltaug.io.dataset import ON_ERROR
 from ltaug.run.pipeline import BACKENDS
 from ltaug.stats.frequency import COMMON_MAX, RARE_MAX
@@ -40,15 +44,6 @@ def table_rows(args, n_classes: int) -> int | None:
     return None if n_classes <= 100 else 40
 
 
-def refuse_outputs_over_input(input_path, *outputs) -> None:
-    """UsageError if any given output path (None: not asked for) is the input file."""
-    from ltaug.io.paths import refuse_overwriting_inputs
-
-    for path in outputs:
-        if path:
-            refuse_overwriting_inputs(path, [input_path])
-
-
 def check_bin_thresholds(parser: argparse.ArgumentParser, args) -> None:
     """Exit with a usage error (status 2) unless 0 <= --rare-max < --common-max."""
     if not hasattr(args, "rare_max"):
@@ -60,20 +55,43 @@ def check_bin_thresholds(parser: argparse.ArgumentParser, args) -> None:
                        f"got {rare} and {common}\n")
 
 
-def load(path, args) -> Dataset:
-    """Load a dataset honouring --on-error, and report skipped records on stderr."""
-    ds = load_dataset(path, on_error=getattr(args, "on_error", "raise"), split=getattr(args, "split", "train"))
-    report_skipped(ds, path)
-    return ds
+class Messages(logging.Handler):
+    """The library's log records as the command's own lines on stderr: INFO as they are (``x.json:
+    skipped 2 invalid record(s): ...``), warnings as ``warning: ...``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            print(f"warning: {text}" if record.levelno >= logging.WARNING else text, file=sys.stderr)
+        except Exception:  # logging's rule: a handler never raises
+            self.handleError(record)
 
 
-def report_skipped(ds: Dataset, path) -> None:
-    import sys
+@contextmanager
+def library_messages() -> Iterator[None]:
+    """While a command runs, the ``ltaug`` logger's INFO and above are printed on stderr."""
+    logger, handler = logging.getLogger("ltaug"), Messages(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
-    if ds.skipped:
-        total = sum(ds.skipped.values())
-        kinds = ", ".join(f"{n} {k}" for k, n in ds.skipped.most_common())
-        print(f"{path}: skipped {total} invalid record(s): {kinds}", file=sys.stderr)
+
+@contextmanager
+def flag_errors(*fields: str, **flags: str) -> Iterator[None]:
+    """A SpecError of one of the library function's own parameters ``fields`` (not an operation's:
+    from_args names those) becomes a usage error naming the flag: ``workers must be >= 1`` is
+    ``--workers must be >= 1``. ``flags``: the flag text of a field that is not ``--field``."""
+    try:
+        yield
+    except SpecError as exc:
+        if exc.owner is not None or exc.field not in {*fields, *flags}:
+            raise
+        raise UsageError(f"{flags.get(exc.field) or '--' + exc.field.replace('_', '-')} {exc.detail}") from None
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -102,34 +120,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "every node must see the images and the output folder at the same paths")
 
 
-def run_engine(args, dataset, images, output, steps, workers=None, backend=None, address=None) -> int:
-    """Run steps with the engine, then print one summary line per step and where the output is.
+def run_engine(call, output=None) -> int:
+    """Run the engine by ``call()`` (:func:`ltaug.api.run_steps` or ``run_config``, returning a RunResult),
+    then print one summary line per step and where the output is (``output`` as typed, else the run's)."""
 
-    ``backend`` / ``address``: a pipeline file's values, used where --backend / --address are not given.
-    """
-    import sys
-
-    from ltaug.errors import UsageError
-    from ltaug.run.engine import run_pipeline
-
-    if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
-    cli_address = getattr(args, "address", None)
-    backend = getattr(args, "backend", None) or backend or "local"
-    if backend != "ray" and cli_address:
-        raise UsageError("--address is for --backend ray")
-    executor = {}
-    if backend == "ray":
-        from ltaug.run.ray_backend import ray_map_shards
-
-        executor["map_shards"] = ray_map_shards(cli_address or address, num_cpus=workers)
-    s = run_pipeline(dataset, images, output, steps, workers=workers, resume=args.resume,
-                     on_error=args.on_error, progress=sys.stderr.isatty(), **executor)
-    for r in s["steps_run"]:
+    with flag_errors("workers", "address"):
+        result = call()
+    output = output or result.output
+    for r in result.steps:
         print(f"  {describe_step(r)}", file=sys.stderr)
-    c = s["counts"]
+    c = result.counts
     print(f"wrote {output}: {c['images_after']} images ({c['images_before']} before, {c['images_written']} written), "
-          f"{c['annotations_after']} annotations ({c['annotations_before']} before) in {s['seconds']:.1f} s; "
+          f"{c['annotations_after']} annotations ({c['annotations_before']} before) in {result.seconds:.1f} s; "
           f"`ltaug report {output}` makes the HTML report", file=sys.stderr)
     return 0
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ltaug.errors import UsageError
 from ltaug.io.yolo import LINKS
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, load
+from .common import FORMATTER, add_bin_thresholds, add_on_error
 
 HELP = """\
 Convert between COCO json, LVIS json and YOLO-seg folders (ultralytics layout: data.yaml with
@@ -48,21 +47,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.io.paths import refuse_overwriting_inputs
-    from ltaug.stats.frequency import to_lvis
+    from ltaug.api import convert
 
-    src, out = Path(args.input), Path(args.output)
-    to = args.to or ("yolo" if out.suffix.lower() != ".json" else None)
-    refuse_overwriting_inputs(out, [src, args.images])
-    ds = load(src, args)
-    if to == "yolo":
-        from ltaug.io.yolo import write_yolo
-
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"{out}: exists and is not a folder; YOLO output is a folder")
-        if args.images and not Path(args.images).is_dir():
-            raise UsageError(f"{args.images}: image folder not found")
-        s = write_yolo(ds, out, images_dir=args.images, link=args.link)
+    r = convert(Path(args.input), args.output, to=args.to, images=args.images, link=args.link, split=args.split,
+                rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error)
+    out = r.output
+    if r.yolo is not None:
+        s = r.yolo
         placed = ", ".join(f"{n} {k[len('images_'):]}" for k, n in s.items() if k.startswith("images_")) or "none"
         print(f"wrote YOLO-seg folder {out}: {s['images']} images, {s['objects']} objects in "
               f"{s['labels_written']} label files ({s['empty_labels']} empty), {s['classes']} classes; "
@@ -71,11 +62,9 @@ def run(args) -> int:
             print(f"note: {s['skipped_crowd']} crowd region(s) skipped: YOLO-seg has no crowd annotations",
                   file=sys.stderr)
         return 0
-    if to == "lvis" and ds.kind != "lvis":
-        ds = to_lvis(ds, rare_max=args.rare_max, common_max=args.common_max)
-    elif to == "coco" and ds.kind == "lvis":
+    ds = r.dataset
+    if args.to == "coco" and ds.kind == "lvis":
         print("note: LVIS fields are kept in the COCO output (pycocotools ignores them)", file=sys.stderr)
-    ds.save(out, inputs=[src])
     print(f"wrote {out}: {len(ds.images)} images, {len(ds.annotations)} annotations, "
           f"{len(ds.categories)} categories ({ds.kind})", file=sys.stderr)
     return 0

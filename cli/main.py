@@ -32,7 +32,7 @@ from . import (
     train,
     validate,
 )
-from .common import check_bin_thresholds
+from .common import check_bin_thresholds, library_messages
 
 COMMANDS = (stats, validate, convert, recount, resample, plan, bank, operations, run, report, train, evaluate, tau_sweep,
             compare)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     try:
         # A command is one short burst over acyclic json data: the cyclic collector would only
         # rescan millions of live objects (seconds at LVIS scale) and find nothing to free.
-        with gc_paused():
+        with gc_paused(), library_messages():
             return int(args.run(args) or 0)
     except LtaugError as exc:
         print(f"ltaug {args.command}: error: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ from functools import partial
 
 from ltaug.ops import OPERATIONS, PixelOperation, add_arguments, from_args
 
-from .common import FORMATTER, add_engine_options, load, run_engine
+from .common import FORMATTER, add_engine_options, run_engine
 
 
 def add_parser(sub) -> None:
@@ -21,6 +21,11 @@ def add_parser(sub) -> None:
 
 
 def run(cls, args) -> int:
+    import sys
+
+    from ltaug.api import run_steps
+
     op = from_args(cls, args)
-    ds = load(args.annotations, args)
-    return run_engine(args, ds, args.images, args.output, [op], args.workers)
+    return run_engine(lambda: run_steps(args.annotations, args.images, args.output, [op], workers=args.workers,
+                                        resume=args.resume, on_error=args.on_error, backend=args.backend,
+                                        address=args.address, progress=sys.stderr.isatty()), args.output)

@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from ltaug.errors import SpecError, UsageError
 from ltaug.rebalance.planning import TARGET_FIELDS
 
-from .common import (
-    FORMATTER,
-    add_bin_thresholds,
-    add_on_error,
-    add_shift_report,
-    load,
-    refuse_outputs_over_input,
-    table_rows,
-)
+from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, flag_errors, table_rows
 
 HELP = """\
 State what the rebalanced data should look like; the planner finds image repeats that get
@@ -50,33 +41,25 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.io.jsonio import write_json_atomic
-    from ltaug.rebalance.planning import Target, make_plan
-    from ltaug.rebalance.resample import expand_dataset
-    from ltaug.rebalance.shift import format_shift_table, plot_shift
+    from ltaug.api import plan as solve
+    from ltaug.rebalance.shift import format_shift_table
 
-    try:
-        target = Target(min_instances=args.min_instances, exponent=args.exponent, max_factor=args.max_factor)
-    except SpecError as exc:
-        flags = "--min-instances / --exponent" if exc.field == "target" else "--" + exc.field.replace("_", "-")
-        raise UsageError(f"{flags} {exc.detail}") from None
-    refuse_outputs_over_input(args.annotations, args.output, args.plan_json, args.plot)
-    ds = load(args.annotations, args)
-    plan = make_plan(ds, target, rare_max=args.rare_max, common_max=args.common_max)
+    with flag_errors(*TARGET_FIELDS, target="--min-instances / --exponent"):
+        r = solve(args.annotations, min_instances=args.min_instances, exponent=args.exponent,
+                  max_factor=args.max_factor, plan_json=args.plan_json, output=args.output, plot=args.plot,
+                  rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error)
+    plan, ds = r.plan, r.input
     print(format_shift_table(plan, top=table_rows(args, len(ds.categories))))
     s = plan["summary"]
     print(f"\nclasses met or capped: {len(plan['classes']) - s['classes_short']} of {len(plan['classes'])} "
           f"({s['classes_capped']} capped by --max-factor); short: {s['classes_short']}; "
           f"objects still missing (paste budget): {s['paste_budget']}")
     if args.plan_json:
-        write_json_atomic(args.plan_json, plan)
         print(f"wrote {args.plan_json}", file=sys.stderr)
     if args.output:
-        out = expand_dataset(ds, plan["repeats"], op="plan", params={"target": plan["target"]})
-        out.save(args.output, inputs=[args.annotations])
+        out = r.dataset
         print(f"wrote {args.output}: {len(out.images)} images ({len(ds.images)} before), "
               f"{len(out.annotations)} annotations", file=sys.stderr)
     if args.plot:
-        plot_shift(plan, args.plot, title=f"{args.annotations}: plan")
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

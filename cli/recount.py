@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, load
+from .common import FORMATTER, add_bin_thresholds, add_on_error
 
 HELP = """\
 Recompute each category's image_count, instance_count and frequency bin (r/c/f) from the
@@ -30,11 +30,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from collections import Counter
 
-    from ltaug.stats.frequency import recount
+    from ltaug.api import recount
 
-    ds = load(args.annotations, args)
-    out = recount(ds, rare_max=args.rare_max, common_max=args.common_max)
-    out.save(args.output, inputs=[args.annotations])
+    out = recount(args.annotations, args.output, rare_max=args.rare_max, common_max=args.common_max,
+                  on_error=args.on_error)
     bins = Counter(c["frequency"] for c in out.categories)
     print(f"wrote {args.output}: {len(out.categories)} categories, "
           f"r={bins['r']} c={bins['c']} f={bins['f']} (rare <= {args.rare_max} images, common <= {args.common_max})",

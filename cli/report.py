@@ -43,20 +43,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from ltaug.api import make_report
 
-    from ltaug.io.paths import refuse_overwriting_inputs
-    from ltaug.report.html import REPORT_NAME, input_path, read_run, write_report
-
-    out_dir = Path(args.output_dir)
-    target = Path(args.output) if args.output else out_dir / REPORT_NAME
-    run_doc = read_run(out_dir)
-    refuse_overwriting_inputs(target, [out_dir / "run.json", out_dir / "annotations.json",
-                                       input_path(out_dir, run_doc, args.input)])
-    path, _, warnings = write_report(out_dir, target, input_annotations=args.input, samples=args.samples,
-                                     seed=args.seed, thumb_width=args.thumb_width, rare_max=args.rare_max,
-                                     common_max=args.common_max, on_error=args.on_error)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    path = make_report(args.output_dir, args.output, input=args.input, samples=args.samples, seed=args.seed,
+                       thumb_width=args.thumb_width, rare_max=args.rare_max, common_max=args.common_max,
+                       on_error=args.on_error)
     print(f"report written to {path}", file=sys.stderr)
     return 0

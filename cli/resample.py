@@ -5,15 +5,7 @@ import sys
 
 from ltaug.ops import Resample, add_arguments, from_args
 
-from .common import (
-    FORMATTER,
-    add_bin_thresholds,
-    add_on_error,
-    add_shift_report,
-    load,
-    refuse_outputs_over_input,
-    table_rows,
-)
+from .common import FORMATTER, add_bin_thresholds, add_on_error, add_shift_report, table_rows
 
 
 def add_parser(sub) -> None:
@@ -32,27 +24,20 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.io.jsonio import write_json_atomic
-    from ltaug.rebalance.resample import expand_dataset, repeat_factor_document, resample_counts
-    from ltaug.rebalance.shift import class_shift, format_shift_table, plot_shift
+    from ltaug.api import resample
+    from ltaug.rebalance.shift import format_shift_table
 
-    spec = from_args(Resample, args)
-    refuse_outputs_over_input(args.annotations, args.output, args.repeat_factors, args.plot)
-    ds = load(args.annotations, args)
-    result = resample_counts(ds, spec)
-    shift = class_shift(ds, result.counts, rare_max=args.rare_max, common_max=args.common_max)
-    print(format_shift_table(shift, top=table_rows(args, len(ds.categories))))
+    r = resample(args.annotations, from_args(Resample, args), output=args.output, repeat_factors=args.repeat_factors,
+                 plot=args.plot, rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error)
+    ds = r.input
+    print(format_shift_table(r.shift, top=table_rows(args, len(ds.categories))))
     if args.repeat_factors:
-        write_json_atomic(args.repeat_factors, repeat_factor_document(ds, result))
         print(f"wrote {args.repeat_factors}: per-image expected uses per epoch for {len(ds.images)} images",
               file=sys.stderr)
     else:
-        out = expand_dataset(ds, result.counts, op=f"resample:{spec.method}", params=spec.params())
-        out.save(args.output, inputs=[args.annotations])
+        out = r.dataset
         print(f"wrote {args.output}: {len(out.images)} images ({len(ds.images)} before), "
               f"{len(out.annotations)} annotations ({len(ds.annotations)} before)", file=sys.stderr)
     if args.plot:
-        plot_shift(shift, args.plot, title=f"{args.annotations}: resample --method {args.method}")
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
-

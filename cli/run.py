@@ -1,7 +1,7 @@
 """`ltaug run`: a pipeline of steps (resample, paste, mosaic, mixup) described in one YAML file."""
 from __future__ import annotations
 
-from .common import FORMATTER, add_run_options, load, run_engine
+from .common import FORMATTER, add_run_options, run_engine
 
 HELP = """\
 Run the steps of a pipeline file one after the other into one output folder. The format
@@ -37,11 +37,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.run.pipeline import load_pipeline
+    import sys
 
-    pipe = load_pipeline(args.config)
-    args.on_error = args.on_error or pipe.on_error
-    ds = load(pipe.input, args)
-    workers = args.workers if args.workers is not None else pipe.workers
-    return run_engine(args, ds, pipe.images, args.output or pipe.output, pipe.steps, workers,
-                      backend=pipe.backend, address=pipe.address)
+    from ltaug.api import run_config
+
+    return run_engine(lambda: run_config(args.config, args.output, workers=args.workers, resume=args.resume,
+                                         on_error=args.on_error, backend=args.backend, address=args.address,
+                                         progress=sys.stderr.isatty()), args.output)

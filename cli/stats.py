@@ -5,7 +5,7 @@ import sys
 
 from ltaug.io.jsonio import dumps
 
-from .common import FORMATTER, add_bin_thresholds, add_on_error, load, refuse_outputs_over_input
+from .common import FORMATTER, add_bin_thresholds, add_on_error
 
 HELP = """\
 Per-class images and instances, r/c/f frequency bin and share of all instances, then a
@@ -34,13 +34,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.stats.summary import dataset_stats, format_stats_table, plot_class_histogram
+    from ltaug.api import class_stats
+    from ltaug.stats.summary import format_stats_table
 
-    ds = load(args.annotations, args)
-    stats = dataset_stats(ds, rare_max=args.rare_max, common_max=args.common_max)
-    refuse_outputs_over_input(args.annotations, args.plot)
-    if args.plot:
-        plot_class_histogram(stats, args.plot, title=str(args.annotations))
+    stats = class_stats(args.annotations, plot=args.plot, rare_max=args.rare_max, common_max=args.common_max,
+                        on_error=args.on_error)
     if args.json:
         sys.stdout.write(dumps(stats, indent=True).decode() + "\n")
     else:

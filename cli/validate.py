@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from ltaug.errors import InputError, UsageError
-from ltaug.io.jsonio import dumps, read_json
-from ltaug.io.validate import KINDS, Problem, summarize, validate_document
+from ltaug.io.jsonio import dumps
+from ltaug.io.validate import KINDS
 
 from .common import FORMATTER
 
@@ -44,39 +42,13 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _load_document(path: Path):
-    """The parsed document, or (None, [problem]) for a file that is not JSON."""
-    if path.is_dir():
-        from ltaug.io.yolo import read_yolo
-
-        ds = read_yolo(path, on_error="skip")
-        problems = [Problem(kind, f"{n} label line(s) rejected: {kind}", "annotations", None)
-                    for kind, n in ds.skipped.items()]
-        return ds.data, problems
-    try:
-        return read_json(path), []
-    except InputError as exc:
-        if not path.is_file():
-            raise UsageError(str(exc)) from None
-        return None, [Problem("malformed-json", str(exc).split(": ", 1)[-1])]
-
-
 def run(args) -> int:
-    path = Path(args.annotations)
-    if not path.exists():
-        raise UsageError(f"{path}: file not found")
-    if args.images and not Path(args.images).is_dir():
-        raise UsageError(f"{args.images}: image folder not found")
-    data, problems = _load_document(path)
-    if data is not None:
-        problems += validate_document(data, images_dir=args.images, masks=not args.no_masks,
-                                      progress=sys.stderr.isatty())
-    counts = summarize(problems)
+    from ltaug.api import validate
+
+    result = validate(args.annotations, images=args.images, no_masks=args.no_masks, progress=sys.stderr.isatty())
+    path, problems, counts = result.path, result.problems, result.counts
     if args.json:
-        doc = {"file": str(path), "problems": [{"kind": p.kind, "section": p.section, "position": p.position,
-                                                "message": p.message} for p in problems],
-               "summary": dict(counts)}
-        sys.stdout.write(dumps(doc, indent=True).decode() + "\n")
+        sys.stdout.write(dumps(result.document(), indent=True).decode() + "\n")
         return 1 if problems else 0
     shown = {}
     for p in problems:
@@ -84,9 +56,9 @@ def run(args) -> int:
         if not args.max_per_kind or shown[p.kind] <= args.max_per_kind:
             print(p.line(path))
     checked = ""
-    if isinstance(data, dict) and all(isinstance(data.get(k), list) for k in ("images", "annotations")):
-        checked = f" ({len(data['images'])} images, {len(data['annotations'])} annotations checked" + (
-            ", image files too)" if args.images else "; pass --images DIR to check image files)")
+    if result.images is not None:
+        checked = f" ({result.images} images, {result.annotations} annotations checked" + (
+            ", image files too)" if result.images_checked else "; pass --images DIR to check image files)")
     if not problems:
         print(f"{path}: OK{checked}")
         return 0

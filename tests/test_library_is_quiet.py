@@ -42,9 +42,14 @@ def _called_name(node: ast.Call) -> str:
     return ""
 
 
+# A pool worker whose parent died before it could ask the kernel to follow it ends itself: it
+# is not the caller's process, and nothing else would end it.
+ALLOWED = {("ltaug/pool.py", "os._exit(...)")}
+
+
 def test_no_print_or_exit_in_the_library():
     """No ``print``, ``exit``, ``sys.exit``, ``os._exit`` call and no ``sys.stdout`` / ``sys.stderr``
-    in ltaug/ (the pool's workers and the Ray backend included)."""
+    in ltaug/ (the pool's workers and the Ray backend included), but for :data:`ALLOWED`."""
     found = []
     for path in sorted((ROOT / "ltaug").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
@@ -55,6 +60,6 @@ def test_no_print_or_exit_in_the_library():
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sys" \
                     and node.attr in ("stdout", "stderr", "__stdout__", "__stderr__"):
                 what = f"sys.{node.attr}"
-            if what:
+            if what and (str(path.relative_to(ROOT)), what) not in ALLOWED:
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {what}")
     assert not found, "the library must not print or exit (return values, raise, or log):\n" + "\n".join(found)

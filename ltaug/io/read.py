@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from ltaug.errors import InputError
+from ltaug.errors import InputError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import gc_paused, read_json
+from ltaug.io.validate import Problem
 from ltaug.io.yolo import read_yolo
 
 
@@ -36,3 +38,24 @@ def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str
         ds = Dataset.from_dict(data, source=str(path), on_error=on_error, path=path)
         ds.index  # noqa: B018 (built here, while the collector is paused)
     return ds
+
+
+def read_document(path: str | os.PathLike) -> tuple[Any, list[Problem]]:
+    """The document of a json file or YOLO-seg folder as it is, unchecked, for ``ltaug validate``:
+    ``(data, problems)``.
+
+    A YOLO folder is read with ``on_error="skip"`` and each kind of rejected label line is one
+    problem; a file that is not JSON gives ``(None, [its malformed-json problem])``. A path that
+    does not exist is a :class:`UsageError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        ds = read_yolo(path, on_error="skip")
+        return ds.data, [Problem(kind, f"{n} label line(s) rejected: {kind}", "annotations", None)
+                         for kind, n in ds.skipped.items()]
+    try:
+        return read_json(path), []
+    except InputError as exc:
+        if not path.is_file():
+            raise UsageError(str(exc)) from None
+        return None, [Problem("malformed-json", str(exc).split(": ", 1)[-1])]

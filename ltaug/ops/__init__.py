@@ -15,7 +15,7 @@ A new operation is one module: subclass :class:`PixelOperation` (or
 :class:`AnnotationOperation`), declare its :class:`Param` attributes, implement ``plan`` and
 ``render`` (or ``apply``), and decorate it with :func:`register`. It is then a pipeline step
 (``- name: {...}`` in ``ltaug run``'s YAML), an ``ltaug name`` command with a flag per parameter,
-and a Python class: ``ltaug.run_pipeline(ds, images, out, [Paste(objects=4), MyOp(...)])``.
+and a Python class: ``ltaug.run_steps(ds, images, out, [Paste(objects=4), MyOp(...)])``.
 
 The engine (:mod:`ltaug.run`) calls operations only through these interfaces; no operation
 is named there.
