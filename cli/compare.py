@@ -7,7 +7,7 @@ from .common import FORMATTER
 
 HELP = """\
 Run every cell of a comparison (data side: none, RFS, class-aware, copy-paste, mosaic/mixup ...;
-loss side: CE, focal, EQL, EQLv2, Seesaw, BAGS, federated; stage 2: cRT, tau-norm) for every
+loss side: CE, focal, EQL, EQLv2, Seesaw, BAGS, federated; stage 2: cRT, BAGS, tau-norm) for every
 seed, then write OUT/results.md and .csv (AP, AP50, APr, APc, APf for bbox and segm as
 mean ± std over seeds, training minutes; the difference to the baseline with a 95% paired
 bootstrap interval over val images), OUT/ap_by_bin.png and OUT/per_class_delta.png.

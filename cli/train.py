@@ -32,8 +32,12 @@ with a warning that they include the rebalancing.
 presets: cpu (default without a GPU): MobileNetV2 + FPN, 320 px short side (512 max), 128
   sampled RoIs per image, early backbone frozen; gpu: 640/1024 px, 512 RoIs, all layers,
   mixed precision. --backbone, --min-size and --max-size override the preset's.
-losses: ce, bce, focal, cb, eql, eql_softmax, eqlv2, seesaw, bags, federated,
+losses: ce, bce, focal, cb, eql, eql_softmax, eqlv2, seesaw, seesaw_mmdet, bags, federated,
   concurrent_softmax (parameters with --loss-param key=value; see trainer/losses.py).
+  seesaw is the single-softmax variant (K + 1 logits); seesaw_mmdet is Seesaw as mmdetection
+  runs it on LVIS (K class logits with the seesaw factors + a 2-way objectness branch), with
+  --classifier cosine (--classifier-tau 20) for its cosine classifier. --loss bags alone trains
+  BAGS end to end (a variant); --stage2 bags is the published, decoupled protocol.
 samplers: plain (shuffled; use for files already rebalanced offline), rfs (repeat factor
   sampling online, --rfs-threshold), cas (class-aware), repeat-factors (read an
   `ltaug resample --repeat-factors` file with --repeat-factors).
@@ -42,13 +46,18 @@ decoupled training (Kang et al. ICLR 2020), stage 2 after a normal run: --stage2
   frozen, with class-balanced sampling (--sampler cas unless given); the preset, --masks,
   the backbone and the image and anchor sizes follow the stage-1 run. tau-normalisation
   needs no training: `ltaug eval --tau` and `ltaug tau-sweep`.
+BAGS as published (Li et al. CVPR 2020): --stage2 bags --from RUN_DIR, RUN_DIR a CE run:
+  the grouped classifier of --loss bags (the default with --stage2 bags) is new and trained
+  alone, everything else frozen, with the plain sampler (unless --sampler is given).
 
 examples:
   ltaug train --train train.json --images train2017/ --val val.json --val-images val2017/ \\
       --backbone-weights ../shared/weights/mobilenetv2_imagenet_features.pt --loss seesaw --epochs 12 --out runs/seesaw
   ltaug train --train train_rfs.json --images train2017/ --loss ce --out runs/rfs_offline ...
   ltaug train --train train.json --images train2017/ --sampler rfs --rfs-threshold 0.01 --out runs/rfs_online ...
-  ltaug train --train train.json --images train2017/ --stage2 crt --from runs/ce --epochs 4 --out runs/ce_crt ..."""
+  ltaug train --train train.json --images train2017/ --stage2 crt --from runs/ce --epochs 4 --out runs/ce_crt ...
+  ltaug train --train train.json --images train2017/ --loss seesaw_mmdet --classifier cosine --out runs/seesaw_mmdet ...
+  ltaug train --train train.json --images train2017/ --stage2 bags --from runs/ce --out runs/bags_decoupled ..."""
 
 
 STAGE1_MODEL = ("backbone", "min_size", "max_size", "anchor_sizes")  # stage 2 takes these from --from
@@ -67,7 +76,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is in --out (same settings; --epochs may be raised)")
-    p.add_argument("--loss", default="ce", help="box classification loss (default ce)")
+    p.add_argument("--loss", help="box classification loss (default ce; bags with --stage2 bags)")
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                    help="loss parameter, repeatable (e.g. --loss-param gamma=2.0)")
     p.add_argument("--sampler", choices=("plain", "rfs", "cas", "repeat-factors"),
@@ -89,6 +98,11 @@ def add_parser(sub) -> None:
     p.add_argument("--min-size", type=int, metavar="PX", help="image short side (default: the preset's, cpu 320, gpu 640)")
     p.add_argument("--max-size", type=int, metavar="PX",
                    help="cap on the image long side (default: the preset's, cpu 512, gpu 1024)")
+    p.add_argument("--classifier", choices=("linear", "cosine"), default="linear",
+                   help="box classification layer: linear (torchvision's, the default) or cosine (mmdetection's "
+                        "NormedLinear: normalised features and weights, times --classifier-tau)")
+    p.add_argument("--classifier-tau", type=float, metavar="TAU",
+                   help="scale of the cosine classifier (default 20, mmdetection's Seesaw LVIS recipe)")
     p.add_argument("--anchor-sizes", metavar="PX,PX,...",
                    help="RPN anchor sizes (default 32,64,128,256,512): every size on each mobilenet_v2 map, "
                         "one size per map for resnet50 (5 needed)")
@@ -103,7 +117,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false",
                    help="train in float32 on CUDA too (default: mixed precision there; metrics.jsonl then "
                         "records the loss scale and the steps skipped for inf/NaN gradients)")
-    p.add_argument("--stage2", choices=("crt",), help="decoupled stage 2 after the run given by --from")
+    p.add_argument("--stage2", choices=("crt", "bags"),
+                   help="decoupled stage 2 after the run given by --from: crt (classifier re-training) or bags "
+                        "(BAGS' grouped classifier trained alone, as published)")
     p.add_argument("--from", dest="init_from", metavar="RUN_DIR", help="the stage-1 run of --stage2")
     p.set_defaults(run=run)
 
@@ -147,15 +163,17 @@ def run(args) -> int:
         raise UsageError(f"ltaug train needs the train extra (torch, torchvision, faster-coco-eval): "
                          f"pip install 'ltaug[train]' ({exc})") from None
     sampler = args.sampler or ("cas" if args.stage2 == "crt" else "plain")
+    loss = args.loss or ("bags" if args.stage2 == "bags" else "ce")
     cfg = TrainConfig(train=args.train, images=args.images, val=args.val, val_images=args.val_images, out=args.out,
-                      loss=args.loss, loss_params=_loss_params(args.loss_param), sampler=sampler,
+                      loss=loss, loss_params=_loss_params(args.loss_param), sampler=sampler,
                       rfs_threshold=args.rfs_threshold, repeat_factors=args.repeat_factors,
                       counts_from=args.counts_from, masks=args.masks, backbone_weights=args.backbone_weights,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
                       workers=args.workers, threads=args.threads, seed=args.seed,
                       max_iters_per_epoch=args.max_iters_per_epoch, stage2=args.stage2, init_from=args.init_from,
                       resume=args.resume, backbone=args.backbone, min_size=args.min_size, max_size=args.max_size,
-                      eval_every=args.eval_every, amp=args.amp)
+                      eval_every=args.eval_every, amp=args.amp, classifier=args.classifier,
+                      classifier_tau=args.classifier_tau)
     if args.anchor_sizes:
         cfg.anchor_sizes = _anchor_sizes(args.anchor_sizes)
     if args.init_from:  # stage 2 builds the stage-1 model

@@ -124,9 +124,39 @@ def test_time_left_shares_the_runs_left_among_the_jobs():
     assert time_left(0.0, 0, 5, 2) == 0.0                     # only resumed runs so far: no estimate
 
 
-@pytest.mark.parametrize("name", ["compare_study.yaml", "compare_study_gpu.yaml", "gpu_preset_check.yaml"])
+@pytest.mark.parametrize("name", ["compare_study.yaml", "compare_published.yaml", "compare_study_gpu.yaml",
+                                  "gpu_preset_check.yaml"])
 def test_example_configs_load(name):
     """The shipped configs name only known keys and settings (a renamed trainer field breaks them)."""
     cmp = load_compare(ROOT / "examples" / name)
     assert cmp.baseline in cmp.cells and cmp.seeds
     assert cmp.train.name == "instances_train.json" and cmp.val_images.name == "val2017"
+
+
+def test_the_published_recipes_are_cells_of_the_published_study():
+    """seesaw-mmdet (mmdetection's LVIS recipe) and bags-decoupled (BAGS' stage 2 on the baseline)
+    validate, select their stage-1 cell and say what they run; a bad setting is one line."""
+    from trainer.compare import cell_config
+    from trainer.compare_report import _describe
+
+    cmp = load_compare(ROOT / "examples" / "compare_published.yaml")
+    two = select(cmp, cells=["seesaw-mmdet", "bags-decoupled"], seeds=[0], out="/tmp/x")
+    assert list(two.cells) == ["baseline", "seesaw-mmdet", "bags-decoupled"] and two.baseline == "baseline"
+    seesaw = cell_config(two, "seesaw-mmdet", 0)
+    assert (seesaw["loss"], seesaw["classifier"], seesaw["classifier_tau"]) == ("seesaw_mmdet", "cosine", 20)
+    bags = cell_config(two, "bags-decoupled", 0)
+    assert (bags["stage2"], bags["loss"], bags.get("sampler", "plain")) == ("bags", "bags", "plain")
+    assert bags["init_from"] == str(run_dir(two, "baseline", 0))
+    assert _describe(cmp, "seesaw-mmdet") == "loss seesaw_mmdet; classifier cosine tau 20"
+    assert _describe(cmp, "bags-decoupled") == "loss bags; from baseline, bags"
+    assert _describe(cmp, "seesaw") == "loss seesaw" and _describe(cmp, "bags") == "loss bags"
+
+
+def test_a_bags_stage2_cell_without_loss_bags_is_one_line(tmp_path):
+    from ltaug.errors import UsageError
+
+    path = tmp_path / "cmp.yaml"
+    path.write_text("train: t.json\nimages: i\nval: v.json\nval_images: vi\nout: o\n"
+                    "cells:\n  baseline: {}\n  b2: {from: baseline, stage2: bags}\n")
+    with pytest.raises(UsageError, match=r"cell b2: stage 2 bags \(--stage2 bags\) .* needs loss bags"):
+        load_compare(path)

@@ -41,6 +41,15 @@ code index, which need not be upstream HEAD):
 * seesaw: open-mmlab/mmdetection, ``mmdet/models/losses/seesaw_loss.py`` @
   08282a60904d22abc16bc8409d341ce1dd48b613 (2.x API; identical math in the 3.x version @
   19bceba56284d440278e80cfde1d95460330ccbb) with ``bbox_head.py`` as for focal.
+* seesaw_mmdet and the cosine classifier (``--classifier cosine``): the same ``seesaw_loss.py``
+  (``SeesawLoss.forward``, ``get_cls_channels``, ``get_activation``) with ``bbox_head.py`` @
+  01a796246d5f3d42d3d1338653e65cfc3e6bd49e (``BBoxHead``: fc_cls built from ``cls_predictor_cfg``
+  with ``get_cls_channels`` outputs, ``Normal(std=0.01)`` init, ``get_bboxes`` scores by
+  ``get_activation``), ``mmdet/models/utils/normed_predictor.py`` @
+  1bdd3431fc57ef8cbfaddcaf4b32f1ebda42634f (``NormedLinear``; identical in 3.x's
+  ``mmdet/models/layers/normed_predictor.py`` @ 0c5159285b4d69e75679c2e34a08415fe2bec8d8) and
+  ``configs/seesaw_loss/mask-rcnn_r50_fpn_seesaw-loss_random-ms-2x_lvis-v1.py`` @
+  4d839862fe2f8c77f6dc0b9a46fbee266603f297 (``NormedLinear, tempearture=20``; p 0.8, q 2).
 * bags: FishYuLi/BalancedGroupSoftmax @ 90e04fd8ccecd2bc61bbe6053a741ae708da2794,
   ``mmdet/models/bbox_heads/gs_bbox_head_with0.py`` (``GSBBoxHeadWith0``), ``tools/lvis_analyse.py``
   (``get_cate_gs``: label2binlabel, pred_slice), ``mmdet/models/losses/cross_entropy_loss.py`` and
@@ -606,6 +615,124 @@ def test_seesaw_fidelity_mmdetection(p, q):
                   "seesaw postprocess")
 
 
+# ---- seesaw_mmdet and the cosine classifier: mmdetection -----------------------------------------
+
+def to_mmdet_seesaw_mmdet(z, y):
+    """seesaw_mmdet's K + 2 logits (0 background, 1..K classes, K + 1 object) -> mmdetection's
+    (K classes, object, background); label c -> c - 1, background -> K. A permutation: exact."""
+    return z[:, list(range(1, K + 1)) + [K + 1, 0]], torch.where(y == 0, K, y - 1)
+
+
+MMDET_ROWS = list(range(1, K + 1)) + [K + 1, 0]      # mmdetection's fc_cls rows in seesaw_mmdet's order
+OURS_COLUMNS = [K + 1] + list(range(K)) + [K]        # seesaw_mmdet's columns in mmdetection's order
+
+
+def mmdet_normed_linear(x, weight, bias, tempearture=20.0, power=1.0, eps=1e-6):
+    """mmdetection ``NormedLinear.forward``."""
+    weight_ = weight / (weight.norm(dim=1, keepdim=True).pow(power) + eps)
+    x_ = x / (x.norm(dim=1, keepdim=True).pow(power) + eps)
+    x_ = x_ * tempearture
+    return F.linear(x_, weight_, bias)
+
+
+@pytest.mark.parametrize("p, q", [(0.8, 2.0), (0.5, 1.0), (0.0, 2.0), (0.8, 0.0), (0.0, 0.0)])
+def test_seesaw_mmdet_fidelity_mmdetection(p, q):
+    """seesaw_mmdet == open-mmlab/mmdetection ``SeesawLoss`` with its objectness branch
+    (``get_cls_channels`` = K + 2: K class logits, then object, background) over 5 training
+    steps: value, gradient, and the cumulative counts after every step, for any logits (the
+    background logit finite on foreground RoIs too: the layouts differ only by a permutation);
+    postprocess == ``get_activation`` (class scores x p(object), then p(background)), permuted.
+    Both start from the same long-tailed counts (the training instances); ltaug keeps the K
+    class counts, mmdetection also counts background (entry K, never read by its math)."""
+    loss = build_loss("seesaw_mmdet", num_classes=K, p=p, q=q, **COUNTS).double().train()
+    assert loss.logit_dim == K + 2
+    start = torch.tensor(INSTANCES, dtype=torch.float64)
+    loss.cum_samples.copy_(start)
+    reference = MMDetSeesawReference(K, p=p, q=q, cum_samples=torch.cat([start, torch.zeros(1, dtype=torch.float64)]))
+    for step in range(5):
+        z, y = long_tailed_batch(60 + step, width=K + 2)
+        v1, g1 = value_and_grad(loss, z, y)
+        v2, g2 = value_and_grad(lambda z, y: reference(*to_mmdet_seesaw_mmdet(z, y)), z, y)
+        _assert_close(v1, v2, f"seesaw_mmdet step {step} value")
+        _assert_close(g1, g2, f"seesaw_mmdet step {step} gradient")
+        _assert_close(loss.cum_samples, reference.cum_samples[:K], f"seesaw_mmdet step {step} cum_samples")
+    assert int(reference.cum_samples[K]) == 5 * N_BACKGROUND
+    z, y = long_tailed_batch(69, width=K + 2)
+    scores = MMDetSeesawReference.get_activation(to_mmdet_seesaw_mmdet(z, y)[0])
+    _assert_close(loss.postprocess(z), scores[:, [K] + list(range(K))], "seesaw_mmdet postprocess")
+
+
+def test_seesaw_mmdet_fidelity_mmdetection_no_foreground():
+    """A batch of background RoIs only: mmdetection's class term is the sum over an empty
+    selection (0), the objectness term its CE; the counts do not move."""
+    loss = build_loss("seesaw_mmdet", num_classes=K, **COUNTS).double().train()
+    reference = MMDetSeesawReference(K)
+    z, _ = long_tailed_batch(70, width=K + 2)
+    y = torch.zeros(N_ROIS, dtype=torch.long)
+    assert_same(loss, lambda z, y: reference(*to_mmdet_seesaw_mmdet(z, y)), z, y, "seesaw_mmdet background only")
+    assert float(loss.cum_samples.sum()) == 0 and reference.cum_samples[:K].sum() == 0
+
+
+def test_cosine_classifier_seesaw_mmdet_head_fidelity_mmdetection():
+    """The box classifier of mmdetection's Seesaw LVIS recipe, end to end from the RoI features:
+    trainer.model ``NormedLinear`` (tau 20) + seesaw_mmdet == mmdetection ``NormedLinear``
+    (``tempearture=20``, power 1, eps 1e-6) + ``SeesawLoss`` over 5 training steps: the loss,
+    its gradients w.r.t. the features, the weight and the bias, the counts; and the scores of
+    ``get_activation`` on the layer's output. The layer's rows are mmdetection's in
+    seesaw_mmdet's column order (``MMDET_ROWS``)."""
+    from trainer.model import NormedLinear
+
+    dim = 48
+    g = torch.Generator().manual_seed(7)
+    ours_fc = NormedLinear(dim, K + 2, tau=20.0).double()
+    with torch.no_grad():
+        ours_fc.weight.copy_(torch.randn(K + 2, dim, generator=g, dtype=torch.float64))
+        ours_fc.bias.copy_(0.5 * torch.randn(K + 2, generator=g, dtype=torch.float64))
+    weight = ours_fc.weight.detach()[MMDET_ROWS].clone().requires_grad_(True)
+    bias = ours_fc.bias.detach()[MMDET_ROWS].clone().requires_grad_(True)
+    loss = build_loss("seesaw_mmdet", num_classes=K, **COUNTS).double().train()
+    start = torch.tensor(INSTANCES, dtype=torch.float64)
+    loss.cum_samples.copy_(start)
+    reference = MMDetSeesawReference(K, cum_samples=torch.cat([start, torch.zeros(1, dtype=torch.float64)]))
+    for step in range(5):
+        _, y = long_tailed_batch(80 + step)
+        x = torch.relu(torch.randn(N_ROIS, dim, generator=g, dtype=torch.float64))   # after the box head's ReLU
+        x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ours_fc.zero_grad()
+        v1 = loss(ours_fc(x1), y)
+        v1.backward()
+        v2 = reference(mmdet_normed_linear(x2, weight, bias), torch.where(y == 0, K, y - 1))
+        gw, gb = torch.autograd.grad(v2, (weight, bias), retain_graph=True)
+        (gx,) = torch.autograd.grad(v2, x2)
+        _assert_close(v1.detach(), v2.detach(), f"cosine head step {step} value")
+        _assert_close(x1.grad, gx, f"cosine head step {step} gradient (features)")
+        _assert_close(ours_fc.weight.grad[MMDET_ROWS], gw, f"cosine head step {step} gradient (weight)")
+        _assert_close(ours_fc.bias.grad[MMDET_ROWS], gb, f"cosine head step {step} gradient (bias)")
+        _assert_close(loss.cum_samples, reference.cum_samples[:K], f"cosine head step {step} cum_samples")
+    with torch.no_grad():
+        ours = loss.postprocess(ours_fc(x))
+        scores = MMDetSeesawReference.get_activation(mmdet_normed_linear(x, weight, bias))
+    _assert_close(ours, scores[:, [K] + list(range(K))], "cosine head scores")
+
+
+def test_cosine_classifier_init_fidelity_mmdetection():
+    """``NormedLinear.init_weights`` (and ``BBoxHead``'s ``Normal(std=0.01)`` of fc_cls): weight
+    N(0, 0.01^2), bias 0; tau scales the output as mmdetection's ``tempearture``."""
+    from trainer.model import NormedLinear
+
+    torch.manual_seed(0)
+    fc = NormedLinear(1024, 400, tau=20.0)
+    weight, bias = fc.weight.detach(), fc.bias.detach()
+    assert float(bias.abs().max()) == 0.0
+    assert abs(float(weight.std()) - 0.01) < 2e-4 and abs(float(weight.mean())) < 1e-4
+    x = torch.randn(16, 1024, dtype=torch.float64)
+    fc = fc.double()
+    with torch.no_grad():
+        out = fc(x)
+        _assert_close(out, mmdet_normed_linear(x, fc.weight, fc.bias), "NormedLinear forward")
+    assert float(out.abs().max()) <= 20.0 + 1e-9            # |cos| <= 1, bias 0
+
+
 # ---- bags: FishYuLi/BalancedGroupSoftmax ------------------------------------------------------
 
 def bags_tables(instance_counts):
@@ -778,6 +905,6 @@ def test_fidelity_suite_covers_every_loss():
     """Every registered loss has a fidelity test in this file."""
     from trainer.losses import LOSSES
 
-    tested = {"ce", "bce", "focal", "cb", "eql", "eql_softmax", "eqlv2", "seesaw", "bags", "federated",
-              "concurrent_softmax"}
+    tested = {"ce", "bce", "focal", "cb", "eql", "eql_softmax", "eqlv2", "seesaw", "seesaw_mmdet", "bags",
+              "federated", "concurrent_softmax"}
     assert set(LOSSES) == tested

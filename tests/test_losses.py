@@ -271,6 +271,88 @@ def test_seesaw_counts_are_saved_and_restored():
     assert fresh.cum_samples.tolist() == [2, 4, 2, 2]
 
 
+# ---- seesaw_mmdet ---------------------------------------------------------------------------
+
+def ref_seesaw_mmdet(counts, p=0.8, q=2.0, eps=1e-2):
+    """The paper's Seesaw over the K class columns 1..K for foreground RoIs, plus the 2-way
+    objectness CE over (object = column K + 1, background = column 0) for every RoI; / N."""
+    n = [max(c, 1.0) for c in counts]
+
+    def ref(z, y):
+        total = 0
+        for i in range(len(y)):
+            t = int(y[i])
+            pair = [z[i, K + 1], z[i, 0]]
+            target = 1 if t == 0 else 0
+            total = total - (pair[target] - torch.log(sum(torch.exp(v) for v in pair)))
+            if t == 0:
+                continue
+            s = z[i, 1:K + 1].detach().softmax(0)
+            denom = 0
+            for j in range(1, K + 1):
+                m = (n[j - 1] / n[t - 1]) ** p if n[j - 1] < n[t - 1] else 1.0
+                r = float(s[j - 1]) / max(float(s[t - 1]), eps)
+                weight = 1.0 if j == t else m * (r ** q if r > 1 else 1.0)
+                denom = denom + weight * torch.exp(z[i, j])
+            total = total - (z[i, t] - torch.log(denom))
+        return total / len(y)
+    return ref
+
+
+def test_seesaw_mmdet_layout_and_counts():
+    assert LOSSES["seesaw_mmdet"].num_logits(K) == K + 2 and make("seesaw_mmdet").logit_dim == K + 2
+    with pytest.raises(ValueError, match=r"\(N, 6\)"):
+        make("seesaw_mmdet")(logits_for(K + 1), LABELS)
+    loss = make("seesaw_mmdet").train()
+    z = logits_for(K + 2, seed=1)
+    value = loss(z, LABELS)
+    assert loss.cum_samples.tolist() == [1, 2, 1, 1]         # this batch counted before the loss
+    torch.testing.assert_close(value, ref_seesaw_mmdet([1, 2, 1, 1])(z, LABELS))
+
+
+def test_seesaw_mmdet_matches_reference():
+    loss = make("seesaw_mmdet").eval()
+    loss.cum_samples.copy_(torch.tensor([500.0, 40.0, 3.0, 0.0]))
+    for seed in range(3):
+        assert_same(loss, ref_seesaw_mmdet([500, 40, 3, 0]), logits_for(K + 2, seed=seed))
+    for p, q in [(0.0, 0.0), (0.0, 2.0), (0.8, 0.0)]:
+        loss = make("seesaw_mmdet", p=p, q=q).eval()
+        loss.cum_samples.copy_(torch.tensor([500.0, 40.0, 3.0, 0.0]))
+        assert_same(loss, ref_seesaw_mmdet([500, 40, 3, 0], p=p, q=q), logits_for(K + 2, seed=5))
+    assert loss.cum_samples.tolist() == [500, 40, 3, 0]       # eval: no update
+
+
+def test_seesaw_mmdet_postprocess_is_class_softmax_times_objectness():
+    z = logits_for(K + 2)
+    probs = make("seesaw_mmdet").postprocess(z)
+    objectness = z[:, [K + 1, 0]].softmax(1)
+    torch.testing.assert_close(probs[:, 0], objectness[:, 1])
+    torch.testing.assert_close(probs[:, 1:], z[:, 1:K + 1].softmax(1) * objectness[:, :1])
+    torch.testing.assert_close(probs.sum(1), torch.ones(N, dtype=z.dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_seesaw_mmdet_factors_stay_finite_for_half_precision_logits(dtype):
+    loss = make("seesaw_mmdet").eval()
+    loss.cum_samples.copy_(torch.tensor([1e5, 50.0, 5.0, 1.0]))
+    z = logits_for(K + 2, seed=2).to(dtype)
+    fg = LABELS > 0
+    factors = loss.seesaw_factors(z[fg, 1:K + 1], LABELS[fg] - 1)
+    assert factors.dtype == torch.float32 and torch.isfinite(factors).all() and (factors > 0).all()
+    value, grad = value_and_grad(loss, z)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+
+
+def test_seesaw_mmdet_counts_are_saved_and_restored():
+    loss = make("seesaw_mmdet").train()
+    loss(logits_for(K + 2), LABELS)
+    state = loss.state_dict()
+    assert state["cum_samples"].tolist() == [1, 2, 1, 1]
+    fresh = make("seesaw_mmdet")
+    fresh.load_state_dict(state)
+    assert fresh.cum_samples.tolist() == [1, 2, 1, 1]
+
+
 # ---- bags ----------------------------------------------------------------------------------
 
 def test_bags_layout():
@@ -456,6 +538,8 @@ def test_unknown_name_is_a_value_error():
     ("focal", {"alpha": 1.5}, "alpha"),
     ("cb", {"beta": 1.0}, r"beta must be in \[0, 1\)"),
     ("seesaw", {"p": -0.5}, "p and q"),
+    ("seesaw_mmdet", {"q": -1.0}, "p and q"),
+    ("seesaw_mmdet", {"eps": 0.0}, "eps must be > 0"),
     ("eqlv2", {"alpha": -1.0}, "alpha"),
     ("eql", {"num_images": None}, "num_images"),
     ("eql", {"num_images": 3}, "num_images"),          # fewer than a class's image count
@@ -523,7 +607,7 @@ def test_a_loss_that_is_another_says_so_and_is_it(name, params, plain):
 @pytest.mark.parametrize("name, params", [
     ("eql", {"num_images": 400, "lam": 0.01}), ("eql", {"num_images": 400, "tail": 0.34}),
     ("eql", {"bins": "r", "rare_max": 2}), ("eql_softmax", {"num_images": 400, "tail": 0.5}),
-    ("seesaw", {}), ("concurrent_softmax", {"concurrence": [[0, 0.5, 0], [0.5, 0, 0], [0, 0, 0]]}),
+    ("seesaw", {}), ("seesaw_mmdet", {}), ("seesaw_mmdet", {"p": 0.0, "q": 0.0}), ("concurrent_softmax", {"concurrence": [[0, 0.5, 0], [0.5, 0, 0], [0, 0, 0]]}),
     ("focal", {}), ("cb", {}), ("federated", {"subset_size": 2}),
 ])
 def test_a_loss_that_is_its_own_says_nothing(name, params):

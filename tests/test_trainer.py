@@ -64,7 +64,7 @@ def test_resnet50_weights_load_and_a_wrong_file_is_one_line(tmp_path):
     assert model.rpn.anchor_generator.sizes == ((32,), (64,), (128,), (256,), (512,))  # torchvision's default
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
     (tmp_path / "text.pth").write_text("not weights")
-    for name, message in (("other.pth", "not a ResNet-50 state dict"), ("text.pth", "not a readable torch weights"),
+    for name, message in (("other.pth", "not a ResNet-50 state dict"), ("text.pth", "not a readable backbone weights file"),
                           ("none.pth", "backbone weights file not found")):
         with pytest.raises(ValueError, match=message) as err:
             build_model(num_classes=3, preset=preset, backbone_weights=tmp_path / name)

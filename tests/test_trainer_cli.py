@@ -1,4 +1,4 @@
-"""`ltaug eval`, `ltaug tau-sweep` and `ltaug train --stage2 crt` through the CLI, on a tiny demo run."""
+"""`ltaug eval`, `ltaug tau-sweep` and `ltaug train --stage2 crt|bags` through the CLI, on a tiny demo run."""
 from __future__ import annotations
 
 import json
@@ -98,6 +98,16 @@ def test_crt_via_cli(run_dir, tmp_path, capsys):
     assert (cfg["sampler"], cfg["stage2"], cfg["init_from"], cfg["preset"]) == ("cas", "crt", str(run_dir), "cpu")
 
 
+def test_bags_stage2_via_cli(run_dir, tmp_path, capsys):
+    """--stage2 bags: loss bags and the plain sampler unless given, the stage-1 model's settings."""
+    out = tmp_path / "bags"
+    assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", str(out), "--stage2", "bags",
+                 "--from", str(run_dir), "--epochs", "1", "--max-iters-per-epoch", "2", "--workers", "0"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["loss"], cfg["sampler"], cfg["stage2"], cfg["init_from"], cfg["preset"]) == \
+        ("bags", "plain", "bags", str(run_dir), "cpu")
+
+
 @pytest.mark.parametrize("args, message", [
     (["eval", "nowhere"], "no checkpoint.pt"),
     (["eval", "{dets}"], "needs --val"),
@@ -112,6 +122,11 @@ def test_crt_via_cli(run_dir, tmp_path, capsys):
      "holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out"),
     (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{run}", "--resume", "--loss", "seesaw"],
      "cannot resume: loss was 'ce' in the run there, is 'seesaw' now"),
+    (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{run}", "--resume", "--classifier", "cosine"],
+     "cannot resume: classifier was 'linear' in the run there, is 'cosine' now"),
+    (["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", "{tmp}/x", "--stage2", "bags", "--from",
+      "{run}", "--loss", "ce"], "stage 2 bags (--stage2 bags) trains the grouped classifier of BAGS: it needs loss "
+                                "bags (--loss bags), got loss ce"),
 ])
 def test_errors_are_one_line(args, message, run_dir, tmp_path, capsys):
     (tmp_path / "dets.json").write_text("[]")
@@ -199,6 +214,9 @@ def test_image_and_anchor_sizes_from_the_cli_are_saved_and_rebuilt_by_eval(tmp_p
     (["--anchor-sizes", "16,x"], "--anchor-sizes wants whole pixel sizes separated by commas, got '16,x'"),
     (["--backbone", "resnet50", "--anchor-sizes", "16,32"], "anchor_sizes needs 5 sizes, one per map, got 2"),
     (["--min-size", "800", "--max-size", "600"], "min_size 800 is above max_size 600"),
+    (["--classifier-tau", "10"], "classifier_tau (--classifier-tau) is the scale of the cosine classifier: it needs "
+                                 "classifier cosine (--classifier cosine)"),
+    (["--classifier", "cosine", "--classifier-tau", "-1"], "classifier_tau (--classifier-tau) must be > 0, got -1.0"),
 ])
 def test_model_option_errors_are_one_line(args, message, tmp_path, capsys):
     assert main(["train", "--train", str(TRAIN), "--images", str(IMAGES), "--out", str(tmp_path / "x"), *args]) == 2

@@ -3,8 +3,10 @@
 Modules in dependency order: each imports only modules above it, those after ``<-``
 (``tests/test_import_cycles.py`` fails on any import cycle)::
 
+    checkpoint      torch files read without running code (weights_only)
     losses          long-tail box classification losses, by name
-    model           Faster / Mask R-CNN builders, presets, backbones    <- losses
+    model           Faster / Mask R-CNN builders, presets, backbones,   <- losses, checkpoint
+                    the linear or cosine box classifier
     config          TrainConfig; the run's preset, model, resume rules  <- model
     counts          which file gives a run its class frequencies
     data            DetectionDataset: images, targets, augmentation
@@ -12,7 +14,7 @@ Modules in dependency order: each imports only modules above it, those after ``<
     evaluate        bbox / segm AP with r/c/f bins (COCO and LVIS rules)
     bootstrap       paired-bootstrap intervals of AP differences        <- evaluate
     inference       predict, evaluate a model, load a saved run         <- config, counts, data, evaluate
-    decouple        cRT and tau-normalisation of the classifier         <- inference
+    decouple        cRT, tau-normalisation, BAGS' stage 2               <- model, inference
     engine          train(): the training loop                          <- config, counts, data, samplers,
                                                                            inference, decouple
     compare_config  the config of ``ltaug compare``                     <- config, losses

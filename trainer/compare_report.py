@@ -45,6 +45,9 @@ def _describe(cmp: Compare, cell: str) -> str:
     if "epochs" in cmp.cells[cell]:
         parts.append(f"{c['epochs']} epochs")
     parts.append(f"loss {c.get('loss', 'ce')}")
+    if c.get("classifier", "linear") != "linear":
+        parts.append(f"classifier {c['classifier']}" + (f" tau {c['classifier_tau']}" if c.get("classifier_tau")
+                                                        is not None else ""))
     if "from" in cmp.cells[cell]:
         parts.append(f"from {cmp.cells[cell]['from']}" + (f", tau {cmp.cells[cell]['tau']}" if "tau" in cmp.cells[cell]
                                                            else f", {c.get('stage2')}"))

@@ -13,10 +13,19 @@ from pathlib import Path
 
 import torch
 
-from .model import ANCHOR_SIZES, BACKBONES, PRESETS, Preset, build_model, check_anchor_sizes, default_preset
+from .model import (
+    ANCHOR_SIZES,
+    BACKBONES,
+    PRESETS,
+    Preset,
+    build_model,
+    check_anchor_sizes,
+    check_classifier,
+    default_preset,
+)
 
 SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
-STAGE2 = ("crt",)
+STAGE2 = ("crt", "bags")
 
 
 @dataclass
@@ -38,6 +47,8 @@ class TrainConfig:
     min_size: int | None = None             # image short side, px (default: the preset's)
     max_size: int | None = None             # image long side cap, px (default: the preset's)
     anchor_sizes: tuple = ANCHOR_SIZES      # RPN anchor sizes, px (see trainer.model.build_model)
+    classifier: str = "linear"              # box classification layer: linear, or cosine (NormedLinear)
+    classifier_tau: float | None = None     # the cosine classifier's scale (default 20, mmdetection's)
     backbone_weights: str | None = None
     epochs: int = 12
     batch_size: int = 2
@@ -51,7 +62,7 @@ class TrainConfig:
     seed: int = 0
     max_iters_per_epoch: int | None = None  # for smoke tests and quick looks
     record_samples: bool = False            # write the image ids each rank trained on, per epoch
-    stage2: str | None = None               # "crt": decoupled classifier re-training from init_from
+    stage2: str | None = None               # decoupled stage 2 from init_from: "crt", or "bags" (BAGS' classifier)
     init_from: str | None = None            # the stage-1 run folder (or checkpoint) of stage2
     resume: bool = False                    # continue the run whose checkpoint is in out (see check_resumable)
     eval_every: int = 0                     # also evaluate on val every N epochs (0: only at the end)
@@ -82,9 +93,12 @@ class TrainConfig:
         if self.stage2 == "crt" and self.sampler == "plain":
             raise ValueError("cRT re-trains the classifier with class-balanced sampling: use sampler cas, "
                              "rfs or repeat-factors, not plain")
+        if self.stage2 == "bags" and self.loss != "bags":
+            raise ValueError(f"stage 2 bags (--stage2 bags) trains the grouped classifier of BAGS: it needs loss "
+                             f"bags (--loss bags), got loss {self.loss}")
 
     def _validate_model(self) -> None:
-        """Backbone, image sizes and anchor sizes, as they combine with the preset."""
+        """Backbone, image sizes, anchor sizes (as they combine with the preset) and the classifier."""
         if self.backbone is not None and self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         for name in ("min_size", "max_size"):
@@ -94,6 +108,7 @@ class TrainConfig:
         if preset.min_size > preset.max_size:
             raise ValueError(f"min_size {preset.min_size} is above max_size {preset.max_size}")
         check_anchor_sizes(preset.backbone, self.anchor_sizes)
+        check_classifier(self.classifier, self.classifier_tau)
 
 
 def run_preset(cfg: TrainConfig) -> Preset:
@@ -109,7 +124,8 @@ def build_run_model(cfg: TrainConfig, freq):
     return build_model(num_classes=ix.num_categories, preset=run_preset(cfg), masks=cfg.masks, loss=cfg.loss,
                        loss_params=cfg.loss_params, class_instance_counts=ix.instance_counts.tolist(),
                        class_image_counts=ix.image_counts.tolist(), num_images=ix.num_images,
-                       backbone_weights=cfg.backbone_weights, anchor_sizes=cfg.anchor_sizes)
+                       backbone_weights=cfg.backbone_weights, anchor_sizes=cfg.anchor_sizes,
+                       classifier=cfg.classifier, classifier_tau=cfg.classifier_tau)
 
 
 # settings a resumed run may change: where it validates, how it runs, the backbone's initial
@@ -149,9 +165,12 @@ def check_resumable(saved: dict, cfg: TrainConfig, ckpt: Path) -> None:
 
 
 def _shown(cfg: TrainConfig, name: str):
-    """A field's value as the run uses it: the counts file, the preset's backbone and sizes."""
+    """A field's value as the run uses it: the counts file, the preset's backbone and sizes, the
+    cosine classifier's scale."""
     if name == "counts_from":
         return cfg.counts_from or cfg.train
+    if name == "classifier_tau":
+        return check_classifier(cfg.classifier, cfg.classifier_tau)
     return getattr(run_preset(cfg) if name in PRESET_FIELDS else cfg, name)
 
 

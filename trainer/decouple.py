@@ -1,4 +1,4 @@
-"""Decoupled training for the box classifier: cRT and tau-normalisation.
+"""Decoupled training for the box classifier: cRT, tau-normalisation, and BAGS' stage 2.
 
 Kang et al., "Decoupling Representation and Classifier for Long-Tailed Recognition", ICLR
 2020. Stage 1 is a normal run (instance-balanced sampling learns the best representation);
@@ -13,6 +13,20 @@ of facebookresearch/classifier-balancing: classifier not initialised from stage 
 fixed, ``ClassAwareSampler``). The frozen network still runs in training mode, so the RPN
 proposes and the RoI sampler samples as in stage 1; only the classification term reaches a
 trainable parameter.
+
+**BAGS, as published** (``ltaug train --stage2 bags --loss bags --from RUN_DIR``; Li et al.,
+CVPR 2020): stage 1 is a CE-trained detector; stage 2 builds the grouped classifier (K + 2 + G
+logits, :class:`trainer.losses.BAGSLoss`, with its "others" sampling) and trains it alone,
+every other weight frozen, with the plain sampler: BAGS balances through its groups, not the
+sampler. As in FishYuLi/BalancedGroupSoftmax: its ``configs/bags/*.py`` set ``load_from`` the
+CE baseline's checkpoint and ``selectp = 1``, which ``tools/train.py``
+(``select_training_param``) turns into "requires_grad only for bbox_head.fc_cls"; mmcv's
+checkpoint loading skips tensors whose shape differs, so of the baseline everything but the
+classifier is loaded (the classifier has K + 1 + G rows there, K + 1 in the baseline) and the
+classifier keeps the initialisation of mmdetection's ``BBoxHead.init_weights``: weight
+N(0, 0.01^2), bias 0 (:func:`prepare_bags`). The frozen network runs in training mode, as
+for cRT. ``--loss bags`` without ``--stage2`` is the end-to-end variant (the study's ``bags``
+cells).
 
 **tau-normalisation** (``ltaug eval --tau T``, ``ltaug tau-sweep``): no training; each
 class's weight vector is rescaled by a power of its own L2 norm,
@@ -30,7 +44,8 @@ bias of every class, at every tau. Here ``bias="keep"`` (the default) keeps all 
 tau = 0 gives exactly the stage-1 detector and the first row of a sweep is the baseline;
 ``bias="drop"`` follows the paper's code and sets the foreground biases to 0 (the background
 bias, the detector's prior for "no object", which the classification setting has no
-counterpart for, is kept).
+counterpart for, is kept). A cosine classifier (``--classifier cosine``) normalises its rows
+in every forward pass, so tau would change nothing: it is refused.
 """
 from __future__ import annotations
 
@@ -39,6 +54,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .checkpoint import read_torch_file
+from .model import NormedLinear
 
 CLASSIFIER = "roi_heads.box_predictor.cls_score."
 LOSS_STATE = "roi_heads.cls_loss."
@@ -60,7 +78,10 @@ def load_stage1(model, run_dir) -> None:
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise ValueError(f"--from {run_dir}: no checkpoint.pt (not a finished `ltaug train` run)")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    state = read_torch_file(ckpt, what="checkpoint")
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"--from {run_dir}: {ckpt} is not a checkpoint written by `ltaug train`")
+    state = state["model"]
     state = {k: v for k, v in state.items() if not k.startswith((CLASSIFIER, LOSS_STATE))}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -72,15 +93,32 @@ def load_stage1(model, run_dir) -> None:
                          f"{(missing or unexpected)[0]}); use the stage-1 run's classes, preset and --masks")
 
 
-def prepare_crt(model) -> list[nn.Parameter]:
-    """Re-initialise the classifier, freeze everything else; returns the trainable parameters."""
+def _train_classifier_only(model) -> list[nn.Parameter]:
     for p in model.parameters():
         p.requires_grad_(False)
     cls = classifier(model)
-    cls.reset_parameters()
     for p in cls.parameters():
         p.requires_grad_(True)
     return list(cls.parameters())
+
+
+def prepare_crt(model) -> list[nn.Parameter]:
+    """Re-initialise the classifier, freeze everything else; returns the trainable parameters."""
+    params = _train_classifier_only(model)
+    classifier(model).reset_parameters()
+    return params
+
+
+def prepare_bags(model) -> list[nn.Parameter]:
+    """BAGS' stage 2 on a model holding the stage-1 weights (:func:`load_stage1`): the grouped
+    classifier initialised as mmdetection's ``BBoxHead`` does (weight N(0, 0.01^2), bias 0),
+    everything else frozen; returns the trainable parameters (the classifier's)."""
+    params = _train_classifier_only(model)
+    cls = classifier(model)
+    with torch.no_grad():
+        nn.init.normal_(cls.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(cls.bias)
+    return params
 
 
 # -- tau-normalisation ------------------------------------------------------------------------
@@ -106,8 +144,12 @@ def tau_normalized(weight: torch.Tensor, bias: torch.Tensor, tau: float, *, num_
 
 @contextlib.contextmanager
 def tau_normalization(model, tau: float, *, bias_mode: str = "keep"):
-    """Within the block, ``model``'s classifier is tau-normalised; restored afterwards."""
+    """Within the block, ``model``'s classifier is tau-normalised; restored afterwards. A cosine
+    classifier is refused (ValueError): it normalises its rows itself."""
     cls = classifier(model)
+    if isinstance(cls, NormedLinear):
+        raise ValueError("tau-normalisation rescales the rows of a linear classifier; this run's cosine classifier "
+                         "(--classifier cosine) normalises them in every forward pass, so tau would change nothing")
     saved = cls.weight.detach().clone(), cls.bias.detach().clone()
     weight, bias = tau_normalized(*saved, tau, num_classes=model.roi_heads.cls_loss.num_classes, bias_mode=bias_mode)
     with torch.no_grad():

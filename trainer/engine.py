@@ -18,7 +18,8 @@ epochs, and gradient-norm clipping at 10.
 
 ``stage2="crt"`` with ``init_from=RUN_DIR`` is the second stage of decoupled training
 (:mod:`trainer.decouple`): the stage-1 run's weights, a re-initialised classifier trained
-alone, class-balanced sampling.
+alone, class-balanced sampling. ``stage2="bags"`` (with ``loss="bags"``) is BAGS' published
+stage 2: the stage-1 run's weights, the grouped classifier new and trained alone.
 """
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ from tqdm import tqdm
 from ltaug import Dataset, load_dataset
 from ltaug.io.jsonio import atomic_path, write_bytes_atomic, write_json_atomic
 
+from .checkpoint import read_torch_file
 from .config import TrainConfig, build_run_model, check_resumable, run_preset
 from .counts import counts_source, load_counts
 from .data import DetectionDataset, batch_to, collate_fn, worker_init_fn
-from .decouple import load_stage1, prepare_crt
+from .decouple import load_stage1, prepare_bags, prepare_crt
 from .inference import evaluate_model
 from .samplers import AspectRatioBatchSampler, ClassAwareSampler, EpochSampler, RepeatFactorSampler, TrainingSampler
 
@@ -144,7 +146,7 @@ def load_resumable(ckpt: Path, cfg: TrainConfig) -> dict | None:
     """The checkpoint to continue, after :func:`~trainer.config.check_resumable`; None without one."""
     if not ckpt.exists():
         return None
-    state = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+    state = read_torch_file(ckpt, map_location=cfg.device, what="checkpoint")
     check_resumable(state["config"], cfg, ckpt)
     return state
 
@@ -183,12 +185,12 @@ def make_sampler(cfg: TrainConfig, dataset: DetectionDataset, ds: Dataset) -> Ep
 
 
 def build_training_model(cfg: TrainConfig, freq: Dataset) -> tuple[torch.nn.Module, list]:
-    """(model on its device, the parameters to train): all trainable ones, or for cRT the stage-1
-    run's weights with a re-initialised classifier, the only part trained."""
+    """(model on its device, the parameters to train): all trainable ones, or for stage 2 (cRT,
+    BAGS) the stage-1 run's weights with a new classifier, the only part trained."""
     model = build_run_model(cfg, freq).to(cfg.device)
-    if cfg.stage2 == "crt":
+    if cfg.stage2 in ("crt", "bags"):
         load_stage1(model, cfg.init_from)
-        return model, prepare_crt(model)
+        return model, (prepare_crt if cfg.stage2 == "crt" else prepare_bags)(model)
     return model, [p for p in model.parameters() if p.requires_grad]
 
 

@@ -21,6 +21,8 @@ import torch
 
 from ltaug import Dataset, load_dataset
 
+from .checkpoint import read_torch_file
+
 MASK_THRESHOLD = 0.5
 
 
@@ -147,10 +149,7 @@ def load_run(path, *, train: str | None = None, device: str = "cpu") -> Run:
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt.is_file():
         raise ValueError(f"{path}: no checkpoint.pt (not a run folder of `ltaug train`, or no epoch finished yet)")
-    try:
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-    except Exception as exc:  # noqa: BLE001  torch raises many types for a file that is not a checkpoint
-        raise ValueError(f"{ckpt}: not a readable checkpoint ({type(exc).__name__})") from None
+    state = read_torch_file(ckpt, map_location=device, what="checkpoint")
     if not isinstance(state, dict) or not {"model", "config", "epoch"} <= set(state):
         raise ValueError(f"{ckpt}: not a checkpoint written by `ltaug train`")
     cfg = TrainConfig(**{**state["config"], "device": device, "backbone_weights": None})

@@ -5,7 +5,8 @@ conventions:
 
 * ``logits``: (N, num_logits) for the N sampled RoIs. Column 0 is background, column c is
   foreground class c (1..K). Every loss uses K + 1 columns except BAGS, which appends one
-  "others" column per group (see :class:`BAGSLoss`). Size the classifier with
+  "others" column per group (see :class:`BAGSLoss`), and seesaw_mmdet, which appends the
+  "object" logit of its objectness branch (:class:`SeesawMMDetLoss`). Size the classifier with
   ``loss.logit_dim`` (= ``LOSSES[name].num_logits(K, **params)``); the box regressor stays
   at K + 1 classes.
 * ``labels``: (N,) int64 in 0..K, 0 = background.
@@ -17,7 +18,8 @@ conventions:
   column gets zero gradient, and postprocess gives p_c = sigmoid(z_c) and, in column 0, the
   probability that no class fires, prod_c (1 - p_c). EQLv2 and BAGS train an explicit
   background/objectness output and multiply the class scores by (1 - p_bg), as their papers'
-  code does; their rows do not sum to 1.
+  code does; their rows do not sum to 1. seesaw_mmdet multiplies a softmax over the classes
+  by p(object) of its 2-way objectness softmax (its rows sum to 1).
 * Counts (``class_instance_counts``, ``class_image_counts``) have one entry per foreground
   class in class order: entry c - 1 is class c.
 * State that training changes (Seesaw's cumulative counts, EQLv2's gradient statistics) is
@@ -385,8 +387,22 @@ class EQLv2Loss(ClassificationLoss):
         return torch.cat([p[:, :1], p[:, 1:] * (1 - p[:, :1])], dim=1)
 
 
+def _seesaw_weights(counts: torch.Tensor, own: torch.Tensor, scores: torch.Tensor, self_scores: torch.Tensor,
+                    p: float, q: float, eps: float) -> torch.Tensor:
+    """Seesaw's S = M x C (n, K) between the n RoIs' own classes ``own`` (0-based, (n,)) and the K
+    classes: M from the counts (K,) clamped at 1, C from the class ``scores`` (n, K) and each RoI's
+    score of its own class ``self_scores`` (n, 1), clamped at eps."""
+    ratio = counts[None, :] / counts[own][:, None]
+    mitigation = torch.where(ratio < 1, ratio ** p, torch.ones_like(ratio))
+    score_ratio = scores / self_scores.clamp(min=eps)
+    compensation = torch.where(score_ratio > 1, score_ratio ** q, torch.ones_like(score_ratio))
+    return mitigation * compensation
+
+
 class SeesawLoss(ClassificationLoss):
-    """Seesaw loss (Wang et al., "Seesaw Loss for Long-Tailed Instance Segmentation", CVPR 2021).
+    """Seesaw loss (Wang et al., "Seesaw Loss for Long-Tailed Instance Segmentation", CVPR 2021),
+    **single-softmax variant** (the study's ``seesaw`` cells; the published recipe is
+    :class:`SeesawMMDetLoss`, ``seesaw_mmdet``).
 
     L = 1/N sum_i -log( e^{z_iy} / (e^{z_iy} + sum_{j != y} S_yj e^{z_ij}) ),  S_ij = M_ij C_ij
     mitigation   M_ij = (N_j / N_i)^p if N_j < N_i else 1   (N = cumulative training counts)
@@ -399,6 +415,16 @@ class SeesawLoss(ClassificationLoss):
     foreground labels seen in training mode, updated before the loss is computed (as in the
     paper's code); it is a persistent buffer. p=q=0 is CE; p=0.8, q=2, eps=0.01 are the paper's
     values. postprocess is plain softmax.
+
+    How it differs from the paper's code (mmdetection's ``SeesawLoss``, = ``seesaw_mmdet``):
+    there the factors act on K class logits only and background is a separate 2-way objectness
+    softmax, and the LVIS recipe uses a cosine classifier (``--classifier cosine``). Here the
+    background logit z_0 sits in the denominator of every foreground RoI's seesaw softmax (and
+    in the softmax whose score ratio is clamped at eps). Background RoIs get the same loss, and
+    foreground RoIs too when e^{z_0} vanishes beside the class exponentials; with a finite z_0
+    on foreground RoIs the values differ by 0.4-1.4 % on the fidelity suite's batches (p=0.8,
+    q=2; ``tests/test_loss_fidelity.py``). The scores (plain softmax) equal mmdetection's
+    ``get_activation`` under the map classes = (z_1..z_K), objectness = (logsumexp(z_1..z_K), z_0).
     """
 
     def __init__(self, num_classes: int, *, p: float = 0.8, q: float = 2.0, eps: float = 1e-2, **counts):
@@ -423,12 +449,9 @@ class SeesawLoss(ClassificationLoss):
         fg = labels > 0
         own = labels[fg] - 1
         counts = self.cum_samples.to(dtype).clamp(min=1)
-        ratio = counts[None, :] / counts[own][:, None]
-        mitigation = torch.where(ratio < 1, ratio ** self.p, torch.ones_like(ratio))
         scores = logits.detach()[fg].to(dtype).softmax(dim=1)
-        score_ratio = scores[:, 1:] / scores.gather(1, labels[fg, None]).clamp(min=self.eps)
-        compensation = torch.where(score_ratio > 1, score_ratio ** self.q, torch.ones_like(score_ratio))
-        factors[fg, 1:] = mitigation * compensation
+        factors[fg, 1:] = _seesaw_weights(counts, own, scores[:, 1:], scores.gather(1, labels[fg, None]),
+                                          self.p, self.q, self.eps)
         return factors.scatter(1, labels[:, None], 1.0)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -440,9 +463,86 @@ class SeesawLoss(ClassificationLoss):
         return _per_roi_mean(F.cross_entropy(adjusted, labels, reduction="sum"), len(labels))
 
 
+class SeesawMMDetLoss(ClassificationLoss):
+    """Seesaw loss as mmdetection runs it on LVIS (the paper's code: open-mmlab/mmdetection
+    ``mmdet/models/losses/seesaw_loss.py`` ``SeesawLoss``, ``configs/seesaw_loss/*``): the seesaw
+    factors over the K class logits, and a separate 2-way objectness branch.
+
+    Logit layout, K + 2 columns (mmdetection's K classes, object, background, moved to
+    torchvision's convention):
+        0          background (objectness)      } objectness: softmax over [K + 1, 0]
+        K + 1      object (objectness)          }
+        1 .. K     class c                      } classes: softmax over [1..K]
+
+    L = 1/N ( sum_{i fg} -log( e^{z_iy} / (e^{z_iy} + sum_{j != y, j in 1..K} S_yj e^{z_ij}) )
+              + sum_i -log softmax(z_i,K+1, z_i0)[object if fg else background] )
+
+    S as in :class:`SeesawLoss` (mitigation from ``cum_samples``, compensation from the softmax
+    of the detached class logits, clamped at eps), over the classes only. Both terms are divided
+    by N, the sampled RoIs (mmdetection's ``avg_factor`` of ``BBoxHead.loss``); background RoIs
+    enter only the objectness term. ``cum_samples`` (K,) counts the foreground labels seen in
+    training mode, updated before the loss (mmdetection's buffer also counts background, which
+    its math never reads). p=0.8, q=2, eps=0.01 are the paper's values; with p = q = 0 the
+    class term is softmax CE over the K classes.
+
+    postprocess (mmdetection's ``get_activation``): p(object) and p(background) from the
+    objectness softmax; column 0 = p(background), class c = softmax(z_1..z_K)_c x p(object).
+    Rows sum to 1. The LVIS recipe also uses the cosine classifier (``NormedLinear``, tau 20):
+    ``--classifier cosine`` (:class:`trainer.model.NormedLinear`).
+    """
+
+    def __init__(self, num_classes: int, *, p: float = 0.8, q: float = 2.0, eps: float = 1e-2, **counts):
+        super().__init__(num_classes, **counts)
+        _require(p >= 0 and q >= 0, f"seesaw_mmdet p and q must be >= 0, got {p}, {q}")
+        _require(eps > 0, f"seesaw_mmdet eps must be > 0, got {eps}")
+        self.p, self.q, self.eps = float(p), float(q), float(eps)
+        self.logit_dim = self.num_logits(num_classes)
+        self.register_buffer("cum_samples", torch.zeros(num_classes))
+
+    @classmethod
+    def num_logits(cls, num_classes: int, **params) -> int:
+        return num_classes + 2
+
+    def _objectness(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, 2) objectness logits in mmdetection's order: object, background."""
+        return logits[:, [self.num_classes + 1, 0]]
+
+    def seesaw_factors(self, class_logits: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """S (n, K) for foreground RoIs with class logits (n, K) and classes ``own`` (0-based), for
+        the current ``cum_samples``; 1 on the label. In at least float32, as :class:`SeesawLoss`."""
+        dtype = torch.promote_types(class_logits.dtype, torch.float32)
+        counts = self.cum_samples.to(dtype).clamp(min=1)
+        scores = class_logits.detach().to(dtype).softmax(dim=1)
+        factors = _seesaw_weights(counts, own, scores, scores.gather(1, own[:, None]), self.p, self.q, self.eps)
+        return factors.scatter(1, own[:, None], 1.0)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self._check(logits, labels)
+        if self.training:
+            seen = torch.bincount(labels, minlength=self.num_classes + 1)[1:]
+            self.cum_samples += seen.to(self.cum_samples.dtype)
+        fg = labels > 0
+        objectness = F.cross_entropy(self._objectness(logits), (~fg).long(), reduction="sum")
+        own = labels[fg] - 1
+        classes = logits[fg, 1:self.num_classes + 1]
+        adjusted = classes + self.seesaw_factors(classes, own).log()  # float32 under fp16 autocast
+        return _per_roi_mean(F.cross_entropy(adjusted, own, reduction="sum") + objectness, len(labels))
+
+    def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
+        objectness = self._objectness(logits).softmax(dim=1)
+        classes = logits[:, 1:self.num_classes + 1].softmax(dim=1) * objectness[:, :1]
+        return torch.cat([objectness[:, 1:], classes], dim=1)
+
+
 class BAGSLoss(ClassificationLoss):
     """Balanced group softmax (Li et al., "Overcoming Classifier Imbalance for Long-tail
     Object Detection with Balanced Group Softmax", CVPR 2020), following the paper's code.
+
+    The loss of the grouped classifier, whichever way it is trained. ``--loss bags`` alone
+    trains it **end to end** from the start with the whole detector (a variant: the study's
+    ``bags`` cells). The published protocol is decoupled: a CE-trained detector, then only this
+    classifier trained, every other weight frozen (``--stage2 bags --from RUN``,
+    :func:`trainer.decouple.prepare_bags`).
 
     Groups: group 0 = background alone; foreground class c goes to group n (1..G) when
     boundaries[n-1] <= training instances of c < boundaries[n] (default 0/10/100/1000: G = 4).
@@ -624,6 +724,7 @@ LOSSES: dict[str, type[ClassificationLoss]] = {
     "eql_softmax": EQLSoftmaxLoss,
     "eqlv2": EQLv2Loss,
     "seesaw": SeesawLoss,
+    "seesaw_mmdet": SeesawMMDetLoss,
     "bags": BAGSLoss,
     "federated": FederatedLoss,
     "concurrent_softmax": ConcurrentSoftmaxLoss,

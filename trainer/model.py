@@ -12,6 +12,8 @@ inference-time scoring are swapped, through :class:`LongTailRoIHeads`:
   torchvision's loss unchanged.
 * inference: ``postprocess_detections`` scores boxes with ``loss.postprocess(logits)``
   instead of a softmax (sigmoid losses, BAGS' group merge).
+* the classification layer: torchvision's linear one, or a cosine classifier
+  (:class:`NormedLinear`, mmdetection's Seesaw LVIS recipe), with the loss's number of logits.
 
 Presets (``PRESETS``) set image size, RoI sampling and the trainable backbone depth. The CPU
 preset is the one the issue's measurements pointed to: MobileNetV2 + FPN (256 channels),
@@ -41,6 +43,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
+from .checkpoint import read_torch_file
 from .losses import build_loss
 
 
@@ -79,6 +82,8 @@ PRESETS = {
 
 BACKBONES = ("mobilenet_v2", "resnet50")
 ANCHOR_SIZES = (32, 64, 128, 256, 512)
+CLASSIFIERS = ("linear", "cosine")
+COSINE_TAU = 20.0  # mmdetection's NormedLinear(tempearture=20) of its Seesaw LVIS configs
 
 
 def default_preset() -> str:
@@ -86,14 +91,10 @@ def default_preset() -> str:
 
 
 # -- backbone weights ---------------------------------------------------------------------------------
-def _read_state(path: str | Path, *, weights_only: bool) -> dict:
-    """A state dict from a torch file; a one-line ValueError for a missing or unreadable file."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: backbone weights file not found") from None
-    except Exception as exc:  # noqa: BLE001  torch raises many types for a file that is not a state dict
-        raise ValueError(f"{path}: not a readable torch weights file ({type(exc).__name__})") from None
+def _read_state(path: str | Path) -> dict:
+    """A state dict from a torch file (tensors and plain values only: :mod:`trainer.checkpoint`);
+    a one-line ValueError for a missing, unreadable or refused file."""
+    state = read_torch_file(path, what="backbone weights file")
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")  # noqa: TRY004
     return state
@@ -103,7 +104,7 @@ def load_resnet50(body: nn.Module, path: str | Path) -> None:
     """Load a torchvision ResNet-50 state dict (e.g. ``resnet50-0676ba61.pth``, torchvision's
     IMAGENET1K_V1 file) into the FPN backbone's body; its ``fc`` layer, which detection does not
     use, is ignored. One-line ValueError for a file that is not one."""
-    state = _read_state(path, weights_only=True)
+    state = _read_state(path)
     try:
         missing, _ = body.load_state_dict(state, strict=False)
     except RuntimeError:
@@ -123,7 +124,7 @@ def load_mobilenet_v2_features(path: str | Path) -> dict:
     """
     import torchvision
 
-    src = _read_state(path, weights_only=False)
+    src = _read_state(path)
     ref = torchvision.models.mobilenet_v2().features.state_dict()
     if len(src) != len(ref):
         raise ValueError(f"{path}: {len(src)} tensors, torchvision's mobilenet_v2().features has {len(ref)}")
@@ -198,6 +199,63 @@ class LongTailRoIHeads(RoIHeads):
         return out_boxes, out_scores, out_labels
 
 
+# -- the box classifier -------------------------------------------------------------------------------
+class NormedLinear(nn.Linear):
+    """Cosine classifier: z_c = tau (x / (||x|| + eps)) . (w_c / (||w_c|| + eps)) + b_c.
+
+    mmdetection's ``NormedLinear`` (``mmdet/models/utils/normed_predictor.py``, 2.x;
+    ``mmdet/models/layers/normed_predictor.py``, 3.x) with power 1 and eps 1e-6, as its Seesaw
+    LVIS configs use it (``cls_predictor_cfg=dict(type='NormedLinear', tempearture=20)``): both
+    the RoI feature and each class's weight row are L2-normalised, the product scaled by tau;
+    the bias is kept. Initialised as there: weight N(0, 0.01^2), bias 0 (``init_weights``, and
+    ``BBoxHead``'s ``Normal(std=0.01)`` init of ``fc_cls``).
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, tau: float = COSINE_TAU, eps: float = 1e-6):
+        super().__init__(in_features, out_features)
+        if not tau > 0:
+            raise ValueError(f"the cosine classifier's tau must be > 0, got {tau}")
+        self.tau, self.eps = float(tau), float(eps)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, mean=0.0, std=0.01)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight / (self.weight.norm(dim=1, keepdim=True) + self.eps)
+        x = x / (x.norm(dim=1, keepdim=True) + self.eps) * self.tau
+        return nn.functional.linear(x, weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, tau={self.tau}"
+
+
+def check_classifier(kind: str, tau: float | None) -> float | None:
+    """The classifier's scale as the model uses it: None for ``linear``, ``tau`` (default 20) for
+    ``cosine``; a one-line ValueError, naming the flags, for another kind, a tau without the
+    cosine classifier, or a tau <= 0."""
+    if kind not in CLASSIFIERS:
+        raise ValueError(f"classifier (--classifier) must be one of {', '.join(CLASSIFIERS)}, got {kind!r}")
+    if kind == "linear":
+        if tau is not None:
+            raise ValueError("classifier_tau (--classifier-tau) is the scale of the cosine classifier: it needs "
+                             "classifier cosine (--classifier cosine)")
+        return None
+    tau = COSINE_TAU if tau is None else tau
+    if not tau > 0:
+        raise ValueError(f"classifier_tau (--classifier-tau) must be > 0, got {tau}")
+    return float(tau)
+
+
+def build_classifier(kind: str, in_features: int, out_features: int, *, tau: float | None = None) -> nn.Linear:
+    """The box head's classification layer: ``linear`` (torchvision's ``nn.Linear``, its default
+    init) or ``cosine`` (:class:`NormedLinear`, scale ``tau``, default 20)."""
+    tau = check_classifier(kind, tau)
+    if kind == "linear":
+        return nn.Linear(in_features, out_features)
+    return NormedLinear(in_features, out_features, tau=tau)
+
+
 # -- builders --------------------------------------------------------------------------------------------
 def check_anchor_sizes(backbone: str, sizes) -> tuple:
     """``sizes`` as a tuple; a one-line ValueError unless they are whole pixels >= 1, five for
@@ -222,7 +280,7 @@ def _anchor_generator(backbone: str, sizes) -> AnchorGenerator:
 def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: str = "ce",
                 loss_params: dict | None = None, class_instance_counts=None, class_image_counts=None,
                 num_images: int | None = None, backbone_weights: str | Path | None = None,
-                anchor_sizes=ANCHOR_SIZES) -> nn.Module:
+                anchor_sizes=ANCHOR_SIZES, classifier: str = "linear", classifier_tau: float | None = None) -> nn.Module:
     """Faster R-CNN (``masks=False``) or Mask R-CNN with ``num_classes`` foreground classes.
 
     ``backbone_weights``: for ``mobilenet_v2`` the shared ImageNet features file (see
@@ -233,6 +291,9 @@ def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: 
     gets every size, as torchvision's ``fasterrcnn_mobilenet_v3_large_fpn`` does; ResNet-50 +
     FPN gives 5 and map k gets size k, as torchvision's ``fasterrcnn_resnet50_fpn`` (5 sizes
     needed). Aspect ratios 0.5, 1, 2 everywhere; the default sizes are torchvision's.
+    ``classifier``: the box classification layer, ``linear`` (torchvision's) or ``cosine``
+    (:class:`NormedLinear` with scale ``classifier_tau``, default 20: mmdetection's Seesaw
+    LVIS recipe); it has ``loss.logit_dim`` outputs.
     """
     params = dict(loss_params or {})
     if loss in ("eql", "eql_softmax") and num_images is not None:
@@ -270,7 +331,7 @@ def build_model(*, num_classes: int, preset: Preset, masks: bool = False, loss: 
     heads = model.roi_heads
     representation = heads.box_predictor.cls_score.in_features
     predictor = FastRCNNPredictor(representation, num_classes + 1)
-    predictor.cls_score = nn.Linear(representation, cls_loss.logit_dim)
+    predictor.cls_score = build_classifier(classifier, representation, cls_loss.logit_dim, tau=classifier_tau)
     lt_heads = LongTailRoIHeads(
         heads.box_roi_pool, heads.box_head, predictor,
         fg_iou_thresh=heads.proposal_matcher.high_threshold, bg_iou_thresh=heads.proposal_matcher.low_threshold,
