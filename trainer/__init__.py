@@ -7,10 +7,10 @@ Modules in dependency order: each imports only modules above it, those after ``<
     losses          long-tail box classification losses, by name
     model           Faster / Mask R-CNN builders, presets, backbones,   <- losses, checkpoint
                     the linear or cosine box classifier
-    config          TrainConfig; the run's preset, model, resume rules  <- model
+    samplers        RFS, class-aware, plain samplers by name; aspect-ratio batches
+    config          TrainConfig; the run's preset, model, resume rules  <- model, samplers
     counts          which file gives a run its class frequencies
     data            DetectionDataset: images, targets, augmentation
-    samplers        RFS, class-aware, plain samplers; aspect-ratio batches
     evaluate        bbox / segm AP with r/c/f bins (COCO and LVIS rules)
     bootstrap       paired-bootstrap intervals of AP differences        <- evaluate
     inference       predict, evaluate a model, load a saved run         <- config, counts, data, evaluate

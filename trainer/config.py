@@ -23,8 +23,8 @@ from .model import (
     check_classifier,
     default_preset,
 )
+from .samplers import SAMPLERS
 
-SAMPLERS = ("plain", "rfs", "cas", "repeat-factors")
 STAGE2 = ("crt", "bags")
 
 

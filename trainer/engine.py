@@ -44,7 +44,7 @@ from .counts import counts_source, load_counts
 from .data import DetectionDataset, batch_to, collate_fn, worker_init_fn
 from .decouple import load_stage1, prepare_bags, prepare_crt
 from .inference import evaluate_model
-from .samplers import AspectRatioBatchSampler, ClassAwareSampler, EpochSampler, RepeatFactorSampler, TrainingSampler
+from .samplers import SAMPLERS, AspectRatioBatchSampler, EpochSampler
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "metrics.jsonl"
@@ -175,13 +175,8 @@ def build_data(cfg: TrainConfig, ds: Dataset, *, main: bool) -> tuple[DetectionD
 
 
 def make_sampler(cfg: TrainConfig, dataset: DetectionDataset, ds: Dataset) -> EpochSampler:
-    if cfg.sampler == "rfs":
-        return RepeatFactorSampler.from_dataset(ds, cfg.rfs_threshold, seed=cfg.seed)
-    if cfg.sampler == "repeat-factors":
-        return RepeatFactorSampler.from_file(cfg.repeat_factors, ds, seed=cfg.seed)
-    if cfg.sampler == "cas":
-        return ClassAwareSampler(ds, seed=cfg.seed)
-    return TrainingSampler(dataset, seed=cfg.seed)
+    """The sampler ``cfg.sampler`` (registered in :data:`trainer.samplers.SAMPLERS`)."""
+    return SAMPLERS[cfg.sampler](cfg, dataset, ds)
 
 
 def build_training_model(cfg: TrainConfig, freq: Dataset) -> tuple[torch.nn.Module, list]:

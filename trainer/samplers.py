@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch.distributed as dist
@@ -249,3 +251,44 @@ class AspectRatioBatchSampler(BatchSampler):
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size
+
+
+# -- the samplers by name: `ltaug train --sampler NAME`, TrainConfig.sampler --------------------
+
+SamplerBuilder = Callable[[Any, Any, Any], EpochSampler]
+SAMPLERS: dict[str, SamplerBuilder] = {}
+"""Each online sampler by name: a function of (TrainConfig, DetectionDataset, ltaug Dataset)."""
+
+
+def register_sampler(name: str) -> Callable[[SamplerBuilder], SamplerBuilder]:
+    """Decorator: ``build(config, dataset, ds)`` becomes the sampler ``name`` (one function each)."""
+    def add(build: SamplerBuilder) -> SamplerBuilder:
+        if name in SAMPLERS:
+            raise TypeError(f"sampler {name!r} is registered already")
+        SAMPLERS[name] = build
+        return build
+    return add
+
+
+@register_sampler("plain")
+def _plain(cfg: Any, dataset: Any, ds: Any) -> EpochSampler:
+    """A shuffle per epoch: for files already rebalanced offline."""
+    return TrainingSampler(dataset, seed=cfg.seed)
+
+
+@register_sampler("rfs")
+def _rfs(cfg: Any, dataset: Any, ds: Any) -> EpochSampler:
+    """Repeat factor sampling online, threshold ``rfs_threshold``."""
+    return RepeatFactorSampler.from_dataset(ds, cfg.rfs_threshold, seed=cfg.seed)
+
+
+@register_sampler("cas")
+def _cas(cfg: Any, dataset: Any, ds: Any) -> EpochSampler:
+    """Class-aware sampling."""
+    return ClassAwareSampler(ds, seed=cfg.seed)
+
+
+@register_sampler("repeat-factors")
+def _repeat_factors(cfg: Any, dataset: Any, ds: Any) -> EpochSampler:
+    """The factors of an ``ltaug resample --repeat-factors`` file."""
+    return RepeatFactorSampler.from_file(cfg.repeat_factors, ds, seed=cfg.seed)
