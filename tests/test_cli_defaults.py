@@ -15,8 +15,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cli.main import build_parser  # noqa: E402
 from conftest import ROOT  # noqa: E402
+
+from cli.main import build_parser  # noqa: E402
 from trainer.config import STAGE2, TrainConfig  # noqa: E402
 from trainer.decouple import BIAS_MODES  # noqa: E402
 from trainer.model import BACKBONES, CLASSIFIERS, PRESETS  # noqa: E402
