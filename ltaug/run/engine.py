@@ -60,7 +60,7 @@ from ltaug.pool import imap_ordered
 SHARD_MAX = 32
 FORMAT = "ltaug-output"
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
-WORK_FORMAT = 2  # of .OUT.partial/: a work folder of another layout is not resumed (2: originals linked at the end)
+WORK_FORMAT = 3  # of .OUT.partial/: a work folder of another layout is not resumed (3: inputs.json)
 
 MapShards = Callable[[Callable[..., Any], Iterable[Any], int], AbstractContextManager[Iterator[Any]]]
 """``map_shards(fn, shards, workers)``: a context manager giving an iterator over ``fn(shard)`` in order."""
@@ -145,18 +145,66 @@ def _check_output(out_dir: Path, images_dir: Path) -> None:
             raise UsageError(f"{out_dir}: folder exists and is not an ltaug output; refusing to replace it")
 
 
-def _prepare_work(work: Path, job: dict, resume: bool) -> None:
+def _prepare_work(work: Path, job: dict, inputs: dict, resume: bool) -> None:
     if work.exists():
         if not resume:
             raise UsageError(f"{work}: an interrupted run is there; add --resume to finish it, or remove the folder")
         saved = read_json(work / "job.json") if (work / "job.json").is_file() else None
+        if saved is not None and saved.get("input", {}).get("sha256") != job["input"]["sha256"] \
+                and saved.get("work_format") == job["work_format"]:
+            raise UsageError(f"{work}: the annotation file {job['input']['annotations']} changed since the "
+                             f"interrupted run started; remove the folder to start afresh")
         if saved != job:
             raise UsageError(f"{work}: the interrupted run had other inputs or steps, or was made by another ltaug "
                              f"version; remove the folder to start afresh")
+        _check_inputs(work, inputs)
         _remove_leftovers(work)
         return
     (work / "images").mkdir(parents=True)
+    write_json_atomic(work / INPUTS, inputs)
     write_json_atomic(work / "job.json", job)
+
+
+INPUTS = "inputs.json"  # in the work folder: the fingerprints of what the run reads
+
+
+def _fingerprints(dataset: Dataset, images_dir: Path, steps: list[Operation]) -> dict:
+    """What a resumed run must find unchanged beyond the annotation file (hashed in job.json):
+    each input image's size and modification time, and each given bank's table and metadata
+    (SHA-256) and blobs (size and modification time)."""
+    from ltaug.pixels.bank import MASKS, META, OBJECTS, PIXELS
+
+    images = {}
+    for image in dataset.images:
+        name = image_file_name(image)
+        if name is not None and name not in images:
+            st = os.stat(os.path.join(images_dir, name))
+            images[name] = [st.st_size, st.st_mtime_ns]
+    banks = {}
+    for step in steps:
+        bank = getattr(step, "bank", None)
+        if bank is not None and bank not in banks and Path(bank).is_dir():
+            folder = Path(bank)
+            banks[bank] = {**{f: file_sha256(folder / f) for f in (META, OBJECTS) if (folder / f).is_file()},
+                           **{f: [(folder / f).stat().st_size, (folder / f).stat().st_mtime_ns]
+                              for f in (PIXELS, MASKS) if (folder / f).is_file()}}
+    return {"images": images, "banks": banks}
+
+
+def _check_inputs(work: Path, now: dict) -> None:
+    """Refuse to resume on inputs that changed since the run started, naming the first change."""
+    saved = read_json(work / INPUTS) if (work / INPUTS).is_file() else {"images": {}, "banks": {}}
+    changed = [name for name in saved["images"].keys() | now["images"].keys()
+               if saved["images"].get(name) != now["images"].get(name)]
+    if changed:
+        raise UsageError(f"{work}: {len(changed)} input image file(s) changed since the interrupted run started "
+                         f"(size or time; first: {sorted(changed)[0]}); remove the folder to start afresh")
+    for bank in saved["banks"].keys() | now["banks"].keys():
+        old, new = saved["banks"].get(bank, {}), now["banks"].get(bank, {})
+        if old != new:
+            what = sorted(f for f in old.keys() | new.keys() if old.get(f) != new.get(f))
+            raise UsageError(f"{work}: the bank {bank} changed since the interrupted run started ({', '.join(what)}); "
+                             f"remove the folder to start afresh")
 
 
 def _remove_leftovers(work: Path) -> None:
@@ -243,9 +291,9 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
     if resume and (work / "run.json").is_file():  # finished, killed while moving into place
         _publish(work, out_dir)
         return read_json(out_dir / "run.json")
-    _prepare_work(work, _job(dataset, images_dir, steps), resume)
-    start = time.perf_counter()
     _check_originals(dataset, images_dir)
+    _prepare_work(work, _job(dataset, images_dir, steps), _fingerprints(dataset, images_dir, steps), resume)
+    start = time.perf_counter()
     folder = _new_images_folder(dataset)
     current = dataset
     reports: list[dict] = []
@@ -475,6 +523,7 @@ def _publish(work: Path, out_dir: Path) -> None:
         shutil.rmtree(step_dir)
     shutil.rmtree(work / "bank", ignore_errors=True)
     (work / "job.json").unlink(missing_ok=True)
+    (work / INPUTS).unlink(missing_ok=True)
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old"
         if old.exists():
