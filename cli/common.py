@@ -109,6 +109,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                                                                   "is the same bytes for any N")
     parser.add_argument("--resume", action="store_true",
                         help="finish an interrupted run (kept in .OUT.partial beside OUT); same final output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an output already at OUT (refused when OUT holds files ltaug did not write)")
     add_on_error(parser)
     parser.add_argument("--backend", choices=BACKENDS,
                         help="who renders the shards: 'local' processes (default) or 'ray' tasks, on a local Ray "

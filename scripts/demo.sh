@@ -36,7 +36,7 @@ echo "== 7. object bank: every object cut out once, for copy-paste"
 "$LTAUG" bank "$DATA/annotations/train.json" --images "$DATA/images/train" -o "$OUT/bank"
 
 echo "== 8. the pixel engine: RFS, then copy-paste of rare-class objects to every class's budget, mosaic, mixup"
-"$LTAUG" run examples/pipeline.yaml -o "$OUT/augmented" --workers 2
+"$LTAUG" run examples/pipeline.yaml -o "$OUT/augmented" --workers 2 --overwrite   # the demo may be run again
 "$LTAUG" validate "$OUT/augmented/annotations.json" --images "$OUT/augmented/images"
 
 echo "== 9. the HTML report of that run"

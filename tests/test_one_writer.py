@@ -76,3 +76,25 @@ def test_a_killed_bank_build_leaves_nothing_after_the_next_build(tmp_path):
     second = start(*build)
     assert second.wait(timeout=300) == 0, second.stderr.read()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
+
+
+def test_an_output_is_replaced_only_with_overwrite_and_never_with_a_users_file(tmp_path):
+    """A finished output is not replaced silently; --overwrite replaces it when it holds only
+    ltaug's files (a report included); a file of the user's there makes the run refuse, naming it."""
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "cli.main", "mosaic", str(TRAIN), "--images", str(IMAGES),
+                               "-o", str(tmp_path / "out"), "--count", "4", "--workers", "1", *extra], cwd=ROOT,
+                              capture_output=True, text=True)
+
+    assert run().returncode == 0
+    first = (tmp_path / "out" / "annotations.json").read_bytes()
+    r = run("--seed", "1")
+    assert r.returncode == 2 and "an ltaug output is there; pass --overwrite" in r.stderr, r.stderr
+    assert (tmp_path / "out" / "annotations.json").read_bytes() == first
+    (tmp_path / "out" / "report.html").write_text("<p>ltaug's report</p>")
+    assert run("--seed", "1", "--overwrite").returncode == 0
+    assert (tmp_path / "out" / "annotations.json").read_bytes() != first
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    r = run("--seed", "2", "--overwrite")
+    assert r.returncode == 2 and "holds files ltaug did not write (notes.txt)" in r.stderr, r.stderr
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"

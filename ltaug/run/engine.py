@@ -135,14 +135,28 @@ def _job(dataset: Dataset, images_dir: Path, steps: list[Operation]) -> dict:
             "steps": [s.describe() for s in steps]}
 
 
-def _check_output(out_dir: Path, images_dir: Path) -> None:
+OUTPUT_FILES = ("annotations.json", "images", "run.json", "report.html")  # what ltaug writes in an output
+
+
+def _check_output(out_dir: Path, images_dir: Path, overwrite: bool) -> None:
+    """An existing output is replaced only with ``overwrite``, and only when it holds nothing but
+    what ltaug writes there (:data:`OUTPUT_FILES`): a file of the user's is never deleted."""
     if out_dir.exists():
         if not out_dir.is_dir():
             raise UsageError(f"{out_dir}: exists and is not a folder")
         if out_dir.resolve() == images_dir.resolve() or images_dir.resolve().is_relative_to(out_dir.resolve()):
             raise UsageError(f"{out_dir}: refusing to write the output over the input images")
-        if any(out_dir.iterdir()) and not (out_dir / "run.json").is_file():
+        if not any(out_dir.iterdir()):
+            return
+        if not (out_dir / "run.json").is_file():
             raise UsageError(f"{out_dir}: folder exists and is not an ltaug output; refusing to replace it")
+        if not overwrite:
+            raise UsageError(f"{out_dir}: an ltaug output is there; pass --overwrite to replace it (overwrite=True), "
+                             f"or choose another output")
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUT_FILES)
+        if others:
+            raise UsageError(f"{out_dir}: holds files ltaug did not write ({', '.join(others[:5])}"
+                             f"{', ...' if len(others) > 5 else ''}); move them away to replace the output")
 
 
 def _prepare_work(work: Path, job: dict, inputs: dict, resume: bool) -> None:
@@ -261,7 +275,8 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
 
 def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  steps: list[Operation], *, workers: int | None = None, resume: bool = False,
-                 on_error: str = "raise", progress: bool = True, map_shards: MapShards = imap_ordered) -> dict:
+                 on_error: str = "raise", progress: bool = True, map_shards: MapShards = imap_ordered,
+                 overwrite: bool = False) -> dict:
     """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
 
     ``map_shards(fn, shards, workers)``: a context manager giving an iterator over
@@ -269,6 +284,8 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     default. Any executor that runs the same ``fn`` on the same shards gives the same output.
     Returns the run summary that is also written to ``OUT/run.json``. One writer per output: a
     second run into the same ``out_dir`` while this one writes is refused (:mod:`ltaug.io.lock`).
+    A finished output already at ``out_dir`` is replaced only with ``overwrite`` (and only when it
+    holds nothing but ltaug's files); ``resume`` finishes the interrupted run of ``out_dir``.
     """
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
@@ -278,7 +295,7 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: image folder not found")
-    _check_output(out_dir, images_dir)
+    _check_output(out_dir, images_dir, overwrite or resume)
     with output_lock(out_dir):  # one writer per output, from here to the published folder
         return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards)
 
