@@ -11,6 +11,8 @@ import warnings
 import pytest
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # pdoc imports and renders every module: seconds
+
 pdoc = pytest.importorskip("pdoc")  # the dev extra
 
 

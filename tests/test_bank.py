@@ -103,6 +103,7 @@ def test_worker_count_does_not_change_a_byte(demo_ds, demo_bank, tmp_path):
     assert_same_files(demo_bank[0], two)
 
 
+@pytest.mark.slow
 def test_coco_lt_bank_exact_and_identical_across_workers(coco_lt, tmp_path):
     ds, images = coco_lt
     one = build_bank(ds, images, tmp_path / "one", workers=1, progress=False)

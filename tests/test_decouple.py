@@ -83,6 +83,7 @@ def test_mask_rcnn_results_carry_masks_and_the_sweep_runs_the_mask_branch_per_ta
     assert predict_taus(model, dataset, [0.0, 1.0], **kw) == {0.0: plain, 1.0: normalised}
 
 
+@pytest.mark.slow
 def test_crt_trains_only_the_classifier_with_the_class_aware_sampler(tmp_path):
     weights = shared_path("..", "weights", "mobilenetv2_imagenet_features.pt")
     common = dict(train=str(TRAIN), images=str(IMAGES), epochs=1, warmup_iters=1, workers=0, threads=2, seed=0,

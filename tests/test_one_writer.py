@@ -11,8 +11,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import DEMO, ROOT
 from test_engine import same_tree
+
+pytestmark = pytest.mark.slow  # real processes racing and killed: seconds each
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 

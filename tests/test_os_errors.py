@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import DEMO, ROOT
 from test_engine import same_tree
+
+pytestmark = pytest.mark.slow  # real processes under a file-size limit
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 

@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import DEMO, ROOT
+
+pytestmark = pytest.mark.slow  # a real run killed
 
 
 def children(pid: int) -> list[int]:

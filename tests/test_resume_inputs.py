@@ -15,6 +15,8 @@ import pytest
 from conftest import DEMO, ROOT
 from test_engine import same_tree
 
+pytestmark = pytest.mark.slow  # real runs killed and resumed: seconds each
+
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 
 

@@ -123,6 +123,7 @@ def two_image_subset(tmp_path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_every_loss_trains_the_detector_and_predicts(tmp_path, loss):
     """Each loss inside the detector: two training steps (finite loss, a checkpoint), then the
