@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 
+from ltaug.errors import UsageError
 from ltaug.pixels.bank import Params
 
 from .common import FORMATTER, add_on_error, flag_errors
@@ -20,15 +21,20 @@ second build of the same OUT while one runs is refused.
 
 examples:
   ltaug bank instances_train.json --images train2017/ -o bank/
+  ltaug bank --verify bank/          # every file against its checksum (a copied or old bank)
   ltaug bank instances_train.json --images train2017/ -o bank/ --min-area 64 --workers 2"""
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bank", help="build an object bank (cut-outs with masks) for copy-paste",
                        description=HELP, formatter_class=FORMATTER)
-    p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO/LVIS json file or YOLO-seg folder")
-    p.add_argument("--images", required=True, metavar="DIR", help="image root of the annotation file")
-    p.add_argument("-o", "--output", required=True, metavar="BANK", help="bank folder to write")
+    p.add_argument("annotations", metavar="ANNOTATIONS", nargs="?",
+                   help="COCO/LVIS json file or YOLO-seg folder (not with --verify)")
+    p.add_argument("--images", metavar="DIR", help="image root of the annotation file (required to build)")
+    p.add_argument("-o", "--output", metavar="BANK", help="bank folder to write (required to build)")
+    p.add_argument("--verify", metavar="BANK",
+                   help="build nothing: check every file of the bank BANK against its SHA-256 in meta.json "
+                        "(exit 1, one line per damaged file)")
     p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
     p.add_argument("--min-area", type=int, default=Params.min_area, metavar="PX",
                    help=f"flag objects under PX mask pixels (default {Params.min_area})")
@@ -40,7 +46,21 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ltaug.api import build_bank
+    from ltaug.api import build_bank, verify_bank
+
+    if args.verify:
+        if args.annotations or args.images or args.output:
+            raise UsageError("--verify BANK checks a bank: give no annotations, --images or -o with it")
+        problems = verify_bank(args.verify)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if not problems:
+            print(f"{args.verify}: every file matches its checksum", file=sys.stderr)
+        return 1 if problems else 0
+    missing = [name for name, value in (("ANNOTATIONS", args.annotations), ("--images", args.images),
+                                        ("-o", args.output)) if not value]
+    if missing:
+        raise UsageError(f"building a bank needs {', '.join(missing)}")
 
     with flag_errors("workers"):
         s = build_bank(args.annotations, args.images, args.output, workers=args.workers, min_area=args.min_area,

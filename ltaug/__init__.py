@@ -37,6 +37,8 @@ plan: Callable[..., Any]
 """``ltaug plan``: :func:`ltaug.api.plan`."""
 build_bank: Callable[..., dict]
 """``ltaug bank``: :func:`ltaug.api.build_bank`."""
+verify_bank: Callable[..., list]
+"""``ltaug bank --verify``: :func:`ltaug.api.verify_bank`."""
 run_steps: Callable[..., Any]
 """``ltaug paste | mosaic | mixup`` and steps in Python: :func:`ltaug.api.run_steps`."""
 run_config: Callable[..., Any]
@@ -44,8 +46,8 @@ run_config: Callable[..., Any]
 make_report: Callable[..., Any]
 """``ltaug report``: :func:`ltaug.api.make_report`."""
 
-_API_FUNCTIONS = ("class_stats", "validate", "convert", "recount", "resample", "plan", "build_bank", "run_steps",
-                  "run_config", "make_report")
+_API_FUNCTIONS = ("class_stats", "validate", "convert", "recount", "resample", "plan", "build_bank", "verify_bank",
+                  "run_steps", "run_config", "make_report")
 # also served, not in __all__ (their home, and the reference's page, is ltaug.api)
 _API_TYPES = ("ConvertResult", "PlanResult", "Resampled", "RunResult", "ValidationResult")
 

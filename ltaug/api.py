@@ -413,6 +413,14 @@ def build_bank(dataset: DatasetLike, images: PathLike, output: PathLike, *, work
                  on_error=on_error, progress=progress)
 
 
+def verify_bank(bank: PathLike) -> list[str]:
+    """``ltaug bank --verify``: every file of the bank folder ``bank`` compared with its SHA-256
+    in ``meta.json``; one line per problem (an empty list: the bank is intact)."""
+    from ltaug.pixels.bank import Bank
+
+    return Bank(bank).verify()
+
+
 # -- ltaug run / paste / mosaic / mixup ------------------------------------------------------------
 
 @dataclass
@@ -591,4 +599,4 @@ COMMANDS: dict[str, Callable[..., Any]] = {
 
 __all__ = ["COMMANDS", "ConvertResult", "DatasetLike", "PlanResult", "Resampled", "RunResult", "Step",
            "ValidationResult", "build_bank", "class_stats", "convert", "make_report", "plan", "recount", "resample",
-           "run_config", "run_steps", "validate"]
+           "run_config", "run_steps", "validate", "verify_bank"]

@@ -28,6 +28,7 @@ CLI_ONLY = {
     "json": "prints the result as JSON instead of a table: the function returns the document",
     "top": "rows of the printed table: the function returns every class",
     "max_per_kind": "problems printed per kind: the function returns them all",
+    "verify": "a mode of `ltaug bank` that builds nothing: the function is ltaug.api.verify_bank",
 }
 # The positional input of a command is the function's `dataset` (a path or a Dataset).
 POSITIONAL = {"annotations": "dataset", "input": "dataset"}

@@ -330,3 +330,27 @@ def test_a_dataset_without_objects_gives_an_empty_bank(tmp_path):
     bank = Bank(tmp_path / "bank")
     assert summary["objects"] == len(bank) == 0 and summary["images"] == 0 and summary["crowd_excluded"] == 1
     assert bank.class_counts() == {1: 0, 2: 0} and bank.by_class(1).size == 0
+
+
+@pytest.mark.parametrize("blob", ["pixels.bin", "masks.bin", "objects.npy"])
+def test_same_size_damage_is_found_by_verify_and_the_table_at_open(tmp_path, demo_train_path, demo_train_images,
+                                                                   blob, capsys):
+    """The bank records each file's SHA-256: `ltaug bank --verify` finds same-size damage to any
+    of them (the sizes alone did not), and opening the bank checks the object table."""
+    from cli.main import main
+
+    bank = tmp_path / "bank"
+    build_bank(load_dataset(demo_train_path), demo_train_images, bank, workers=1, progress=False)
+    assert main(["bank", "--verify", str(bank)]) == 0
+    data = bytearray((bank / blob).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bank / blob).write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["bank", "--verify", str(bank)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{bank / blob}: does not match its checksum" in err[0], err
+    if blob == "objects.npy":
+        with pytest.raises(InputError, match="objects.npy: does not match its checksum"):
+            Bank(bank)
+    else:
+        Bank(bank)  # blobs are checked by --verify, not at every open

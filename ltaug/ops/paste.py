@@ -124,7 +124,7 @@ examples:
     def open(self, prepared: dict) -> Bank:
         from ltaug.pixels.bank import Bank
 
-        return Bank(prepared["bank"])
+        return Bank(prepared["bank"], check_table=False)  # plan() opened and checked it
 
     def render(self, recipe: dict, loaded: list, opened: Bank) -> tuple[np.ndarray, dict]:
         from ltaug.pixels.copy_paste import render_paste

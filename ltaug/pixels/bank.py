@@ -498,6 +498,7 @@ def _meta(dataset: Dataset, images_dir: Path, table: np.ndarray, folder: Path, p
                    "flags": {f.name: int(np.count_nonzero(flags & f.value)) for f in Flag}},
         "flags": {f.name: f.value for f in Flag},
         "files": {name: (folder / name).stat().st_size for name in (OBJECTS, PIXELS, MASKS)},
+        "sha256": {name: file_sha256(folder / name) for name in (OBJECTS, PIXELS, MASKS)},
     }
 
 
@@ -520,7 +521,10 @@ class Bank:
     parsed ``meta.json``. ``get(i)`` is two slices of memory maps and an ``unpackbits``.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, check_table: bool = True) -> None:
+        """``check_table``: compare the object table with its SHA-256 in ``meta.json`` (cheap: the
+        table is small; the engine's workers, which reopen a bank the planner has checked, skip
+        it). The pixel and mask blobs are checked by :meth:`verify` (``ltaug bank --verify``)."""
         self.path = Path(path)
         if not (self.path / META).is_file():
             raise InputError(f"{self.path}: not an object bank (no {META})")
@@ -534,6 +538,9 @@ class Bank:
         self.meta = meta
         files = meta["files"]
         _map(self.path / OBJECTS, files[OBJECTS])
+        if check_table and "sha256" in meta and file_sha256(self.path / OBJECTS) != meta["sha256"][OBJECTS]:
+            raise InputError(f"{self.path / OBJECTS}: does not match its checksum in meta.json; the bank is damaged, "
+                             f"rebuild it")
         # a plain array over the map (np.memmap's indexing costs microseconds per row)
         self.objects = np.asarray(np.load(self.path / OBJECTS, mmap_mode="r", allow_pickle=False))
         if self.objects.dtype != OBJECT_DTYPE or self.objects.ndim != 1:
@@ -541,6 +548,14 @@ class Bank:
         self._pixels = _map(self.path / PIXELS, files[PIXELS])
         self._masks = _map(self.path / MASKS, files[MASKS])
         self._by_class: tuple[np.ndarray, np.ndarray] | None = None  # rows sorted by class, and their classes
+
+    def verify(self) -> list[str]:
+        """Every blob compared with its SHA-256 in ``meta.json``: one line per problem (none: intact)."""
+        sums = self.meta.get("sha256")
+        if not sums:
+            return [f"{self.path / META}: records no checksums (a bank of an older ltaug): rebuild it to verify it"]
+        return [f"{self.path / name}: does not match its checksum in meta.json (damaged); rebuild the bank"
+                for name, digest in sums.items() if file_sha256(self.path / name) != digest]
 
     def __len__(self) -> int:
         return int(self.objects.shape[0])
