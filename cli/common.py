@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from ltaug.errors import SpecError, UsageError
 from ltaug.io.dataset import ON_ERROR
+from ltaug.run.engine import LINKS
 from ltaug.run.pipeline import BACKENDS
 from ltaug.stats.frequency import COMMON_MAX, RARE_MAX
 
@@ -111,6 +112,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="finish an interrupted run (kept in .OUT.partial beside OUT); same final output")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an output already at OUT (refused when OUT holds files ltaug did not write)")
+    parser.add_argument("--link", choices=LINKS, default=LINKS[0],
+                        help="how the input images the output keeps get there: hard links (the default; the input "
+                             "files themselves: edit neither in place; copies across file systems), symlink, or copy")
     add_on_error(parser)
     parser.add_argument("--backend", choices=BACKENDS,
                         help="who renders the shards: 'local' processes (default) or 'ray' tasks, on a local Ray "

@@ -506,8 +506,9 @@ def _step(k: int, step: Step) -> Operation:
 
 
 def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: Sequence[Step], *,
-              workers: int | None = None, resume: bool = False, overwrite: bool = False, on_error: str = "raise",
-              backend: str | None = None, address: str | None = None, progress: bool = False) -> RunResult:
+              workers: int | None = None, resume: bool = False, overwrite: bool = False, link: str = "hard",
+              on_error: str = "raise", backend: str | None = None, address: str | None = None,
+              progress: bool = False) -> RunResult:
     """Run ``steps`` (resample, paste, mosaic, mixup, ...) on ``dataset`` (its images under
     ``images``) into the output folder ``output``: ``annotations.json``, ``images/``, ``run.json``.
     ``ltaug paste | mosaic | mixup`` is this with one step, ``ltaug run`` with a file's steps
@@ -517,7 +518,9 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
     ``{name: params}`` mappings as a pipeline file's steps (step k's seed is k unless it sets
     its own). ``workers``: processes (default: all cores); the output is the same bytes for any
     number. ``resume``: finish an interrupted run. ``overwrite``: replace a finished output at
-    ``output`` (refused when it holds files ltaug did not write). ``on_error``: ``"skip"`` leaves out images that
+    ``output`` (refused when it holds files ltaug did not write). ``link``: how the input images
+    the output keeps get there: ``hard`` links (the input files themselves; copies across file
+    systems), ``symlink`` or ``copy``. ``on_error``: ``"skip"`` leaves out images that
     cannot be read (and, for a path, invalid records). ``backend``: ``local`` (default) or ``ray``
     (the ray extra), on the Ray cluster ``address`` (``auto``, ``HOST:PORT``; default: RAY_ADDRESS,
     else a local instance).
@@ -539,12 +542,12 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
 
         executor["map_shards"] = ray_map_shards(address, num_cpus=workers)
     record = run_pipeline(ds, images, output, operations, workers=workers, resume=resume, on_error=on_error,
-                          progress=progress, overwrite=overwrite, **executor)
+                          progress=progress, overwrite=overwrite, link=link, **executor)
     return RunResult(output=Path(output), record=record, input=ds)
 
 
 def run_config(config: PathLike, output: PathLike | None = None, *, workers: int | None = None,
-               resume: bool = False, overwrite: bool = False, on_error: str | None = None,
+               resume: bool = False, overwrite: bool = False, link: str = "hard", on_error: str | None = None,
                backend: str | None = None, address: str | None = None, progress: bool = False) -> RunResult:
     """``ltaug run CONFIG``: the pipeline file ``config`` (YAML: input, images, output, seed, steps;
     :mod:`ltaug.run.pipeline`) run by :func:`run_steps`. ``output``, ``workers``, ``on_error``,
@@ -559,7 +562,7 @@ def run_config(config: PathLike, output: PathLike | None = None, *, workers: int
         address = address or pipe.address
     return run_steps(pipe.input, pipe.images, output or pipe.output, pipe.steps,
                      workers=workers if workers is not None else pipe.workers, resume=resume, overwrite=overwrite,
-                     on_error=on_error or pipe.on_error, backend=backend, address=address, progress=progress)
+                     link=link, on_error=on_error or pipe.on_error, backend=backend, address=address, progress=progress)
 
 
 # -- ltaug report ----------------------------------------------------------------------------------

@@ -346,3 +346,24 @@ def test_a_bank_rebuilt_at_the_same_path_is_read_afresh(tmp_path, demo_train_pat
     assert proc.returncode == 0, proc.stderr
     assert same_tree(tmp_path / "second", tmp_path / "fresh")
     assert not same_tree(tmp_path / "first", tmp_path / "second")  # the rebuilt bank does change the output
+
+
+@pytest.mark.parametrize("link", ["hard", "symlink", "copy"])
+def test_kept_originals_are_linked_as_asked(tmp_path, demo_train_path, link):
+    """--link: hard links share the input files (same inode), symlinks point at them, copies are
+    files of their own; the bytes are the input's in every case, and the made images are files."""
+    ds = load_dataset(demo_train_path)
+    run_pipeline(ds, IMAGES, tmp_path / "out", [Mosaic(count=2, seed=0)], workers=1, progress=False, link=link)
+    out = load_dataset(tmp_path / "out" / "annotations.json")
+    kept = [image_file_name(im) for im in out.images if "ltaug" not in im]
+    assert kept
+    for name in kept:
+        made, source = tmp_path / "out" / "images" / name, IMAGES / name
+        assert made.read_bytes() == source.read_bytes()
+        assert made.is_symlink() == (link == "symlink")
+        assert os.path.samefile(made, source) == (link != "copy")
+    for im in out.images:
+        if "ltaug" in im:
+            assert not (tmp_path / "out" / "images" / image_file_name(im)).is_symlink()
+    with pytest.raises(ValueError, match="link must be one of hard, symlink, copy"):
+        run_pipeline(ds, IMAGES, tmp_path / "bad", [Mosaic(count=2)], workers=1, progress=False, link="soft")

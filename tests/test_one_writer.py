@@ -101,3 +101,16 @@ def test_an_output_is_replaced_only_with_overwrite_and_never_with_a_users_file(t
     r = run("--seed", "2", "--overwrite")
     assert r.returncode == 2 and "holds files ltaug did not write (notes.txt)" in r.stderr, r.stderr
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_a_killed_replace_leaves_nothing_after_the_next_run(tmp_path):
+    """A run killed while swapping its output into place leaves .OUT.old (the replaced output);
+    the next run into OUT removes it."""
+    old = tmp_path / ".out.old"
+    (old / "images").mkdir(parents=True)
+    (old / "run.json").write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "cli.main", "mosaic", str(TRAIN), "--images", str(IMAGES),
+                        "-o", str(tmp_path / "out"), "--count", "2", "--workers", "1"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

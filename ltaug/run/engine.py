@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ltaug.errors import InputError, UsageError
+from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json, write_json_atomic
 from ltaug.io.lock import output_lock
@@ -253,15 +253,25 @@ def _new_images_folder(dataset: Dataset) -> str:
     return next(name for name in (f"{NEW_IMAGES}{n}" for n in itertools.count(2)) if name not in used)
 
 
-def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
-    """Make the input files ``names`` present under ``dest`` (hard link, else a copy made under a
-    temporary name and renamed: a file there is whole, so a resumed run may keep it)."""
+LINKS = ("hard", "symlink", "copy")
+
+
+def _link_originals(names: Iterable[str], images_dir: Path, dest: Path, link: str) -> None:
+    """Make the input files ``names`` present under ``dest``: ``hard`` links (the input file
+    itself: editing one edits the other; a copy across file systems), ``symlink`` (absolute
+    links to the inputs) or ``copy``. A copy is made under a temporary name and renamed: a file
+    there is whole, so a resumed run may keep it."""
     for name in names:
         target = dest / name
-        if target.exists():
+        if target.is_symlink() or target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
+        if link == "symlink":
+            os.symlink(os.path.abspath(images_dir / name), target)
+            continue
         try:
+            if link != "hard":
+                raise OSError("copy asked for")
             os.link(images_dir / name, target)
         except OSError:
             tmp = Path(f"{target}.tmp")
@@ -276,7 +286,7 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path) -> None:
 def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  steps: list[Operation], *, workers: int | None = None, resume: bool = False,
                  on_error: str = "raise", progress: bool = True, map_shards: MapShards = imap_ordered,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, link: str = "hard") -> dict:
     """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
 
     ``map_shards(fn, shards, workers)``: a context manager giving an iterator over
@@ -286,6 +296,8 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     second run into the same ``out_dir`` while this one writes is refused (:mod:`ltaug.io.lock`).
     A finished output already at ``out_dir`` is replaced only with ``overwrite`` (and only when it
     holds nothing but ltaug's files); ``resume`` finishes the interrupted run of ``out_dir``.
+    ``link``: how the input images the output keeps get there (:data:`LINKS`: ``hard`` links,
+    copied across file systems; ``symlink``; ``copy``); the images a step makes are new files.
     """
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
@@ -295,15 +307,19 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: image folder not found")
+    if link not in LINKS:
+        raise SpecError("link", f"must be one of {', '.join(LINKS)}, got {link!r}")
     _check_output(out_dir, images_dir, overwrite or resume)
     with output_lock(out_dir):  # one writer per output, from here to the published folder
-        return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards)
+        return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards,
+                           link)
 
 
 def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[Operation], workers: int,
-                resume: bool, on_error: str, progress: bool, map_shards: MapShards) -> dict:
+                resume: bool, on_error: str, progress: bool, map_shards: MapShards, link: str) -> dict:
     from tqdm import tqdm
 
+    shutil.rmtree(out_dir.parent / f".{out_dir.name}.old", ignore_errors=True)  # a killed replace's; ours to remove
     work = partial_dir(out_dir)
     if resume and (work / "run.json").is_file():  # finished, killed while moving into place
         _publish(work, out_dir)
@@ -338,7 +354,8 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
                                  "report": report, "written": written})
         reports.append(report)
         made.update(written)
-    summary = _finish(dataset, current, steps, reports, images_dir, made, work, out_dir, time.perf_counter() - start)
+    summary = _finish(dataset, current, steps, reports, images_dir, made, work, out_dir, time.perf_counter() - start,
+                      link)
     return summary
 
 
@@ -514,11 +531,11 @@ def _count(category_ids: list) -> dict:
 
 
 def _finish(dataset: Dataset, final: Dataset, steps: list[Operation], reports: list, images_dir: Path, made: set, work: Path,
-            out_dir: Path, seconds: float) -> dict:
+            out_dir: Path, seconds: float, link: str) -> dict:
     """Link the input files the output keeps, drop the made ones it does not (an image a later
     step replaced), write annotations.json and run.json, move the folder into place."""
     referenced = {name for name in map(image_file_name, final.images) if name is not None}  # all have one
-    _link_originals(sorted(referenced - made), images_dir, work / "images")
+    _link_originals(sorted(referenced - made), images_dir, work / "images", link)
     for name in sorted(made - referenced):
         (work / "images" / name).unlink(missing_ok=True)
     final.save(work / "annotations.json", inputs=[dataset.path] if dataset.path else ())
