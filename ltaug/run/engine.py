@@ -38,6 +38,7 @@ import functools
 import itertools
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -182,26 +183,22 @@ def _prepare_work(work: Path, job: dict, inputs: dict, resume: bool) -> None:
 INPUTS = "inputs.json"  # in the work folder: the fingerprints of what the run reads
 
 
-def _fingerprints(dataset: Dataset, images_dir: Path, steps: list[Operation]) -> dict:
+def _fingerprints(images: dict, steps: list[Operation]) -> dict:
     """What a resumed run must find unchanged beyond the annotation file (hashed in job.json):
-    each input image's size and modification time, and each given bank's table and metadata
-    (SHA-256) and blobs (size and modification time)."""
+    ``images``, each input image's size and modification time (:func:`_check_originals`), and
+    each given bank's table and metadata (SHA-256) and blobs (size and modification time)."""
     from ltaug.pixels.bank import MASKS, META, OBJECTS, PIXELS
 
-    images = {}
-    for image in dataset.images:
-        name = image_file_name(image)
-        if name is not None and name not in images:
-            st = os.stat(os.path.join(images_dir, name))
-            images[name] = [st.st_size, st.st_mtime_ns]
-    banks = {}
+    banks: dict[str, dict[str, Any]] = {}
     for step in steps:
         bank = getattr(step, "bank", None)
         if bank is not None and bank not in banks and Path(bank).is_dir():
             folder = Path(bank)
-            banks[bank] = {**{f: file_sha256(folder / f) for f in (META, OBJECTS) if (folder / f).is_file()},
-                           **{f: [(folder / f).stat().st_size, (folder / f).stat().st_mtime_ns]
-                              for f in (PIXELS, MASKS) if (folder / f).is_file()}}
+            banks[bank] = {f: file_sha256(folder / f) for f in (META, OBJECTS) if (folder / f).is_file()}
+            for f in (PIXELS, MASKS):
+                if (folder / f).is_file():
+                    st = (folder / f).stat()
+                    banks[bank][f] = [st.st_size, st.st_mtime_ns]
     return {"images": images, "banks": banks}
 
 
@@ -231,15 +228,25 @@ def _remove_leftovers(work: Path) -> None:
             tmp.unlink()
 
 
-def _check_originals(dataset: Dataset, images_dir: Path) -> None:
-    """Every image of ``dataset`` has a safe file name and its file is under ``images_dir``."""
+def _check_originals(dataset: Dataset, images_dir: Path) -> dict[str, list[int]]:
+    """Every image of ``dataset`` has a safe file name and its file is under ``images_dir``.
+    Returns each file's size and modification time (one ``stat`` per file), by name."""
+    found: dict[str, list[int]] = {}
     for image in dataset.images:
         name = image_file_name(image)
         reason = "is missing" if name is None else unsafe_file_name_reason(name)
         if reason or name is None:
             raise InputError(f"image id {image['id']}: file name {name!r} {reason}")
-        if not os.path.isfile(os.path.join(images_dir, name)):
+        if name in found:
+            continue
+        try:
+            st = os.stat(os.path.join(images_dir, name))
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             raise InputError(f"image id {image['id']}: file {images_dir / name} not found")
+        found[name] = [st.st_size, st.st_mtime_ns]
+    return found
 
 
 def _new_images_folder(dataset: Dataset) -> str:
@@ -269,18 +276,19 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path, link: st
         if link == "symlink":
             os.symlink(os.path.abspath(images_dir / name), target)
             continue
-        try:
-            if link != "hard":
-                raise OSError("copy asked for")
-            os.link(images_dir / name, target)
-        except OSError:
-            tmp = Path(f"{target}.tmp")
+        if link == "hard":
             try:
-                shutil.copyfile(images_dir / name, tmp)
-                os.replace(tmp, target)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise OSError(exc.errno, exc.strerror, os.fspath(target)) from None
+                os.link(images_dir / name, target)
+                continue
+            except OSError:  # another file system: copied
+                pass
+        tmp = Path(f"{target}.tmp")
+        try:
+            shutil.copyfile(images_dir / name, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, os.fspath(target)) from None
 
 
 def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -324,8 +332,8 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
     if resume and (work / "run.json").is_file():  # finished, killed while moving into place
         _publish(work, out_dir)
         return read_json(out_dir / "run.json")
-    _check_originals(dataset, images_dir)
-    _prepare_work(work, _job(dataset, images_dir, steps), _fingerprints(dataset, images_dir, steps), resume)
+    originals = _check_originals(dataset, images_dir)
+    _prepare_work(work, _job(dataset, images_dir, steps), _fingerprints(originals, steps), resume)
     start = time.perf_counter()
     folder = _new_images_folder(dataset)
     current = dataset
