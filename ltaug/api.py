@@ -107,11 +107,6 @@ def _refuse_over_input(dataset: DatasetLike, *outputs: PathLike | None) -> None:
             refuse_overwriting_inputs(out, [source])
 
 
-def _check_workers(workers: int | None) -> None:
-    if workers is not None and workers < 1:
-        raise SpecError("workers", f"must be >= 1, got {workers}")
-
-
 # -- ltaug stats / validate / convert / recount -------------------------------------------------
 
 def class_stats(dataset: DatasetLike, *, plot: PathLike | None = None, rare_max: int | None = None,
@@ -407,7 +402,6 @@ def build_bank(dataset: DatasetLike, images: PathLike, output: PathLike, *, work
 
     if not Path(images).is_dir():
         raise UsageError(f"{images}: image folder not found")
-    _check_workers(workers)
     ds = _load(dataset, on_error)
     return build(ds, images, output, workers=workers, min_area=min_area, occluded_fraction=occluded_fraction,
                  on_error=on_error, progress=progress)
@@ -530,7 +524,6 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
 
     operations = [_step(k, s) for k, s in enumerate(steps)]
     ds = _load(dataset, on_error)
-    _check_workers(workers)
     backend = backend or "local"
     if backend not in BACKENDS:
         raise SpecError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")

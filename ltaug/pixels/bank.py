@@ -76,7 +76,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pycocotools import mask as mask_utils
 
-from ltaug.errors import InputError, UsageError
+from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json
 from ltaug.io.lock import output_lock
@@ -432,7 +432,7 @@ def build_bank(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | o
                          f"got {min_area}, {border}, {occluded_fraction}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
-        raise UsageError(f"workers must be at least 1, got {workers}")
+        raise SpecError("workers", f"must be >= 1, got {workers}")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: image folder not found")

@@ -309,7 +309,7 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     """
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
-        raise UsageError(f"workers must be at least 1, got {workers}")
+        raise SpecError("workers", f"must be >= 1, got {workers}")
     if not steps:
         raise UsageError("the pipeline has no steps")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
