@@ -115,6 +115,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", choices=LINKS, default=LINKS[0],
                         help="how the input images the output keeps get there: hard links (the default; the input "
                              "files themselves: edit neither in place; copies across file systems), symlink, or copy")
+    parser.add_argument("--verify-images", action="store_true",
+                        help="fingerprint the input images by content (SHA-256) as well as size and time, so that "
+                             "--resume refuses any changed image (every image is read once more)")
     add_on_error(parser)
     parser.add_argument("--backend", choices=BACKENDS,
                         help="who renders the shards: 'local' processes (default) or 'ray' tasks, on a local Ray "

@@ -18,6 +18,7 @@ from ltaug.io.jsonio import gc_paused
 
 from . import (
     bank,
+    clean,
     compare,
     convert,
     evaluate,
@@ -34,8 +35,8 @@ from . import (
 )
 from .common import check_bin_thresholds, library_messages
 
-COMMANDS = (stats, validate, convert, recount, resample, plan, bank, operations, run, report, train, evaluate, tau_sweep,
-            compare)
+COMMANDS = (stats, validate, convert, recount, resample, plan, bank, operations, run, report, clean, train, evaluate,
+            tau_sweep, compare)
 
 DESCRIPTION = """\
 ltaug: rebalance long-tailed COCO / LVIS detection and instance-segmentation datasets.

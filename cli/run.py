@@ -42,6 +42,6 @@ def run(args) -> int:
     from ltaug.api import run_config
 
     return run_engine(lambda: run_config(args.config, args.output, workers=args.workers, resume=args.resume,
-                                         overwrite=args.overwrite, link=args.link,
+                                         overwrite=args.overwrite, link=args.link, verify_images=args.verify_images,
                                          on_error=args.on_error, backend=args.backend, address=args.address,
                                          progress=sys.stderr.isatty()), args.output)

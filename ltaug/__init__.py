@@ -39,6 +39,8 @@ build_bank: Callable[..., dict]
 """``ltaug bank``: :func:`ltaug.api.build_bank`."""
 verify_bank: Callable[..., list]
 """``ltaug bank --verify``: :func:`ltaug.api.verify_bank`."""
+clean: Callable[..., list]
+"""``ltaug clean``: :func:`ltaug.api.clean`."""
 run_steps: Callable[..., Any]
 """``ltaug paste | mosaic | mixup`` and steps in Python: :func:`ltaug.api.run_steps`."""
 run_config: Callable[..., Any]
@@ -47,7 +49,7 @@ make_report: Callable[..., Any]
 """``ltaug report``: :func:`ltaug.api.make_report`."""
 
 _API_FUNCTIONS = ("class_stats", "validate", "convert", "recount", "resample", "plan", "build_bank", "verify_bank",
-                  "run_steps", "run_config", "make_report")
+                  "clean", "run_steps", "run_config", "make_report")
 # also served, not in __all__ (their home, and the reference's page, is ltaug.api)
 _API_TYPES = ("ConvertResult", "PlanResult", "Resampled", "RunResult", "ValidationResult")
 

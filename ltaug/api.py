@@ -415,6 +415,19 @@ def verify_bank(bank: PathLike) -> list[str]:
     return Bank(bank).verify()
 
 
+# -- ltaug clean ------------------------------------------------------------------------------------
+
+def clean(output: PathLike, *, dry_run: bool = False) -> list:
+    """``ltaug clean``: remove what killed or interrupted writers of ``output`` (a run's folder, a
+    bank, a json file, a YOLO export) left beside or inside it: an interrupted run's work folder,
+    the previous output of a killed replace, a killed bank build's folder, the temporary files of
+    killed writes. Returns them (:class:`ltaug.run.clean.Leftover`: path, what, bytes); nothing is
+    removed with ``dry_run``. Refused while a command is writing ``output``."""
+    from ltaug.run.clean import clean as remove
+
+    return remove(output, dry_run=dry_run)
+
+
 # -- ltaug run / paste / mosaic / mixup ------------------------------------------------------------
 
 @dataclass
@@ -501,7 +514,7 @@ def _step(k: int, step: Step) -> Operation:
 
 def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: Sequence[Step], *,
               workers: int | None = None, resume: bool = False, overwrite: bool = False, link: str = "hard",
-              on_error: str = "raise", backend: str | None = None, address: str | None = None,
+              verify_images: bool = False, on_error: str = "raise", backend: str | None = None, address: str | None = None,
               progress: bool = False) -> RunResult:
     """Run ``steps`` (resample, paste, mosaic, mixup, ...) on ``dataset`` (its images under
     ``images``) into the output folder ``output``: ``annotations.json``, ``images/``, ``run.json``.
@@ -514,7 +527,8 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
     number. ``resume``: finish an interrupted run. ``overwrite``: replace a finished output at
     ``output`` (refused when it holds files ltaug did not write). ``link``: how the input images
     the output keeps get there: ``hard`` links (the input files themselves; copies across file
-    systems), ``symlink`` or ``copy``. ``on_error``: ``"skip"`` leaves out images that
+    systems), ``symlink`` or ``copy``. ``verify_images``: fingerprint the input images by SHA-256 too
+    (a resume then refuses any changed image). ``on_error``: ``"skip"`` leaves out images that
     cannot be read (and, for a path, invalid records). ``backend``: ``local`` (default) or ``ray``
     (the ray extra), on the Ray cluster ``address`` (``auto``, ``HOST:PORT``; default: RAY_ADDRESS,
     else a local instance).
@@ -535,12 +549,13 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
 
         executor["map_shards"] = ray_map_shards(address, num_cpus=workers)
     record = run_pipeline(ds, images, output, operations, workers=workers, resume=resume, on_error=on_error,
-                          progress=progress, overwrite=overwrite, link=link, **executor)
+                          progress=progress, overwrite=overwrite, link=link, verify_images=verify_images, **executor)
     return RunResult(output=Path(output), record=record, input=ds)
 
 
 def run_config(config: PathLike, output: PathLike | None = None, *, workers: int | None = None,
-               resume: bool = False, overwrite: bool = False, link: str = "hard", on_error: str | None = None,
+               resume: bool = False, overwrite: bool = False, link: str = "hard", verify_images: bool = False,
+               on_error: str | None = None,
                backend: str | None = None, address: str | None = None, progress: bool = False) -> RunResult:
     """``ltaug run CONFIG``: the pipeline file ``config`` (YAML: input, images, output, seed, steps;
     :mod:`ltaug.run.pipeline`) run by :func:`run_steps`. ``output``, ``workers``, ``on_error``,
@@ -555,7 +570,7 @@ def run_config(config: PathLike, output: PathLike | None = None, *, workers: int
         address = address or pipe.address
     return run_steps(pipe.input, pipe.images, output or pipe.output, pipe.steps,
                      workers=workers if workers is not None else pipe.workers, resume=resume, overwrite=overwrite,
-                     link=link, on_error=on_error or pipe.on_error, backend=backend, address=address, progress=progress)
+                     link=link, verify_images=verify_images, on_error=on_error or pipe.on_error, backend=backend, address=address, progress=progress)
 
 
 # -- ltaug report ----------------------------------------------------------------------------------
@@ -588,11 +603,11 @@ def make_report(output_dir: PathLike, output: PathLike | None = None, *, input: 
 
 COMMANDS: dict[str, Callable[..., Any]] = {
     "stats": class_stats, "validate": validate, "convert": convert, "recount": recount, "resample": resample,
-    "plan": plan, "bank": build_bank, "run": run_config, "report": make_report,
+    "plan": plan, "bank": build_bank, "run": run_config, "report": make_report, "clean": clean,
 }
 """The function of each data command of ``ltaug`` (the pixel commands, one per registered
 :class:`~ltaug.ops.PixelOperation`, are :func:`run_steps` with that operation)."""
 
 __all__ = ["COMMANDS", "ConvertResult", "DatasetLike", "PlanResult", "Resampled", "RunResult", "Step",
-           "ValidationResult", "build_bank", "class_stats", "convert", "make_report", "plan", "recount", "resample",
+           "ValidationResult", "build_bank", "class_stats", "clean", "convert", "make_report", "plan", "recount", "resample",
            "run_config", "run_steps", "validate", "verify_bank"]

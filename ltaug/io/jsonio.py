@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import glob
 import hashlib
 import os
 import tempfile
@@ -54,15 +55,20 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, sweep: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     A reader never sees a half-written file: either the old file (or none) or the new one.
-    On failure the temporary file is removed and ``path`` is untouched.
+    On failure the temporary file is removed and ``path`` is untouched. The temporary name
+    ``.NAME.PID.XXXXXXXX.tmp`` carries the writer's pid: the next write of ``path`` removes what
+    a killed writer left (:func:`remove_stale_temporaries`; ``sweep=False`` for a writer of many
+    files in one folder, which sweeps the folder once instead: :func:`remove_stale_temporaries_under`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if sweep:
+        remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -80,8 +86,65 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of :func:`atomic_path` beside ``path`` whose writer is no longer running
+    (a writer killed before its rename). A live writer's file is never listed."""
+    path = Path(path)
+    stale = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if _dead_writer(tmp, len(path.name)):
+            stale.append(tmp)
+    return sorted(stale)
+
+
+def _dead_writer(tmp: Path, name_length: int) -> bool:
+    """``tmp`` (``.NAME.PID.XXXXXXXX.tmp``, NAME of ``name_length`` characters) is a file whose writer is gone."""
+    pid = tmp.name[name_length + 2:].split(".", 1)[0]
+    return pid.isdigit() and tmp.is_file() and not pid_alive(int(pid))
+
+
+def stale_temporaries_under(folder: str | os.PathLike) -> list[Path]:
+    """The stale :func:`atomic_path` temporaries anywhere below ``folder`` (one walk)."""
+    stale = []
+    for root, _, files in os.walk(os.fspath(folder)):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 4:
+                tmp = Path(root) / name
+                # the file's own name is between the leading dot and ".PID.XXXXXXXX.tmp"
+                if _dead_writer(tmp, len(name.rsplit(".", 3)[0]) - 1):
+                    stale.append(tmp)
+    return sorted(stale)
+
+
+def remove_stale_temporaries_under(folder: str | os.PathLike) -> list[Path]:
+    """Remove (and return) :func:`stale_temporaries_under` ``folder`` (for a writer of many files)."""
+    removed = stale_temporaries_under(folder)
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove (and return) :func:`stale_temporaries` of ``path``."""
+    removed = stale_temporaries(path)
+    for tmp in removed:
+        tmp.unlink(missing_ok=True)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a pid the system has reused counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, sweep: bool = True) -> None:
+    with atomic_path(path, sweep=sweep) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -56,7 +56,8 @@ from PIL import Image, UnidentifiedImageError
 from ltaug.errors import InputError, UsageError
 from ltaug.io import geometry
 from ltaug.io.dataset import ON_ERROR, Dataset
-from ltaug.io.jsonio import atomic_path, write_bytes_atomic
+from ltaug.io.jsonio import atomic_path, remove_stale_temporaries_under, write_bytes_atomic
+from ltaug.io.lock import output_lock
 from ltaug.io.paths import image_file_name, refuse_overwriting_inputs, unsafe_file_name_reason
 
 IMAGE_SUFFIXES = frozenset(".bmp .dng .jpeg .jpg .mpo .png .tif .tiff .webp".split())
@@ -329,8 +330,9 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     image with no objects) and, when ``images_dir`` is given, the images into
     ``out_dir/images/``. ``link`` is one of ``copy``, ``hardlink`` (falls back to a copy
     where the filesystem refuses the link), ``symlink`` (absolute targets) or ``none``.
-    Every file is written atomically. Two images whose label files would coincide raise
-    :class:`InputError`.
+    Every file is written atomically; the next export into ``out_dir`` removes the temporary
+    files a killed one left, and a second export into it while one runs is refused. Two images
+    whose label files would coincide raise :class:`InputError`.
     """
     if link not in LINKS:
         raise UsageError(f"link must be one of {', '.join(LINKS)}, got {link!r}")
@@ -339,6 +341,15 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     yolo_ids = yolo_class_ids(dataset.categories)
     stems = _label_stems(dataset.images)
 
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_dir):  # one writer per folder; what a killed export left half-written goes
+        if out_dir.is_dir():
+            remove_stale_temporaries_under(out_dir)
+        return _write_yolo_locked(dataset, out_dir, images_dir, link, yolo_ids, stems)
+
+
+def _write_yolo_locked(dataset: Dataset, out_dir: Path, images_dir, link: str, yolo_ids: dict,
+                       stems: list[str]) -> dict:
     by_image: defaultdict[int, list[dict]] = defaultdict(list)
     for ann in dataset.annotations:
         by_image[ann["image_id"]].append(ann)
@@ -353,7 +364,8 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
             polygon, how = annotation_polygon(ann, image["width"], image["height"])
             summary[how] += 1
             lines.append(format_label_line(yolo_ids[ann["category_id"]], polygon, image["width"], image["height"]))
-        write_bytes_atomic(out_dir / "labels" / f"{stem}.txt", "".join(f"{ln}\n" for ln in lines).encode())
+        write_bytes_atomic(out_dir / "labels" / f"{stem}.txt", "".join(f"{ln}\n" for ln in lines).encode(),
+                           sweep=False)
         summary["objects"] += len(lines)
         summary["empty_labels"] += not lines
 
@@ -448,7 +460,7 @@ def _place_image(src: Path, dst: Path, link: str) -> str:
     """Put ``src`` at ``dst`` atomically by ``link``; return the method used (or ``present``)."""
     if dst.exists() and os.path.samefile(src, dst):
         return "present"
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst, sweep=False) as tmp:
         if link == "copy":
             shutil.copy2(src, tmp)
             return "copied"

@@ -35,6 +35,7 @@ pasted onto; each pasted annotation names the image its object came from.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import os
 import shutil
@@ -61,7 +62,7 @@ from ltaug.pool import imap_ordered
 SHARD_MAX = 32
 FORMAT = "ltaug-output"
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
-WORK_FORMAT = 3  # of .OUT.partial/: a work folder of another layout is not resumed (3: inputs.json)
+WORK_FORMAT = 4  # of .OUT.partial/: a work folder of another layout is not resumed (4: file hashes)
 
 MapShards = Callable[[Callable[..., Any], Iterable[Any], int], AbstractContextManager[Iterator[Any]]]
 """``map_shards(fn, shards, workers)``: a context manager giving an iterator over ``fn(shard)`` in order."""
@@ -113,8 +114,10 @@ def _render_shard(task: tuple, stage: _Stage) -> dict:
 
 def _render_one(recipe: dict, loaded: list, stage: _Stage, target: str) -> dict:
     img, item = stage.op.render(recipe, loaded, stage.opened)
-    write_file_atomic(target, encode_jpeg(img))
+    data = encode_jpeg(img)
+    write_file_atomic(target, data)
     item["size"] = [int(img.shape[1]), int(img.shape[0])]
+    item["file"] = [recipe["file_name"], len(data), hashlib.sha256(data).hexdigest()]  # what a resume verifies
     return item
 
 
@@ -185,7 +188,8 @@ INPUTS = "inputs.json"  # in the work folder: the fingerprints of what the run r
 
 def _fingerprints(images: dict, steps: list[Operation]) -> dict:
     """What a resumed run must find unchanged beyond the annotation file (hashed in job.json):
-    ``images``, each input image's size and modification time (:func:`_check_originals`), and
+    ``images``, each input image's size and modification time (:func:`_check_originals`; and its
+    SHA-256 with ``verify_images``), and
     each given bank's table and metadata (SHA-256) and blobs (size and modification time)."""
     from ltaug.pixels.bank import MASKS, META, OBJECTS, PIXELS
 
@@ -209,13 +213,20 @@ def _check_inputs(work: Path, now: dict) -> None:
                if saved["images"].get(name) != now["images"].get(name)]
     if changed:
         raise UsageError(f"{work}: {len(changed)} input image file(s) changed since the interrupted run started "
-                         f"(size or time; first: {sorted(changed)[0]}); remove the folder to start afresh")
+                         f"(size, time or content; first: {sorted(changed)[0]}); remove the folder to start afresh")
     for bank in saved["banks"].keys() | now["banks"].keys():
         old, new = saved["banks"].get(bank, {}), now["banks"].get(bank, {})
         if old != new:
             what = sorted(f for f in old.keys() | new.keys() if old.get(f) != new.get(f))
             raise UsageError(f"{work}: the bank {bank} changed since the interrupted run started ({', '.join(what)}); "
                              f"remove the folder to start afresh")
+
+
+def _hashed_images(work: Path) -> bool:
+    """Whether the interrupted run in ``work`` fingerprinted its input images by content too
+    (``verify_images``): its resume then hashes them again, asked or not."""
+    saved = work / INPUTS
+    return saved.is_file() and any(len(v) > 2 for v in read_json(saved)["images"].values())
 
 
 def _remove_leftovers(work: Path) -> None:
@@ -228,10 +239,10 @@ def _remove_leftovers(work: Path) -> None:
             tmp.unlink()
 
 
-def _check_originals(dataset: Dataset, images_dir: Path) -> dict[str, list[int]]:
+def _check_originals(dataset: Dataset, images_dir: Path) -> dict[str, list[int | str]]:
     """Every image of ``dataset`` has a safe file name and its file is under ``images_dir``.
     Returns each file's size and modification time (one ``stat`` per file), by name."""
-    found: dict[str, list[int]] = {}
+    found: dict[str, list[int | str]] = {}
     for image in dataset.images:
         name = image_file_name(image)
         reason = "is missing" if name is None else unsafe_file_name_reason(name)
@@ -270,8 +281,9 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path, link: st
     there is whole, so a resumed run may keep it."""
     for name in names:
         target = dest / name
-        if target.is_symlink() or target.exists():
+        if target.is_symlink() or (target.exists() and _same_file_content(images_dir / name, target)):
             continue
+        target.unlink(missing_ok=True)  # a damaged copy
         target.parent.mkdir(parents=True, exist_ok=True)
         if link == "symlink":
             os.symlink(os.path.abspath(images_dir / name), target)
@@ -291,10 +303,19 @@ def _link_originals(names: Iterable[str], images_dir: Path, dest: Path, link: st
             raise OSError(exc.errno, exc.strerror, os.fspath(target)) from None
 
 
+def _same_file_content(source: Path, kept: Path) -> bool:
+    """A kept original found by a resumed run is the input (a hard link to it) or a whole copy of it
+    (same size and bytes); anything else is made again."""
+    a, b = source.stat(), kept.stat()
+    if os.path.samestat(a, b):
+        return True
+    return a.st_size == b.st_size and file_sha256(source) == file_sha256(kept)
+
+
 def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  steps: list[Operation], *, workers: int | None = None, resume: bool = False,
                  on_error: str = "raise", progress: bool = True, map_shards: MapShards = imap_ordered,
-                 overwrite: bool = False, link: str = "hard") -> dict:
+                 overwrite: bool = False, link: str = "hard", verify_images: bool = False) -> dict:
     """Run ``steps`` on ``dataset`` (images under ``images_dir``) into the folder ``out_dir``.
 
     ``map_shards(fn, shards, workers)``: a context manager giving an iterator over
@@ -306,6 +327,9 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     holds nothing but ltaug's files); ``resume`` finishes the interrupted run of ``out_dir``.
     ``link``: how the input images the output keeps get there (:data:`LINKS`: ``hard`` links,
     copied across file systems; ``symlink``; ``copy``); the images a step makes are new files.
+    A resume refuses input images whose size or modification time changed since the run started;
+    ``verify_images`` adds their SHA-256 (every image read once more: same-size, same-time edits
+    are found too).
     """
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
@@ -320,11 +344,12 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     _check_output(out_dir, images_dir, overwrite or resume)
     with output_lock(out_dir):  # one writer per output, from here to the published folder
         return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards,
-                           link)
+                           link, verify_images)
 
 
 def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[Operation], workers: int,
-                resume: bool, on_error: str, progress: bool, map_shards: MapShards, link: str) -> dict:
+                resume: bool, on_error: str, progress: bool, map_shards: MapShards, link: str,
+                verify_images: bool) -> dict:
     from tqdm import tqdm
 
     shutil.rmtree(out_dir.parent / f".{out_dir.name}.old", ignore_errors=True)  # a killed replace's; ours to remove
@@ -333,22 +358,30 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
         _publish(work, out_dir)
         return read_json(out_dir / "run.json")
     originals = _check_originals(dataset, images_dir)
+    if verify_images or _hashed_images(work):
+        for name, fingerprint in originals.items():
+            fingerprint.append(file_sha256(images_dir / name))
     _prepare_work(work, _job(dataset, images_dir, steps), _fingerprints(originals, steps), resume)
     start = time.perf_counter()
     folder = _new_images_folder(dataset)
     current = dataset
     reports: list[dict] = []
     made: set[str] = set()  # file names this run has written (under work/images)
+    finished = _finished_steps(work, len(steps))
     for k, step in enumerate(steps):
         done = work / f"step-{k}" / "result.json"
         if done.is_file():
             saved = read_json(done)
-            current = dataset.replace(**saved["dataset"])
-            reports.append(saved["report"])
-            made.update(saved["written"])
-            continue
+            if _kept_files_verify(work, k, saved["written"], finished):
+                current = dataset.replace(**saved["dataset"])
+                reports.append(saved["report"])
+                made.update(saved["written"])
+                continue
+            for later in range(k, len(steps)):  # redo this step's damaged shards, then the steps after it
+                (work / f"step-{later}" / "result.json").unlink(missing_ok=True)
+            finished = None
         t0 = time.perf_counter()
-        written: list[str] = []
+        written: dict[str, list] = {}
         if isinstance(step, AnnotationOperation):
             current, report = step.apply(current)
         else:
@@ -367,10 +400,50 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
     return summary
 
 
+def _finished_steps(work: Path, n: int) -> set[str] | None:
+    """When every step of a resumed run is done: the image files its final dataset references
+    (the made files a resume must still find; :func:`_finish` may have removed the others). Else None."""
+    last = work / f"step-{n - 1}" / "result.json"
+    if not all((work / f"step-{k}" / "result.json").is_file() for k in range(n)):
+        return None
+    return {name for name in map(image_file_name, read_json(last)["dataset"]["images"]) if name is not None}
+
+
+def _file_verifies(path: str, size: int, sha256: str) -> bool:
+    """``path`` is a regular file of ``size`` bytes whose SHA-256 is ``sha256`` (as when written)."""
+    try:
+        return os.path.getsize(path) == size and file_sha256(path) == sha256
+    except OSError:
+        return False
+
+
+def _kept_files_verify(work: Path, k: int, written: dict[str, list], finished: set[str] | None) -> bool:
+    """A resumed run keeps step ``k``'s images only if each verifies (size and SHA-256 recorded when
+    it was written); otherwise the shard files naming the damaged ones are removed, so that the
+    step renders those shards again. When all steps are done (``finished``: the final dataset's
+    files), an image no longer referenced may be gone: :func:`_finish` removes such files."""
+    images = work / "images"
+    bad = {name for name, (size, digest) in written.items()
+           if (finished is None or name in finished) and not _file_verifies(str(images / name), size, digest)}
+    if not bad:
+        return True
+    for shard in (work / f"step-{k}" / "shards").glob("*.json"):
+        if any(item.get("file", [None])[0] in bad for item in read_json(shard)["items"]):
+            shard.unlink()
+    return False
+
+
+def _shard_verifies(path: Path) -> bool:
+    """A shard result file left by an interrupted run is kept if every image it lists verifies."""
+    images = str(path.parents[2] / "images")  # WORK/step-K/shards/NNNNN.json -> WORK/images
+    return all(_file_verifies(os.path.join(images, item["file"][0]), *item["file"][1:])
+               for item in read_json(path)["items"] if "file" in item)
+
+
 def _pixel_step(current: Dataset, source_dataset: Dataset, images_dir: Path, step: PixelOperation, k: int,
                 work: Path, folder: str, made: set[str], workers: int, on_error: str, map_shards: MapShards,
-                bar: Callable[..., Any]) -> tuple[Dataset, dict, list[str]]:
-    """Plan, render in shards, merge; also returns the file names written. Shards go to the
+                bar: Callable[..., Any]) -> tuple[Dataset, dict, dict[str, list]]:
+    """Plan, render in shards, merge; also returns the files written (name: [size, SHA-256]). Shards go to the
     workers as soon as their recipes are planned, so the pool renders the first while this
     process plans the rest. A source is read where it is: under ``work/images`` if this run
     made it (``made``), else from the input folder (the originals are linked only at the end,
@@ -397,7 +470,7 @@ def _pixel_step(current: Dataset, source_dataset: Dataset, images_dir: Path, ste
         for i, chunk in enumerate(_chunks(planned, size)):
             recipes.extend(chunk)
             path = shards_dir / f"{i:05d}.json"
-            if path.is_file():  # rendered before an interruption
+            if path.is_file() and _shard_verifies(path):  # rendered before an interruption, its images whole
                 pbar.update(len(chunk))
                 continue
             yield str(path), [(r, [(source_path(image_file_name(images[s])), images[s], anns_of.get(s, []))
@@ -417,7 +490,7 @@ def _pixel_step(current: Dataset, source_dataset: Dataset, images_dir: Path, ste
             raise UsageError(f"{shards_dir}: shard {i} holds other images than this run plans (a work folder of "
                              f"another ltaug version?); remove {work} to start afresh")
         items += shard["items"]
-    written = [r["file_name"] for r, item in zip(recipes, items) if "skipped" not in item]
+    written = {item["file"][0]: item["file"][1:] for item in items if "skipped" not in item}
     return (*_merge(current, step, k, recipes, items, plan_info, anns_of), written)
 
 
