@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from ltaug.io.jsonio import dumps
-from ltaug.io.validate import KINDS
+from ltaug.io.policy import KINDS
 
 from .common import FORMATTER
 
@@ -67,6 +67,6 @@ def run(args) -> int:
     for kind in sorted(counts, key=lambda k: list(KINDS).index(k) if k in KINDS else len(KINDS)):
         extra = "" if not args.max_per_kind or counts[kind] <= args.max_per_kind else \
             f" ({counts[kind] - args.max_per_kind} not printed)"
-        print(f"{kind:<22} {counts[kind]:>7}  {KINDS.get(kind, kind)}{extra}")
+        print(f"{kind:<22} {counts[kind]:>7}  {KINDS[kind].what if kind in KINDS else kind}{extra}")
     print(f"{path}: {len(problems)} problem(s) of {len(counts)} kind(s){checked}")
     return 1

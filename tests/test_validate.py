@@ -10,7 +10,7 @@ import pytest
 
 from cli.main import main
 from ltaug import InputError, load_dataset
-from ltaug.io.validate import KINDS
+from ltaug.io.policy import KINDS
 
 
 def first(doc, section, pred=lambda r: True):
@@ -164,7 +164,7 @@ def test_text_report_has_summary_table(tmp_path, demo_doc, capsys):
     for n in needles:
         assert n in out
     for kind in ("bbox-outside-image", "unsafe-file-name", "duplicate-id"):
-        assert any(line.startswith(kind) and KINDS[kind] in line for line in out.splitlines())
+        assert any(line.startswith(kind) and KINDS[kind].what in line for line in out.splitlines())
     assert "3 problem(s) of 3 kind(s)" in out
 
 

@@ -59,3 +59,10 @@ def read_document(path: str | os.PathLike) -> tuple[Any, list[Problem]]:
         if not path.is_file():
             raise UsageError(str(exc)) from None
         return None, [Problem("malformed-json", str(exc).split(": ", 1)[-1])]
+
+
+def policy_table(*, markdown: bool = False) -> str:
+    """The policy table of every problem kind (:mod:`ltaug.io.policy`): json, YOLO and image files."""
+    from ltaug.io import policy
+
+    return policy.table(markdown=markdown)  # this module imported the declaring ones

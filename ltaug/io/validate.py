@@ -13,37 +13,51 @@ import math
 import numbers
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from operator import itemgetter
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ltaug.io import geometry
+from ltaug.io.imagecheck import check_image_files
 from ltaug.io.index import AnnotationColumns, annotation_columns
 from ltaug.io.paths import image_file_name, unsafe_file_name_reason
+from ltaug.io.policy import Problem, declare
 
-# Problem kinds, in the order the summary table lists them.
-KINDS = {
-    "malformed-json": "file is not valid JSON",
-    "bad-structure": "top level is not a COCO/LVIS document",
-    "missing-key": "record lacks a required key",
-    "bad-value": "value of the wrong type or range",
-    "duplicate-id": "id used by more than one record",
-    "unknown-image": "annotation's image_id not among the images",
-    "unknown-category": "category id not among the categories",
-    "bad-bbox": "box with non-positive width/height or non-finite values",
-    "bbox-outside-image": "box extends outside the image",
-    "bad-polygon": "polygon part with < 3 points or an odd coordinate count",
-    "bad-rle": "malformed RLE",
-    "rle-size-mismatch": "RLE size differs from the image size",
-    "area-mismatch": "area inconsistent with the mask",
-    "unsafe-file-name": "file_name escapes the image root",
-    "missing-image-file": "image file not found",
-    "unreadable-image": "image file cannot be read as an image",
-    "image-size-mismatch": "image file size differs from the json",
-}
+# Problem kinds of a COCO/LVIS json (the policy table, :mod:`ltaug.io.policy`; image files:
+# :mod:`ltaug.io.imagecheck`).
+MALFORMED_JSON = declare("malformed-json", "json", "error", "file is not valid JSON", fatal=True)
+BAD_STRUCTURE = declare("bad-structure", "json", "error", "top level is not a COCO/LVIS document", fatal=True)
+BAD_CATEGORY = declare("bad-category", "json", "error", "category record invalid (missing or empty name, bad id, "
+                       "id used twice, LVIS frequency not r/c/f)", fatal=True)
+MISSING_KEY = declare("missing-key", "json", "error", "record lacks a required key")
+BAD_VALUE = declare("bad-value", "json", "error", "value of the wrong type or range")
+NON_INTEGER_ID = declare("non-integer-id", "json", "error", "image or annotation id is not an integer",
+                         "new integer id (an image's annotations follow it); old -> new in the id map")
+DUPLICATE_IMAGE_ID = declare("duplicate-image-id", "json", "error", "image id used by more than one image record "
+                             "(pycocotools keeps the last one)")
+DUPLICATE_ID = declare("duplicate-id", "json", "warning", "annotation id used by more than one annotation "
+                       "(pycocotools loads both; its anns index keeps the last)",
+                       "later ones renumbered after the largest id; old -> new in the id map")
+UNKNOWN_IMAGE = declare("unknown-image", "json", "error", "annotation's image_id not among the images")
+UNKNOWN_CATEGORY = declare("unknown-category", "json", "error", "category id not among the categories")
+BAD_BBOX = declare("bad-bbox", "json", "error", "box with zero or negative width or height",
+                   "box recomputed from the mask when there is one, else dropped")
+BBOX_OUTSIDE = declare("bbox-outside-image", "json", "warning", "box extends more than 1 px outside the image",
+                       "box clipped to the image (dropped if nothing is left)")
+BAD_POLYGON = declare("bad-polygon", "json", "error", "polygon part with < 3 points or an odd coordinate count",
+                      "bad parts removed; dropped if no part is left")
+BAD_RLE = declare("bad-rle", "json", "error", "malformed RLE")
+RLE_SIZE = declare("rle-size-mismatch", "json", "error", "RLE size differs from the image size")
+CROWD_POLYGON = declare("crowd-polygon", "json", "warning", "crowd region given as polygons (COCO's are RLE; "
+                        "pycocotools converts them)", "polygons turned into one RLE")
+AREA_MISMATCH = declare("area-mismatch", "json", "warning", "area inconsistent with the mask (ltaug validate only)",
+                        "area recomputed from the mask")
+BBOX_MASK_MISMATCH = declare("bbox-mask-mismatch", "json", "warning", "box and mask disagree (IoU of the box with "
+                             "the mask's box < 0.5; ltaug validate only)", "box recomputed from the mask")
+UNSAFE_FILE_NAME = declare("unsafe-file-name", "json", "error", "file_name escapes the image root (absolute, '..')")
+declare("image-without-annotations", "json", "fine", "an image with no objects: kept (a negative example)")
+declare("unused-category", "json", "fine", "a category with no annotations: kept (stats shows it with 0)")
+declare("file-name-subfolder", "json", "fine", "file_name with sub-folders below the image root: read there")
 
 # A box may overshoot the image by this many pixels (float rounding in real COCO files).
 BBOX_TOLERANCE_PX = 1.0
@@ -52,22 +66,6 @@ BBOX_TOLERANCE_PX = 1.0
 # raster area by up to ~50% for objects of a few pixels (measured on COCO-LT-mini train).
 AREA_REL_TOLERANCE = 0.25
 AREA_ABS_TOLERANCE_PX = 16.0
-
-
-@dataclass(frozen=True)
-class Problem:
-    kind: str
-    message: str                 # names the record: "annotation id 17: ..."
-    section: str | None = None   # "images" | "annotations" | "categories" | None (whole file)
-    position: int | None = None  # row in that section's list
-
-    @property
-    def fatal(self) -> bool:
-        """A problem that cannot be skipped record by record."""
-        return self.section in (None, "categories")
-
-    def line(self, file) -> str:
-        return f"{file}: {self.message}"
 
 
 def _is_int(v) -> bool:
@@ -365,38 +363,6 @@ def check_masks(data, *, skip=frozenset(), skip_images=frozenset(), progress: bo
             yield Problem("area-mismatch",
                           f"annotation id {ann['id']}: area {area:g} but the mask covers {refs[0]} pixels",
                           "annotations", pos)
-
-
-def check_image_files(data, images_dir, *, skip=frozenset(), progress: bool = False) -> Iterator[Problem]:
-    """Existence, readability (full decode) and size of every image file under ``images_dir``.
-
-    ``skip``: image positions that ``check_document`` already rejected.
-    """
-    from tqdm import tqdm
-
-    root = Path(images_dir)
-    for pos, im in enumerate(tqdm(data["images"], desc="images", unit="img", disable=not progress, leave=False)):
-        if pos in skip:
-            continue
-        name = image_file_name(im)
-        label = f"image id {im['id']}"
-        if name is None or unsafe_file_name_reason(name):
-            continue  # reported by check_document, and never opened
-        path = root / name
-        if not path.is_file():
-            yield Problem("missing-image-file", f"{label}: file {path} not found", "images", pos)
-            continue
-        try:
-            with Image.open(path) as img:
-                size = img.size
-                img.load()  # full decode: catches truncated files, which a header read misses
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            yield Problem("unreadable-image", f"{label}: file {path} cannot be read as an image ({exc})", "images", pos)
-            continue
-        if size != (im["width"], im["height"]):
-            yield Problem("image-size-mismatch",
-                          f"{label}: file {path} is {size[0]}x{size[1]} but the json says {im['width']}x{im['height']}",
-                          "images", pos)
 
 
 def summarize(problems: Iterable[Problem]) -> Counter:
