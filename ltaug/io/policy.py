@@ -99,3 +99,42 @@ def table(*, markdown: bool = False) -> str:
             lines.append(f"  {k.name:<{width}}  {k.severity:<7}  {k.what}")
             lines.append(f"  {'':<{width}}  {'':<7}  fix: {k.on_fix}")
     return "\n".join(lines)
+
+
+@dataclass
+class Finding:
+    """What a reader did about one problem it met: ``action`` is ``warned`` (processed as is),
+    ``fixed`` (``before`` -> ``after``) or ``skipped`` (the record dropped: ``before`` holds it).
+    ``where`` names the record: ``image id 3``, ``annotation id 17``, ``labels/a.txt:4``; the
+    ids are the input's. Writers list every fixed and skipped finding in ``fixes.json``; the
+    command line prints one summary line per kind and action (:func:`summary_lines`)."""
+
+    kind: str
+    action: str
+    where: str
+    message: str
+    image_id: object = None
+    annotation_id: object = None
+    before: object = None
+    after: object = None
+
+    def record(self) -> dict:
+        """The ``fixes.json`` entry."""
+        return {"kind": self.kind, "action": self.action, "where": self.where, "message": self.message,
+                "image_id": self.image_id, "annotation_id": self.annotation_id,
+                "before": self.before, "after": self.after}
+
+
+def summary_lines(findings: list[Finding], *, examples: int = 3) -> list[str]:
+    """One line per (kind, action): the count and the first records, e.g.
+    ``warning: duplicate-id: 2 annotation(s) processed as they are (annotation id 17, annotation id 17)``."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.kind, f.action), []).append(f)
+    verbs = {"warned": "processed as they are", "fixed": "fixed", "skipped": "skipped"}
+    lines = []
+    for (kind, action), group in groups.items():
+        shown = ", ".join(f.where for f in group[:examples]) + (", ..." if len(group) > examples else "")
+        label = "warning" if action == "warned" else action
+        lines.append(f"{label}: {kind}: {len(group)} record(s) {verbs.get(action, action)} ({shown})")
+    return lines
