@@ -64,7 +64,7 @@ def run(args) -> int:
 
     with flag_errors("workers"):
         s = build_bank(args.annotations, args.images, args.output, workers=args.workers, min_area=args.min_area,
-                       occluded_fraction=args.occluded_fraction, on_error=args.on_error,
+                       occluded_fraction=args.occluded_fraction, on_error=args.on_error, strict=args.strict,
                        progress=sys.stderr.isatty())
     flags = ", ".join(f"{n} {k.lower().replace('_', '-')}" for k, n in s["flags"].items() if n) or "none"
     print(f"wrote bank {s['path']}: {s['objects']} objects from {s['images']} images in {s['seconds']:.1f} s "

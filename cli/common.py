@@ -16,10 +16,21 @@ from ltaug.stats.frequency import COMMON_MAX, RARE_MAX
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
-def add_on_error(parser: argparse.ArgumentParser) -> None:
+def add_on_error(parser: argparse.ArgumentParser, *, fix: bool = True) -> None:
+    """--on-error (and, with ``fix``, its 'fix' choice and --strict): what a reader does with
+    problems (the policy table of `ltaug validate --help`)."""
+    if not fix:
+        parser.add_argument("--on-error", choices=ON_ERROR[:2], default=ON_ERROR[0],
+                            help="invalid records in the input: 'raise' refuses the file (default); "
+                                 "'skip' drops them and prints how many were skipped and why")
+        return
     parser.add_argument("--on-error", choices=ON_ERROR, default=ON_ERROR[0],
-                        help="invalid records in the input: 'raise' refuses the file (default); "
-                             "'skip' drops them and prints how many were skipped and why")
+                        help="errors in the input (see `ltaug validate --help` for the table): 'raise' refuses the "
+                             "file (default); 'skip' drops the bad records; 'fix' repairs what it can (warnings "
+                             "too) and drops the rest; every fix and skip is listed in fixes.json beside the output")
+    parser.add_argument("--strict", action="store_true",
+                        help="treat warnings (files pycocotools loads: repeated annotation ids, boxes a little "
+                             "outside the image, ...) as errors; without it they are processed and summarised")
 
 
 def add_bin_thresholds(parser: argparse.ArgumentParser, *, defaults_from_file: bool = True) -> None:

@@ -50,7 +50,7 @@ def run(args) -> int:
     from ltaug.api import convert
 
     r = convert(Path(args.input), args.output, to=args.to, images=args.images, link=args.link, split=args.split,
-                rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error)
+                rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error, strict=args.strict)
     out = r.output
     if r.yolo is not None:
         s = r.yolo

@@ -28,5 +28,5 @@ def run(cls, args) -> int:
     op = from_args(cls, args)
     return run_engine(lambda: run_steps(args.annotations, args.images, args.output, [op], workers=args.workers,
                                         resume=args.resume, overwrite=args.overwrite, link=args.link,
-                                        verify_images=args.verify_images, on_error=args.on_error, backend=args.backend,
+                                        verify_images=args.verify_images, on_error=args.on_error, strict=args.strict, backend=args.backend,
                                         address=args.address, progress=sys.stderr.isatty()), args.output)

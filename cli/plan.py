@@ -47,7 +47,7 @@ def run(args) -> int:
     with flag_errors(*TARGET_FIELDS, target="--min-instances / --exponent"):
         r = solve(args.annotations, min_instances=args.min_instances, exponent=args.exponent,
                   max_factor=args.max_factor, plan_json=args.plan_json, output=args.output, plot=args.plot,
-                  rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error)
+                  rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error, strict=args.strict)
     plan, ds = r.plan, r.input
     print(format_shift_table(plan, top=table_rows(args, len(ds.categories))))
     s = plan["summary"]

@@ -33,7 +33,7 @@ def run(args) -> int:
     from ltaug.api import recount
 
     out = recount(args.annotations, args.output, rare_max=args.rare_max, common_max=args.common_max,
-                  on_error=args.on_error)
+                  on_error=args.on_error, strict=args.strict)
     bins = Counter(c["frequency"] for c in out.categories)
     print(f"wrote {args.output}: {len(out.categories)} categories, "
           f"r={bins['r']} c={bins['c']} f={bins['f']} (rare <= {args.rare_max} images, common <= {args.common_max})",

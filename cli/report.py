@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     p.add_argument("--thumb-width", type=int, default=THUMB_WIDTH, metavar="PX",
                    help=f"width of the sample thumbnails (default {THUMB_WIDTH})")
     add_bin_thresholds(p)
-    add_on_error(p)
+    add_on_error(p, fix=False)
     p.set_defaults(run=run)
 
 

@@ -28,7 +28,7 @@ def run(args) -> int:
     from ltaug.rebalance.shift import format_shift_table
 
     r = resample(args.annotations, from_args(Resample, args), output=args.output, repeat_factors=args.repeat_factors,
-                 plot=args.plot, rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error)
+                 plot=args.plot, rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error, strict=args.strict)
     ds = r.input
     print(format_shift_table(r.shift, top=table_rows(args, len(ds.categories))))
     if args.repeat_factors:

@@ -43,5 +43,5 @@ def run(args) -> int:
 
     return run_engine(lambda: run_config(args.config, args.output, workers=args.workers, resume=args.resume,
                                          overwrite=args.overwrite, link=args.link, verify_images=args.verify_images,
-                                         on_error=args.on_error, backend=args.backend, address=args.address,
+                                         on_error=args.on_error, strict=args.strict, backend=args.backend, address=args.address,
                                          progress=sys.stderr.isatty()), args.output)

@@ -38,7 +38,7 @@ def run(args) -> int:
     from ltaug.stats.summary import format_stats_table
 
     stats = class_stats(args.annotations, plot=args.plot, rare_max=args.rare_max, common_max=args.common_max,
-                        on_error=args.on_error)
+                        on_error=args.on_error, strict=args.strict)
     if args.json:
         sys.stdout.write(dumps(stats, indent=True).decode() + "\n")
     else:

@@ -50,9 +50,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ltaug.errors import SpecError, UsageError
+from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.paths import refuse_overwriting_inputs
+from ltaug.io.policy import summary_lines
 from ltaug.io.read import load_dataset
 from ltaug.io.validate import Problem
 from ltaug.ops import OPERATIONS, Operation, Resample, from_mapping
@@ -77,15 +78,37 @@ step's one-key mapping ``{name: params}``."""
 
 # -- shared -------------------------------------------------------------------------------------
 
-def _load(dataset: DatasetLike, on_error: str, split: str = "train") -> Dataset:
-    """``dataset`` itself, or the file or folder it names, loaded (records skipped are logged)."""
+def _load(dataset: DatasetLike, on_error: str, split: str = "train", strict: bool = False) -> Dataset:
+    """``dataset`` itself, or the file or folder it names, loaded. What the reader did is logged,
+    one line per kind and action (:func:`ltaug.io.policy.summary_lines`): warnings as warnings,
+    fixes and skips as information."""
     if isinstance(dataset, Dataset):
         return dataset
-    ds = load_dataset(dataset, on_error=on_error, split=split)
-    if ds.skipped:
+    ds = load_dataset(dataset, on_error=on_error, split=split, strict=strict)
+    for action, line in summary_lines(ds.findings):
+        _log.log(logging.WARNING if action == "warned" else logging.INFO, "%s: %s", dataset, line)
+    if ds.skipped and not any(f.action == "skipped" for f in ds.findings):  # a reader that lists no findings
         kinds = ", ".join(f"{n} {k}" for k, n in ds.skipped.most_common())
         _log.info("%s: skipped %d invalid record(s): %s", dataset, sum(ds.skipped.values()), kinds)
     return ds
+
+
+def _write_fixes(ds: Dataset, output: PathLike, *, folder: bool = False) -> Path | None:
+    """List every record the reader fixed or dropped (``on_error`` fix or skip) in ``fixes.json``
+    inside the output folder, or ``NAME.fixes.json`` beside the output file ``NAME.json``: kind,
+    action, the record named by its input ids, and the record before and after."""
+    from ltaug.io.jsonio import write_json_atomic
+
+    listed = [f.record() for f in ds.findings if f.action != "warned"]
+    if not listed:
+        return None
+    out = Path(output)
+    path = out / "fixes.json" if folder else out.with_name(f"{out.stem}.fixes.json")
+    counts = Counter(f["action"] for f in listed)
+    write_json_atomic(path, {"input": None if ds.path is None else os.path.abspath(ds.path),
+                             "fixed": counts["fixed"], "skipped": counts["skipped"], "records": listed}, indent=True)
+    _log.info("%s: %d record(s) fixed and %d skipped on reading, each listed", path, counts["fixed"], counts["skipped"])
+    return path
 
 
 def _source(dataset: DatasetLike) -> Path | None:
@@ -110,7 +133,7 @@ def _refuse_over_input(dataset: DatasetLike, *outputs: PathLike | None) -> None:
 # -- ltaug stats / validate / convert / recount -------------------------------------------------
 
 def class_stats(dataset: DatasetLike, *, plot: PathLike | None = None, rare_max: int | None = None,
-                common_max: int | None = None, on_error: str = "raise") -> dict:
+                common_max: int | None = None, on_error: str = "raise", strict: bool = False) -> dict:
     """``ltaug stats``: per-class images and instances, r/c/f bins, imbalance ratio, Gini.
 
     Returns the document ``ltaug stats --json`` prints (:func:`ltaug.stats.summary.dataset_stats`).
@@ -120,7 +143,7 @@ def class_stats(dataset: DatasetLike, *, plot: PathLike | None = None, rare_max:
     """
     from ltaug.stats.summary import dataset_stats, plot_class_histogram
 
-    ds = _load(dataset, on_error)
+    ds = _load(dataset, on_error, strict=strict)
     stats = dataset_stats(ds, rare_max=rare_max, common_max=common_max)
     _refuse_over_input(dataset, plot)
     if plot:
@@ -140,10 +163,24 @@ class ValidationResult:
     annotations: int | None
     images_checked: bool
     """Whether the image files were checked too (``images=`` given)."""
+    strict: bool = False
+    """Warnings count as errors."""
+    fixed: Path | None = None
+    """With ``fix``: the repaired copy written (its fix report beside it, ``NAME.fixes.json``)."""
+    findings: list = field(default_factory=list)
+    """With ``fix``: what was fixed and dropped (:class:`ltaug.io.policy.Finding`)."""
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that are errors (every one with ``strict``)."""
+        from ltaug.io.policy import severity
+
+        return [p for p in self.problems if self.strict or severity(p.kind) == "error"]
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """No errors (warnings are processed by every command; ``strict``: no problems at all)."""
+        return not self.errors
 
     @property
     def counts(self) -> Counter:
@@ -158,21 +195,29 @@ class ValidationResult:
 
     def document(self) -> dict:
         """The document ``ltaug validate --json`` prints: the file, every problem, the counts per kind."""
+        from ltaug.io.policy import severity
+
         return {"file": self.file,
-                "problems": [{"kind": p.kind, "section": p.section, "position": p.position, "message": p.message}
-                             for p in self.problems],
-                "summary": dict(self.counts)}
+                "problems": [{"kind": p.kind, "severity": severity(p.kind), "section": p.section,
+                              "position": p.position, "message": p.message} for p in self.problems],
+                "summary": dict(self.counts), "errors": len(self.errors), "warnings": len(self.problems) - len(self.errors),
+                **({"fixed": str(self.fixed), "fixes": len(self.findings)} if self.fixed is not None else {})}
 
 
 def validate(dataset: DatasetLike, *, images: PathLike | None = None, no_masks: bool = False,
+             strict: bool = False, fix: bool = False, output: PathLike | None = None,
              progress: bool = False) -> ValidationResult:
     """``ltaug validate``: every problem of an annotation file (and, with ``images``, of its image
-    files), each naming its image, annotation or category id.
+    files), each naming its image, annotation or category id, with its severity in the policy
+    table (:mod:`ltaug.io.policy`; ``result.ok``: no errors, or with ``strict`` no problems).
 
     ``dataset``: the file or YOLO-seg folder (checked as it is, before any loading), or a
-    Dataset in memory (its document). ``no_masks``: skip the area-vs-mask check (it rasterises
-    every mask). A missing file or image folder is a :class:`~ltaug.errors.UsageError`; problems
-    in the file are the result, not errors.
+    Dataset in memory (its document). ``no_masks``: skip the area-vs-mask and box-vs-mask checks
+    (they rasterise every mask). ``fix``: write a repaired copy to ``output`` (:func:`ltaug.io.fix.fix_document`:
+    what the table can fix is fixed, the rest dropped; with ``images``, images whose files are
+    missing, unreadable or of another size are dropped) and the list of every change to
+    ``NAME.fixes.json`` beside it. A missing file or image folder is a
+    :class:`~ltaug.errors.UsageError`; problems in the file are the result, not errors.
     """
     from ltaug.io.read import read_document
     from ltaug.io.validate import validate_document
@@ -191,9 +236,31 @@ def validate(dataset: DatasetLike, *, images: PathLike | None = None, no_masks: 
     if data is not None:
         problems += validate_document(data, images_dir=images, masks=not no_masks, progress=progress)
     counted = isinstance(data, dict) and all(isinstance(data.get(k), list) for k in ("images", "annotations"))
-    return ValidationResult(path=path, problems=problems, images=len(data["images"]) if counted else None,
-                            annotations=len(data["annotations"]) if counted else None,
-                            images_checked=bool(images))
+    result = ValidationResult(path=path, problems=problems, images=len(data["images"]) if counted else None,
+                              annotations=len(data["annotations"]) if counted else None,
+                              images_checked=bool(images), strict=strict)
+    if fix:
+        result.fixed, result.findings = _write_fixed(data, problems, path, output, masks=not no_masks)
+    return result
+
+
+def _write_fixed(data: Any, problems: list[Problem], source: Path | None, output: PathLike | None, *,
+                 masks: bool) -> tuple[Path, list]:
+    """``validate --fix``: the repaired document written to ``output``, its fixes beside it."""
+    from ltaug.io.fix import fix_document
+    from ltaug.io.imagecheck import IMAGE_KINDS
+
+    if output is None:
+        raise SpecError("output", "is needed with fix: the file to write the repaired copy to")
+    fatal = [p for p in problems if p.fatal]
+    if fatal:
+        raise InputError(f"{source}: {fatal[0].message}: the file as a whole cannot be fixed")
+    refuse_overwriting_inputs(output, [source])
+    fixed, findings = fix_document(data, masks=masks, extra=[p for p in problems if p.kind in IMAGE_KINDS])
+    ds = Dataset(fixed, path=source, findings=findings)
+    ds.save(output, inputs=[source])
+    _write_fixes(ds, output)
+    return Path(output), findings
 
 
 @dataclass
@@ -213,7 +280,7 @@ class ConvertResult:
 
 def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, images: PathLike | None = None,
             link: str = "copy", split: str = "train", rare_max: int = RARE_MAX, common_max: int = COMMON_MAX,
-            on_error: str = "raise") -> ConvertResult:
+            on_error: str = "raise", strict: bool = False) -> ConvertResult:
     """``ltaug convert``: COCO <-> YOLO-seg folder, COCO -> LVIS-style json.
 
     ``to``: ``coco``, ``lvis`` or ``yolo`` (default: a ``*.json`` output keeps the input's kind,
@@ -226,7 +293,7 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
     out = Path(output)
     fmt = to or ("yolo" if out.suffix.lower() != ".json" else None)
     refuse_overwriting_inputs(out, [_source(dataset), images])
-    ds = _load(dataset, on_error, split)
+    ds = _load(dataset, on_error, split, strict=strict)
     if fmt == "yolo":
         from ltaug.io.yolo import write_yolo
 
@@ -235,24 +302,27 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
         if images and not Path(images).is_dir():
             raise UsageError(f"{images}: image folder not found")
         summary = write_yolo(ds, out, images_dir=images, link=link)
+        _write_fixes(ds, out, folder=True)
         return ConvertResult(output=out, format="yolo", dataset=ds, yolo=summary)
     if fmt == "lvis" and ds.kind != "lvis":
         ds = to_lvis(ds, rare_max=rare_max, common_max=common_max)
     ds.save(out, inputs=[_source(dataset)])
+    _write_fixes(ds, out)
     return ConvertResult(output=out, format=ds.kind, dataset=ds)
 
 
 def recount(dataset: DatasetLike, output: PathLike | None = None, *, rare_max: int = RARE_MAX,
-            common_max: int = COMMON_MAX, on_error: str = "raise") -> Dataset:
+            common_max: int = COMMON_MAX, on_error: str = "raise", strict: bool = False) -> Dataset:
     """``ltaug recount``: the dataset with each category's ``image_count``, ``instance_count`` and
     ``frequency`` (r/c/f, by ``rare_max`` / ``common_max`` images) recomputed, an LVIS-kind
     dataset; written to ``output`` if given (:func:`ltaug.stats.frequency.recount`)."""
     from ltaug.stats.frequency import recount as recount_categories
 
-    ds = _load(dataset, on_error)
+    ds = _load(dataset, on_error, strict=strict)
     out = recount_categories(ds, rare_max=rare_max, common_max=common_max)
     if output is not None:
         out.save(output, inputs=[_source(dataset)])
+        _write_fixes(ds, output)
     return out
 
 
@@ -286,7 +356,7 @@ class Resampled:
 
 def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike | None = None,
              repeat_factors: PathLike | None = None, plot: PathLike | None = None, rare_max: int | None = None,
-             common_max: int | None = None, on_error: str = "raise", **params: Any) -> Resampled:
+             common_max: int | None = None, on_error: str = "raise", strict: bool = False, **params: Any) -> Resampled:
     """``ltaug resample``: class-balanced resampling (rfs, cas, sqrt, soft).
 
     ``method`` and ``params`` are the parameters of :class:`ltaug.ops.Resample` (``threshold``,
@@ -305,7 +375,7 @@ def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike |
     else:
         spec = Resample(method=method, **params)
     _refuse_over_input(dataset, output, repeat_factors, plot)
-    ds = _load(dataset, on_error)
+    ds = _load(dataset, on_error, strict=strict)
     drawn = resample_counts(ds, spec)
     shift = class_shift(ds, drawn.counts, rare_max=rare_max, common_max=common_max)
     result = Resampled(input=ds, spec=spec, counts=drawn.counts, shift=shift,
@@ -315,6 +385,7 @@ def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike |
         result.written["repeat_factors"] = Path(repeat_factors)
     if output:
         result.written["output"] = result.dataset.save(output, inputs=[_source(dataset)])
+        _write_fixes(ds, output)
     if plot:
         result.written["plot"] = plot_shift(shift, plot, title=f"{_shown(dataset)}: resample --method {spec.method}")
     return result
@@ -360,7 +431,7 @@ class PlanResult:
 def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: float | None = None,
          max_factor: float | None = None, plan_json: PathLike | None = None, output: PathLike | None = None,
          plot: PathLike | None = None, rare_max: int | None = None, common_max: int | None = None,
-         on_error: str = "raise") -> PlanResult:
+         on_error: str = "raise", strict: bool = False) -> PlanResult:
     """``ltaug plan``: solve a per-class target (:class:`ltaug.rebalance.planning.Target`: at least
     ``min_instances``, a flatter power law ``exponent``, at most ``max_factor`` times a class's
     count) for image repeats. Nothing is written unless asked: ``plan_json`` (the plan),
@@ -372,7 +443,7 @@ def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: fl
 
     target = Target(min_instances=min_instances, exponent=exponent, max_factor=max_factor)
     _refuse_over_input(dataset, output, plan_json, plot)
-    ds = _load(dataset, on_error)
+    ds = _load(dataset, on_error, strict=strict)
     result = PlanResult(input=ds, target=target,
                         plan=make_plan(ds, target, rare_max=rare_max, common_max=common_max))
     if plan_json:
@@ -380,6 +451,7 @@ def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: fl
         result.written["plan_json"] = Path(plan_json)
     if output:
         result.written["output"] = result.dataset.save(output, inputs=[_source(dataset)])
+        _write_fixes(ds, output)
     if plot:
         result.written["plot"] = plot_shift(result.plan, plot, title=f"{_shown(dataset)}: plan")
     return result
@@ -389,7 +461,7 @@ def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: fl
 
 def build_bank(dataset: DatasetLike, images: PathLike, output: PathLike, *, workers: int | None = None,
                min_area: int = BankParams.min_area, occluded_fraction: float = BankParams.occluded_fraction,
-               on_error: str = "raise", progress: bool = False) -> dict:
+               on_error: str = "raise", strict: bool = False, progress: bool = False) -> dict:
     """``ltaug bank``: cut every non-crowd object out once (crop, mask, class, source ids, quality
     flags) into an object bank folder ``output`` for copy-paste (:func:`ltaug.pixels.bank.build_bank`;
     open it with :class:`ltaug.pixels.bank.Bank`).
@@ -402,9 +474,11 @@ def build_bank(dataset: DatasetLike, images: PathLike, output: PathLike, *, work
 
     if not Path(images).is_dir():
         raise UsageError(f"{images}: image folder not found")
-    ds = _load(dataset, on_error)
-    return build(ds, images, output, workers=workers, min_area=min_area, occluded_fraction=occluded_fraction,
-                 on_error=on_error, progress=progress)
+    ds = _load(dataset, on_error, strict=strict)
+    summary = build(ds, images, output, workers=workers, min_area=min_area, occluded_fraction=occluded_fraction,
+                    on_error=on_error, progress=progress)
+    _write_fixes(ds, output, folder=True)
+    return summary
 
 
 def verify_bank(bank: PathLike) -> list[str]:
@@ -514,7 +588,7 @@ def _step(k: int, step: Step) -> Operation:
 
 def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: Sequence[Step], *,
               workers: int | None = None, resume: bool = False, overwrite: bool = False, link: str = "hard",
-              verify_images: bool = False, on_error: str = "raise", backend: str | None = None, address: str | None = None,
+              verify_images: bool = False, on_error: str = "raise", strict: bool = False, backend: str | None = None, address: str | None = None,
               progress: bool = False) -> RunResult:
     """Run ``steps`` (resample, paste, mosaic, mixup, ...) on ``dataset`` (its images under
     ``images``) into the output folder ``output``: ``annotations.json``, ``images/``, ``run.json``.
@@ -529,7 +603,8 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
     the output keeps get there: ``hard`` links (the input files themselves; copies across file
     systems), ``symlink`` or ``copy``. ``verify_images``: fingerprint the input images by SHA-256 too
     (a resume then refuses any changed image). ``on_error``: ``"skip"`` leaves out images that
-    cannot be read (and, for a path, invalid records). ``backend``: ``local`` (default) or ``ray``
+    cannot be read (and, for a path, invalid records); ``"fix"`` also repairs the records it can
+    (each listed in ``OUTPUT/fixes.json``); ``strict``: a path's warnings are errors. ``backend``: ``local`` (default) or ``ray``
     (the ray extra), on the Ray cluster ``address`` (``auto``, ``HOST:PORT``; default: RAY_ADDRESS,
     else a local instance).
     """
@@ -537,7 +612,7 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
     from ltaug.run.pipeline import BACKENDS
 
     operations = [_step(k, s) for k, s in enumerate(steps)]
-    ds = _load(dataset, on_error)
+    ds = _load(dataset, on_error, strict=strict)
     backend = backend or "local"
     if backend not in BACKENDS:
         raise SpecError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -550,12 +625,13 @@ def run_steps(dataset: DatasetLike, images: PathLike, output: PathLike, steps: S
         executor["map_shards"] = ray_map_shards(address, num_cpus=workers)
     record = run_pipeline(ds, images, output, operations, workers=workers, resume=resume, on_error=on_error,
                           progress=progress, overwrite=overwrite, link=link, verify_images=verify_images, **executor)
+    _write_fixes(ds, output, folder=True)
     return RunResult(output=Path(output), record=record, input=ds)
 
 
 def run_config(config: PathLike, output: PathLike | None = None, *, workers: int | None = None,
                resume: bool = False, overwrite: bool = False, link: str = "hard", verify_images: bool = False,
-               on_error: str | None = None,
+               on_error: str | None = None, strict: bool = False,
                backend: str | None = None, address: str | None = None, progress: bool = False) -> RunResult:
     """``ltaug run CONFIG``: the pipeline file ``config`` (YAML: input, images, output, seed, steps;
     :mod:`ltaug.run.pipeline`) run by :func:`run_steps`. ``output``, ``workers``, ``on_error``,
@@ -570,7 +646,7 @@ def run_config(config: PathLike, output: PathLike | None = None, *, workers: int
         address = address or pipe.address
     return run_steps(pipe.input, pipe.images, output or pipe.output, pipe.steps,
                      workers=workers if workers is not None else pipe.workers, resume=resume, overwrite=overwrite,
-                     link=link, verify_images=verify_images, on_error=on_error or pipe.on_error, backend=backend, address=address, progress=progress)
+                     link=link, verify_images=verify_images, on_error=on_error or pipe.on_error, strict=strict, backend=backend, address=address, progress=progress)
 
 
 # -- ltaug report ----------------------------------------------------------------------------------

@@ -190,12 +190,17 @@ def test_resample_and_plan_of_a_dataset_write_nothing(tmp_path, monkeypatch):
 
 
 def test_validate_returns_the_problems(tmp_path, demo_doc):
-    demo_doc["annotations"][0]["bbox"] = [0, 0, -1, 5]
+    demo_doc["annotations"][0]["bbox"] = [0, 0, -1, 5]  # a warning
+    demo_doc["annotations"][1]["category_id"] = 987654  # an error
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(demo_doc))
     r = ltaug.validate(bad)
-    assert not r.ok and r.counts == {"bad-bbox": 1} and r.images == 30
-    assert r.document()["problems"][0]["kind"] == "bad-bbox"
+    assert not r.ok and r.counts == {"bad-bbox": 1, "unknown-category": 1} and r.images == 30
+    assert [(p["kind"], p["severity"]) for p in r.document()["problems"]] == [("bad-bbox", "warning"),
+                                                                           ("unknown-category", "error")]
+    demo_doc["annotations"][1]["category_id"] = demo_doc["annotations"][2]["category_id"]
+    bad.write_text(json.dumps(demo_doc))
+    assert ltaug.validate(bad).ok and not ltaug.validate(bad, strict=True).ok
     with pytest.raises(ltaug.UsageError, match="file not found"):
         ltaug.validate(tmp_path / "nope.json")
 
@@ -206,10 +211,10 @@ def test_the_functions_print_nothing(tmp_path, demo_doc, capfd):
     """Every function with progress=False (the default), two worker processes included: nothing on
     file descriptors 1 and 2, not even the records skipped with on_error="skip" or the report's warnings
     (they are logged)."""
-    demo_doc["annotations"][0]["bbox"] = [0, 0, -1, 5]
+    demo_doc["annotations"][0]["category_id"] = 987654
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(demo_doc))
-    assert ltaug.class_stats(bad, on_error="skip")["summary"]["skipped"] == {"bad-bbox": 1}
+    assert ltaug.class_stats(bad, on_error="skip")["summary"]["skipped"] == {"unknown-category": 1}
     ltaug.validate(TRAIN, images=IMAGES)
     ltaug.convert(TRAIN, tmp_path / "lvis.json", to="lvis", rare_max=2, common_max=5)
     ltaug.recount(TRAIN, tmp_path / "recount.json")
@@ -225,14 +230,17 @@ def test_the_functions_print_nothing(tmp_path, demo_doc, capfd):
 
 
 def test_messages_are_logged_and_the_command_prints_them(tmp_path, demo_doc, caplog, capsys):
-    demo_doc["annotations"][0]["bbox"] = [0, 0, -1, 5]
+    ann = demo_doc["annotations"][0]
+    ann["category_id"] = 987654
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(demo_doc))
+    line = f"{bad}: unknown-category: 1 record(s) skipped (annotation id {ann['id']})"
     with caplog.at_level("INFO", logger="ltaug"):
         ltaug.recount(bad, on_error="skip")
-    assert [r.getMessage() for r in caplog.records] == [f"{bad}: skipped 1 invalid record(s): 1 bad-bbox"]
+    assert [r.getMessage() for r in caplog.records] == [line]
     assert main(["recount", str(bad), "--on-error", "skip", "-o", str(tmp_path / "r.json")]) == 0
-    assert capsys.readouterr().err.startswith(f"{bad}: skipped 1 invalid record(s): 1 bad-bbox\nwrote ")
+    err = capsys.readouterr().err
+    assert err.startswith(f"{line}\n{tmp_path / 'r.fixes.json'}: 0 record(s) fixed and 1 skipped on reading, each listed\nwrote "), err
 
 
 def test_a_script_sees_no_log_output_without_logging_configured(tmp_path, demo_doc):

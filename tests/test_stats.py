@@ -210,11 +210,11 @@ def test_skipped_records_reported():
     ds = make_dataset([2, 1])
     data = dict(ds.data)
     data["annotations"] = ds.annotations + [
-        {"id": 99, "image_id": 1, "category_id": 1, "bbox": [1, 1, -5, 5]}]
+        {"id": 99, "image_id": 1, "category_id": 77, "bbox": [1, 1, 5, 5]}]
     skipped = Dataset.from_dict(data, on_error="skip")
     s = dataset_stats(skipped)["summary"]
-    assert s["skipped"] == {"bad-bbox": 1} and s["instances"] == 3
-    assert "bad-bbox=1" in format_stats_table(dataset_stats(skipped))
+    assert s["skipped"] == {"unknown-category": 1} and s["instances"] == 3
+    assert "unknown-category=1" in format_stats_table(dataset_stats(skipped))
 
 
 def test_plot_many_classes_and_bad_suffix(tmp_path):

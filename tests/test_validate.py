@@ -10,7 +10,7 @@ import pytest
 
 from cli.main import main
 from ltaug import InputError, load_dataset
-from ltaug.io.policy import KINDS
+from ltaug.io.policy import KINDS, severity
 
 
 def first(doc, section, pred=lambda r: True):
@@ -117,13 +117,13 @@ def m_top_level(doc):
 
 CASES = [
     (m_missing_key, "missing-key"), (m_missing_image_key, "missing-key"), (m_dup_ann, "duplicate-id"),
-    (m_dup_image, "duplicate-id"), (m_unknown_image, "unknown-image"), (m_unhashable_image_id, "unknown-image"),
+    (m_dup_image, "duplicate-image-id"), (m_unknown_image, "unknown-image"), (m_unhashable_image_id, "unknown-image"),
     (m_unknown_category, "unknown-category"),
     (m_zero_width_box, "bad-bbox"), (m_negative_height_box, "bad-bbox"), (m_box_outside, "bbox-outside-image"),
     (m_box_not_four, "bad-value"), (m_polygon_two_points, "bad-polygon"), (m_polygon_odd, "bad-polygon"),
     (m_rle_size, "rle-size-mismatch"), (m_rle_counts, "bad-rle"), (m_area, "area-mismatch"),
-    (m_dotdot, "unsafe-file-name"), (m_absolute, "unsafe-file-name"), (m_bad_frequency, "bad-value"),
-    (m_neg_unknown, "unknown-category"), (m_string_id, "bad-value"), (m_top_level, "bad-structure"),
+    (m_dotdot, "unsafe-file-name"), (m_absolute, "unsafe-file-name"), (m_bad_frequency, "bad-category"),
+    (m_neg_unknown, "unknown-category"), (m_string_id, "non-integer-id"), (m_top_level, "bad-structure"),
 ]
 
 
@@ -137,14 +137,24 @@ def test_planted_problem_is_found_and_named(tmp_path, demo_doc, mutate, kind, ca
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(demo_doc))
     before = bad.read_bytes()
-    assert main(["validate", str(bad), "--json"]) == 1
+    warning = severity(kind) == "warning"
+    assert main(["validate", str(bad), "--json"]) == (0 if warning else 1)
     report = json.loads(capsys.readouterr().out)
     hits = [p for p in report["problems"] if p["kind"] == kind and needle in p["message"]]
     assert hits, report["problems"]
+    assert hits[0]["severity"] == severity(kind)
+    assert main(["validate", str(bad), "--json", "--strict"]) == 1
+    capsys.readouterr()
     assert bad.read_bytes() == before  # inputs are never modified
     if kind in MASK_LEVEL:
         return
-    # every other command refuses the file by default, with one line naming the record
+    if warning:  # loaded and processed as it is, the problem a finding; --strict refuses it
+        ds = load_dataset(bad)
+        assert [(f.kind, f.action) for f in ds.findings] == [(kind, "warned")] and needle in ds.findings[0].message
+        with pytest.raises(InputError, match="made an error by --strict"):
+            load_dataset(bad, strict=True)
+        return
+    # an error: every other command refuses the file by default, with one line naming the record
     with pytest.raises(InputError) as err:
         load_dataset(bad)
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
@@ -159,7 +169,7 @@ def test_text_report_has_summary_table(tmp_path, demo_doc, capsys):
     needles = [m_box_outside(demo_doc), m_dotdot(demo_doc), m_dup_ann(demo_doc)]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(demo_doc))
-    assert main(["validate", str(bad)]) == 1
+    assert main(["validate", str(bad)]) == 1  # unsafe-file-name is an error
     out = capsys.readouterr().out
     for n in needles:
         assert n in out
@@ -214,9 +224,9 @@ def test_skip_mode_drops_and_counts(tmp_path, demo_doc, capsys):
     bad.write_text(json.dumps(demo_doc))
     ds = load_dataset(bad, on_error="skip")
     assert len(ds.images) == n_img - 1
-    assert ds.skipped["bbox-outside-image"] == 1 and ds.skipped["unsafe-file-name"] == 1
+    assert ds.skipped["unsafe-file-name"] == 1 and "bbox-outside-image" not in ds.skipped  # a warning: kept
     assert ds.skipped["annotation-of-skipped-image"] == on_that_image
-    assert len(ds.annotations) == n_ann - 1 - on_that_image
+    assert len(ds.annotations) == n_ann - on_that_image
     assert main(["stats", str(bad), "--on-error", "skip"]) == 0
     assert "skipped" in capsys.readouterr().err
     assert main(["stats", str(bad)]) == 1

@@ -87,6 +87,25 @@ def polygons_bbox(polygons: Sequence[Sequence[float]]) -> list[float]:
     return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
 
 
+def segmentation_bbox(seg: Any, height: int, width: int) -> list[float] | None:
+    """The box of a segmentation as COCO computes it: the polygon vertices' extent, or the RLE
+    mask's (pycocotools ``toBbox``); None for an empty one."""
+    kind = segmentation_kind(seg)
+    if kind == NONE:
+        return None
+    box = polygons_bbox(seg) if kind == POLYGON else [float(b) for b in mask_utils.toBbox(to_rle(seg, height, width))]
+    return box if box[2] > 0 and box[3] > 0 else None
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``[x, y, w, h]`` boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     """Outer contours of a binary mask as COCO polygons, one per connected part.
 

@@ -13,6 +13,8 @@ from ltaug.io.policy import Problem, declare
 MISSING_IMAGE_FILE = declare("missing-image-file", "image", "error", "image file not found")
 UNREADABLE_IMAGE = declare("unreadable-image", "image", "error", "image file cannot be read as an image")
 IMAGE_SIZE_MISMATCH = declare("image-size-mismatch", "image", "error", "image file size differs from the json")
+IMAGE_KINDS = frozenset({MISSING_IMAGE_FILE, UNREADABLE_IMAGE, IMAGE_SIZE_MISMATCH})
+"""The kinds about an image file: ``validate --fix`` drops such images (and their annotations)."""
 
 
 def check_image_files(data, images_dir, *, skip=frozenset(), progress: bool = False) -> Iterator[Problem]:

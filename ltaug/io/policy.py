@@ -17,6 +17,7 @@ and the README print the table (:func:`ltaug.io.read.policy_table`).
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 SEVERITIES = ("error", "warning", "fine")
@@ -92,12 +93,15 @@ def table(*, markdown: bool = False) -> str:
         lines += [f"| {k.source} | `{k.name}` | {k.severity} | {k.what} | {k.on_fix} |" for k in rows]
         return "\n".join(lines)
     width = max(len(k.name) for k in rows)
+    indent = " " * (width + 13)
     lines = []
     for source in SOURCES:
         lines.append({"json": "COCO/LVIS json:", "yolo": "YOLO folder:", "image": "image files:"}[source])
         for k in (k for k in rows if k.source == source):
-            lines.append(f"  {k.name:<{width}}  {k.severity:<7}  {k.what}")
-            lines.append(f"  {'':<{width}}  {'':<7}  fix: {k.on_fix}")
+            lines.append(textwrap.fill(k.what, 100, initial_indent=f"  {k.name:<{width}}  {k.severity:<7}  ",
+                                       subsequent_indent=indent))
+            if k.severity != "fine":
+                lines.append(textwrap.fill(f"fix: {k.on_fix}", 100, initial_indent=indent, subsequent_indent=indent))
     return "\n".join(lines)
 
 
@@ -125,9 +129,9 @@ class Finding:
                 "before": self.before, "after": self.after}
 
 
-def summary_lines(findings: list[Finding], *, examples: int = 3) -> list[str]:
-    """One line per (kind, action): the count and the first records, e.g.
-    ``warning: duplicate-id: 2 annotation(s) processed as they are (annotation id 17, annotation id 17)``."""
+def summary_lines(findings: list[Finding], *, examples: int = 3) -> list[tuple[str, str]]:
+    """One ``(action, line)`` per kind and action, the count and the first records named, e.g.
+    ``("warned", "duplicate-id: 2 record(s) processed as they are (annotation id 17, annotation id 17)")``."""
     groups: dict[tuple[str, str], list[Finding]] = {}
     for f in findings:
         groups.setdefault((f.kind, f.action), []).append(f)
@@ -135,6 +139,5 @@ def summary_lines(findings: list[Finding], *, examples: int = 3) -> list[str]:
     lines = []
     for (kind, action), group in groups.items():
         shown = ", ".join(f.where for f in group[:examples]) + (", ..." if len(group) > examples else "")
-        label = "warning" if action == "warned" else action
-        lines.append(f"{label}: {kind}: {len(group)} record(s) {verbs.get(action, action)} ({shown})")
+        lines.append((action, f"{kind}: {len(group)} record(s) {verbs.get(action, action)} ({shown})"))
     return lines

@@ -17,13 +17,17 @@ from ltaug.io.validate import Problem
 from ltaug.io.yolo import read_yolo
 
 
-def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str = "train") -> Dataset:
+def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str = "train",
+                 strict: bool = False) -> Dataset:
     """Read a COCO or LVIS json file, or a YOLO-seg folder (one with a ``data.yaml``).
 
-    ``on_error="raise"`` (default) refuses a file with any invalid record, with a one-line
-    :class:`InputError`; ``"skip"`` drops the invalid records (an image's annotations go with
-    it) and counts them in ``Dataset.skipped``. Problems with the file as a whole (bad JSON,
-    missing top-level lists, bad categories) always raise. Loading runs the record checks of
+    Each problem has a severity in the policy table (:mod:`ltaug.io.policy`). Errors:
+    ``on_error="raise"`` (default) refuses the file with a one-line :class:`InputError`;
+    ``"skip"`` drops the invalid records (an image's annotations go with it), counted in
+    ``Dataset.skipped``; ``"fix"`` repairs what the table says how (:mod:`ltaug.io.fix`; warnings
+    too) and drops the rest. Warnings (files pycocotools loads) are processed as they are, each
+    one a ``Dataset.findings`` entry; ``strict`` makes them errors. Problems with the file as a
+    whole (bad JSON, missing top-level lists, bad categories) always raise. Loading runs the record checks of
     :func:`ltaug.io.validate.check_document`; mask areas and image files are checked only by
     ``ltaug validate`` (they need rasterising every mask or opening every image).
     ``split``: for a YOLO folder whose data.yaml names splits, the one to read.
@@ -35,7 +39,7 @@ def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str
         raise InputError(f"{path}: file not found")
     with gc_paused():  # parse, check and index build millions of acyclic objects
         data = read_json(path)
-        ds = Dataset.from_dict(data, source=str(path), on_error=on_error, path=path)
+        ds = Dataset.from_dict(data, source=str(path), on_error=on_error, strict=strict, path=path)
         ds.index  # noqa: B018 (built here, while the collector is paused)
     return ds
 

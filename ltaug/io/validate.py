@@ -40,7 +40,8 @@ DUPLICATE_ID = declare("duplicate-id", "json", "warning", "annotation id used by
                        "later ones renumbered after the largest id; old -> new in the id map")
 UNKNOWN_IMAGE = declare("unknown-image", "json", "error", "annotation's image_id not among the images")
 UNKNOWN_CATEGORY = declare("unknown-category", "json", "error", "category id not among the categories")
-BAD_BBOX = declare("bad-bbox", "json", "error", "box with zero or negative width or height",
+BAD_BBOX = declare("bad-bbox", "json", "warning", "box with zero or negative width or height (pycocotools "
+                   "loads it; stats count it, the bank leaves out an object with no pixels)",
                    "box recomputed from the mask when there is one, else dropped")
 BBOX_OUTSIDE = declare("bbox-outside-image", "json", "warning", "box extends more than 1 px outside the image",
                        "box clipped to the image (dropped if nothing is left)")
@@ -66,6 +67,8 @@ BBOX_TOLERANCE_PX = 1.0
 # raster area by up to ~50% for objects of a few pixels (measured on COCO-LT-mini train).
 AREA_REL_TOLERANCE = 0.25
 AREA_ABS_TOLERANCE_PX = 16.0
+# A box and its mask's box disagree below this IoU (COCO's boxes are their polygons' extent: IoU 1).
+BBOX_MASK_IOU = 0.5
 
 
 def _is_int(v) -> bool:
@@ -197,6 +200,8 @@ def _valid_annotation_columns(anns: list, img_info: dict, cat_ids: set) -> Annot
     for ann in anns:
         seg = ann.get("segmentation")
         if type(seg) is list:
+            if ann.get("iscrowd", 0):
+                return None  # a crowd region as polygons: a warning, named by the per-record pass
             for part in seg:
                 if type(part) is not list or len(part) % 2 or len(part) < 6 or not _finite_numbers(part):
                     return None
@@ -211,26 +216,33 @@ def _check_records(data, section, out, check_one) -> set:
     required = set(REQUIRED[section])
     for pos, rec in enumerate(data[section]):
         if type(rec) is not dict:
-            out.append(Problem("bad-value", f"{_label(section, rec, pos)}: is a JSON {type(rec).__name__}, "
-                                            "expected an object", section, pos))
+            out.append(Problem(BAD_CATEGORY if section == "categories" else BAD_VALUE,
+                               f"{_label(section, rec, pos)}: is a JSON {type(rec).__name__}, expected an object",
+                               section, pos))
             continue
         if not rec.keys() >= required:
             missing = [k for k in REQUIRED[section] if k not in rec]
-            out.append(Problem("missing-key", f"{_label(section, rec, pos)}: missing required key(s) "
-                                              f"{', '.join(missing)}", section, pos))
+            out.append(Problem(BAD_CATEGORY if section == "categories" else MISSING_KEY,
+                               f"{_label(section, rec, pos)}: missing required key(s) {', '.join(missing)}",
+                               section, pos))
             continue
         rid = rec["id"]
         if not _is_int(rid):
-            out.append(Problem("bad-value", f"{_label(section, rec, pos)}: id {rid!r} is not an integer", section, pos))
+            kind = BAD_CATEGORY if section == "categories" else NON_INTEGER_ID
+            out.append(Problem(kind, f"{_label(section, rec, pos)}: id {rid!r} is not an integer", section, pos))
             continue
         if rid in seen:
-            out.append(Problem("duplicate-id", f"{_label(section, rec, pos)}: id also used by {section} #{seen[rid]}",
+            kind = {"images": DUPLICATE_IMAGE_ID, "annotations": DUPLICATE_ID}.get(section, BAD_CATEGORY)
+            out.append(Problem(kind, f"{_label(section, rec, pos)}: id also used by {section} #{seen[rid]}",
                                section, pos))
-            continue
-        seen[rid] = pos
+            if section != "annotations":  # a repeated annotation id is a warning: its record is still checked
+                continue
+        else:
+            seen[rid] = pos
         problem = check_one(rec)
         if problem is not None:
-            out.append(Problem(problem[0], f"{_label(section, rec, pos)}: {problem[1]}", section, pos))
+            kind = BAD_CATEGORY if section == "categories" else problem[0]
+            out.append(Problem(kind, f"{_label(section, rec, pos)}: {problem[1]}", section, pos))
     return set(seen)
 
 
@@ -284,10 +296,11 @@ def _check_annotation(rec, img_info, image_ids, cat_ids):
         return "bad-value", f"bbox must be 4 finite numbers [x, y, w, h], got {box!r}"
     x, y, bw, bh = box
     if bw <= 0 or bh <= 0:
-        return "bad-bbox", f"bbox {box} has non-positive width or height"
+        return BAD_BBOX, f"bbox {box} has non-positive width or height"
     t = BBOX_TOLERANCE_PX
+    warning = None  # returned only when no error is found: a warned record is processed, so all of it is checked
     if x < -t or y < -t or x + bw > width + t or y + bh > height + t:
-        return "bbox-outside-image", f"bbox {box} extends outside image id {image_id} ({width}x{height})"
+        warning = BBOX_OUTSIDE, f"bbox {box} extends outside image id {image_id} ({width}x{height})"
     crowd = rec.get("iscrowd", 0)
     if not (_is_int(crowd) and crowd in (0, 1)):
         return "bad-value", f"iscrowd must be 0 or 1, got {crowd!r}"
@@ -296,8 +309,12 @@ def _check_annotation(rec, img_info, image_ids, cat_ids):
         return "bad-value", f"area must be a non-negative number, got {area!r}"
     seg = rec.get("segmentation")
     if seg is not None:
-        return _segmentation_problem(seg, width, height)
-    return None
+        problem = _segmentation_problem(seg, width, height)
+        if problem is not None:
+            return problem
+        if crowd and type(seg) is list:
+            return CROWD_POLYGON, "crowd region given as polygons (COCO's crowd regions are RLE)"
+    return warning
 
 
 def _segmentation_problem(seg, width, height) -> tuple[str, str] | None:
@@ -336,7 +353,8 @@ def _segmentation_problem(seg, width, height) -> tuple[str, str] | None:
 
 
 def check_masks(data, *, skip=frozenset(), skip_images=frozenset(), progress: bool = False) -> Iterator[Problem]:
-    """Area consistency of every non-crowd annotation with its segmentation (pycocotools raster).
+    """Area and box consistency of every non-crowd annotation with its segmentation (pycocotools
+    raster; a box whose IoU with the mask's box is under :data:`BBOX_MASK_IOU`).
 
     Crowd regions are not checked: in official COCO 2017 some crowd areas disagree with their
     own RLE by 25-45% (3 of 24 crowd regions in COCO-LT-mini train, 1 of its val), and
@@ -360,9 +378,13 @@ def check_masks(data, *, skip=frozenset(), skip_images=frozenset(), progress: bo
         if isinstance(seg, list):
             refs.append(geometry.polygons_area(seg))
         if not any(abs(area - r) <= AREA_REL_TOLERANCE * r + AREA_ABS_TOLERANCE_PX for r in refs):
-            yield Problem("area-mismatch",
+            yield Problem(AREA_MISMATCH,
                           f"annotation id {ann['id']}: area {area:g} but the mask covers {refs[0]} pixels",
                           "annotations", pos)
+        box = geometry.segmentation_bbox(seg, h, w)
+        if box is not None and geometry.box_iou(ann["bbox"], box) < BBOX_MASK_IOU:
+            yield Problem(BBOX_MASK_MISMATCH, f"annotation id {ann['id']}: bbox {ann['bbox']} but the mask's box is "
+                                              f"[{', '.join(f'{b:g}' for b in box)}]", "annotations", pos)
 
 
 def summarize(problems: Iterable[Problem]) -> Counter:

@@ -139,7 +139,7 @@ def _job(dataset: Dataset, images_dir: Path, steps: list[Operation]) -> dict:
             "steps": [s.describe() for s in steps]}
 
 
-OUTPUT_FILES = ("annotations.json", "images", "run.json", "report.html")  # what ltaug writes in an output
+OUTPUT_FILES = ("annotations.json", "images", "run.json", "report.html", "fixes.json")  # what ltaug writes in an output
 
 
 def _check_output(out_dir: Path, images_dir: Path, overwrite: bool) -> None:
@@ -237,6 +237,18 @@ def _remove_leftovers(work: Path) -> None:
             shutil.rmtree(tmp)
         elif tmp.exists():  # not inside a folder removed above
             tmp.unlink()
+
+
+def _check_unique_annotation_ids(dataset: Dataset) -> None:
+    """Pixel steps name the annotations they keep by id: repeated ids (a warning on reading, see
+    :mod:`ltaug.io.policy`) would make one annotation stand for two, so they are refused here."""
+    ids = dataset.index.ann_ids
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        first = int(unique[counts > 1][0])
+        raise InputError(f"annotation id {first} is used by {int(counts[unique == first][0])} annotations "
+                         f"({int((counts > 1).sum())} repeated ids in all): the pixel steps name annotations by id; "
+                         f"--on-error fix renumbers them")
 
 
 def _check_originals(dataset: Dataset, images_dir: Path) -> dict[str, list[int | str]]:
@@ -342,6 +354,7 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     if link not in LINKS:
         raise SpecError("link", f"must be one of {', '.join(LINKS)}, got {link!r}")
     _check_output(out_dir, images_dir, overwrite or resume)
+    _check_unique_annotation_ids(dataset)
     with output_lock(out_dir):  # one writer per output, from here to the published folder
         return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards,
                            link, verify_images)
