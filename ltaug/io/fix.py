@@ -145,7 +145,9 @@ class _Fixer:
             rec = self.data[p.section][p.position]
             if rec is None:
                 continue
-            new = _repair(p.kind, rec, sizes.get(rec.get("image_id")) if p.section == "annotations" else None)
+            image_id = rec.get("image_id") if p.section == "annotations" else None
+            size = sizes.get(image_id) if v._is_int(image_id) else None
+            new = _repair(p.kind, rec, size)
             if new is None:
                 self.skip(p.kind, p.section, p.position, p.message)
             else:
