@@ -65,6 +65,7 @@ def test_a_killed_writer_does_not_block_the_next(tmp_path):
     assert (tmp_path / ".out.lock").exists()  # left by the killed run, no longer locked
     resumed = start("run", config, "--workers", "1", "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert f"took over the lock left by pid {first.pid}, started " in resumed.stderr.read()
 
 
 def test_a_killed_bank_build_leaves_nothing_after_the_next_build(tmp_path):

@@ -255,21 +255,23 @@ def test_clean_refuses_while_a_writer_holds_the_output(tmp_path):
 @pytest.mark.slow
 def test_killed_again_and_again_at_random_moments_then_resumed_gives_the_same_bytes(tmp_path):
     """SIGKILL (whole process group, workers included) at seeded random moments, each attempt
-    resuming the last, until one finishes: every phase (planning, rendering, merging, linking,
-    writing the json, publishing) is hit in some attempt; the result is the uninterrupted bytes."""
+    resuming the last, until one finishes: the phases (planning, rendering, merging, copying the
+    kept originals (--link copy), writing the json, publishing) are hit in some attempt; the
+    result is the uninterrupted bytes."""
     config = tmp_path / "pipe.yaml"
     config.write_text(json.dumps({"input": str(TRAIN), "images": str(IMAGES), "output": str(tmp_path / "out"),
                                   "seed": 3, "steps": [{"resample": {"method": "rfs", "threshold": 0.3}},
                                                        {"paste": {"objects": 3}}, {"mosaic": {"count": 150}},
                                                        {"mixup": {"count": 60}}]}))
     t0 = time.monotonic()
-    r = ltaug("run", config, "-o", tmp_path / "ref", "--workers", "2")
+    r = ltaug("run", config, "-o", tmp_path / "ref", "--workers", "2", "--link", "copy")
     assert r.returncode == 0, r.stderr
     full = time.monotonic() - t0
     rng = random.Random(12)
     kills = 0
     for attempt in range(40):
-        args = [sys.executable, "-m", "cli.main", "run", str(config), "--workers", "2"] + (["--resume"] if attempt else [])
+        args = [sys.executable, "-m", "cli.main", "run", str(config), "--workers", "2", "--link", "copy"] + (
+            ["--resume"] if attempt else [])
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         try:

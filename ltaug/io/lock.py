@@ -4,7 +4,7 @@
 before anything is written, and records the holder's pid and start time in it. A second writer
 is refused at once with one line naming them. The kernel releases the lock when its holder dies,
 SIGKILL included, so a lock is never stale: the next writer takes it (a lock file of a dead
-holder is simply reused). The lock file is removed when the writer finishes; a writer that
+holder is reused, with a note naming the holder that died). The lock file is removed when the writer finishes; a writer that
 acquired a lock file another one has just removed notices (the path no longer names the file it
 locked) and locks the new one instead.
 """
@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from ltaug.errors import UsageError
+
+_log = logging.getLogger(__name__)
 
 
 def lock_path(output: str | os.PathLike) -> Path:
@@ -47,6 +50,9 @@ def output_lock(output: str | os.PathLike) -> Iterator[Path]:
             break
         os.close(fd)  # the file was removed by the writer we waited on: lock the new one
     try:
+        previous = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        if previous:  # a holder that died (SIGKILL, power cut): the kernel freed its lock
+            _log.info("%s: took over the lock left by %s, no longer running", output, previous)
         started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {started}".encode(), 0)
