@@ -289,3 +289,24 @@ def test_killed_again_and_again_at_random_moments_then_resumed_gives_the_same_by
     assert same_tree(tmp_path / "ref", tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "pipe.yaml", "ref"]
 
+
+
+def test_an_input_changed_while_the_run_runs_is_never_published(tmp_path):
+    """An input image replaced (or a bank rebuilt) while the run renders: the run refuses before it
+    links or publishes anything, naming the image; exit status 2 on the command line."""
+    ds = load_dataset(TRAIN)
+    images = copied_images(tmp_path)
+    victim = sorted(images.iterdir())[3]
+
+    @contextlib.contextmanager
+    def edits_an_input(fn, shards, workers):
+        def gen():
+            for k, shard in enumerate(shards):
+                if k == 1:
+                    victim.write_bytes(victim.read_bytes() + b"\0")  # another file under the same name
+                yield fn(shard)
+        yield gen()
+
+    with pytest.raises(UsageError, match=f"changed while the run ran .*first: {victim.name}"):
+        run_pipeline(ds, images, tmp_path / "out", STEPS, workers=1, progress=False, map_shards=edits_an_input)
+    assert not (tmp_path / "out").exists()

@@ -206,20 +206,32 @@ def _fingerprints(images: dict, steps: list[Operation]) -> dict:
     return {"images": images, "banks": banks}
 
 
-def _check_inputs(work: Path, now: dict) -> None:
-    """Refuse to resume on inputs that changed since the run started, naming the first change."""
+def _check_inputs(work: Path, now: dict, when: str = "since the interrupted run started") -> None:
+    """Refuse inputs that changed since the run started (a resume, or the run itself before it
+    publishes: :func:`_inputs_unchanged`), naming the first change."""
     saved = read_json(work / INPUTS) if (work / INPUTS).is_file() else {"images": {}, "banks": {}}
     changed = [name for name in saved["images"].keys() | now["images"].keys()
                if saved["images"].get(name) != now["images"].get(name)]
     if changed:
-        raise UsageError(f"{work}: {len(changed)} input image file(s) changed since the interrupted run started "
+        raise UsageError(f"{work}: {len(changed)} input image file(s) changed {when} "
                          f"(size, time or content; first: {sorted(changed)[0]}); remove the folder to start afresh")
     for bank in saved["banks"].keys() | now["banks"].keys():
         old, new = saved["banks"].get(bank, {}), now["banks"].get(bank, {})
         if old != new:
             what = sorted(f for f in old.keys() | new.keys() if old.get(f) != new.get(f))
-            raise UsageError(f"{work}: the bank {bank} changed since the interrupted run started ({', '.join(what)}); "
+            raise UsageError(f"{work}: the bank {bank} changed {when} ({', '.join(what)}); "
                              f"remove the folder to start afresh")
+
+
+def _input_fingerprints(dataset: Dataset, images_dir: Path, steps: list[Operation], work: Path,
+                        verify_images: bool) -> dict:
+    """What :data:`INPUTS` records: :func:`_fingerprints` of the images (hashed with
+    ``verify_images``, or when the interrupted run in ``work`` hashed them) and the banks."""
+    originals = _check_originals(dataset, images_dir)
+    if verify_images or _hashed_images(work):
+        for name, fingerprint in originals.items():
+            fingerprint.append(file_sha256(images_dir / name))
+    return _fingerprints(originals, steps)
 
 
 def _hashed_images(work: Path) -> bool:
@@ -370,11 +382,8 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
     if resume and (work / "run.json").is_file():  # finished, killed while moving into place
         _publish(work, out_dir)
         return read_json(out_dir / "run.json")
-    originals = _check_originals(dataset, images_dir)
-    if verify_images or _hashed_images(work):
-        for name, fingerprint in originals.items():
-            fingerprint.append(file_sha256(images_dir / name))
-    _prepare_work(work, _job(dataset, images_dir, steps), _fingerprints(originals, steps), resume)
+    _prepare_work(work, _job(dataset, images_dir, steps),
+                  _input_fingerprints(dataset, images_dir, steps, work, verify_images), resume)
     start = time.perf_counter()
     folder = _new_images_folder(dataset)
     current = dataset
@@ -408,6 +417,9 @@ def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[O
                                  "report": report, "written": written})
         reports.append(report)
         made.update(written)
+    # inputs changed while the run ran (an image replaced, a bank rebuilt) would make an output
+    # of two inputs: checked again, before anything is linked or published
+    _check_inputs(work, _input_fingerprints(dataset, images_dir, steps, work, verify_images), "while the run ran")
     summary = _finish(dataset, current, steps, reports, images_dir, made, work, out_dir, time.perf_counter() - start,
                       link)
     return summary
