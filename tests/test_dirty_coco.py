@@ -416,3 +416,130 @@ def test_validate_fix_writes_a_clean_copy_that_the_references_and_the_tool_take(
                   "--on-error", "fix")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "p2" / "fixes.json").read_text())["fixed"] >= 3
+
+
+# -- more warnings: found on loading ---------------------------------------------------------------
+
+def w_three_share_an_id(doc):
+    a, b, c = doc["annotations"][10], doc["annotations"][20], doc["annotations"][30]
+    b["id"] = a["id"]
+    marked(c)["id"] = a["id"]
+    return c, "id also used by annotations #10", lambda r, d: {**r, "id": max_ann_id(d) + 2}
+
+
+def w_outside_every_side(doc):
+    a = marked(polygon_ann(doc, 13))
+    im = image_of(doc, a)
+    a["bbox"] = [-4.0, -6.0, im["width"] + 10.0, im["height"] + 12.0]
+    return a, "extends outside image id", lambda r, d: {**r, "bbox": [0.0, 0.0, float(im["width"]),
+                                                                      float(im["height"])]}
+
+
+def w_crowd_rle_zero_box(doc):
+    a = marked(next(x for x in doc["annotations"] if x.get("iscrowd")))
+    im = image_of(doc, a)
+    box = [round(float(v), 6) for v in geometry.segmentation_bbox(a["segmentation"], im["height"], im["width"])]
+    a["bbox"] = [a["bbox"][0], a["bbox"][1], 0, 0]
+    return a, "has non-positive width or height", lambda r, d: {**r, "bbox": box}
+
+
+def w_crowd_two_polygons(doc):
+    a = marked(polygon_ann(doc, 14))
+    im = image_of(doc, a)
+    part = a["segmentation"][0]
+    a["segmentation"] = [part, [v + 1.0 for v in part]]
+    a["iscrowd"] = 1
+
+    def expect(r, d):
+        rle = geometry.rle_to_json(geometry.to_rle(r["segmentation"], im["height"], im["width"]))
+        return {**r, "segmentation": rle}
+    return a, "crowd region given as polygons", expect
+
+
+def w_dup_other_category(doc):
+    a = doc["annotations"][2]
+    b = marked(next(x for x in doc["annotations"][3:] if x["category_id"] != a["category_id"]))
+    b["id"] = a["id"]
+    return b, "id also used by annotations #2", lambda r, d: {**r, "id": max_ann_id(d) + 1}
+
+
+MORE_WARNINGS = [(w_three_share_an_id, "duplicate-id"), (w_outside_every_side, "bbox-outside-image"),
+             (w_crowd_rle_zero_box, "bad-bbox"), (w_crowd_two_polygons, "crowd-polygon"),
+             (w_dup_other_category, "duplicate-id")]
+
+
+@pytest.mark.parametrize("mutate,kind", MORE_WARNINGS, ids=[f"{k}-{i}" for i, (_, k) in enumerate(MORE_WARNINGS)])
+def test_more_warnings(tmp_path, demo_doc, mutate, kind):
+    test_a_warning_is_processed_refused_by_strict_and_fixed_exactly(tmp_path, demo_doc, mutate, kind)
+
+
+# -- warnings found by `ltaug validate` (masks rasterised), fixed by `validate --fix` -------------------
+
+def area_times(factor):
+    def mutate(doc):
+        a = marked(polygon_ann(doc, 15))
+        im = image_of(doc, a)
+        a["area"] = a["area"] * factor
+        return a, "but the mask covers", lambda r, d: {
+            **r, "area": float(geometry.mask_area(r["segmentation"], im["height"], im["width"]))}
+    return mutate
+
+
+def box_moved(dx, scale=1.0):
+    def mutate(doc):
+        a = marked(polygon_ann(doc, 16))
+        im = image_of(doc, a)
+        x, y, w, h = a["bbox"]
+        if dx:  # to the other side of the image, inside it
+            x = 0.0 if x + w / 2 > im["width"] / 2 else im["width"] - w
+        a["bbox"] = [x, y, min(w * scale, im["width"] - x), min(h * scale, im["height"] - y)]
+        return a, "but the mask's box is", lambda r, d: {**r, "bbox": poly_box(r)}
+    return mutate
+
+
+def w_area_and_box(doc):
+    a = marked(polygon_ann(doc, 17))
+    im = image_of(doc, a)
+    x, y, w, h = a["bbox"]
+    a["area"], a["bbox"] = a["area"] * 4, [x + w, y, w, h]
+    return a, "", lambda r, d: {**r, "bbox": poly_box(r),
+                                "area": float(geometry.mask_area(r["segmentation"], im["height"], im["width"]))}
+
+
+MASK_WARNINGS = [(area_times(2.0), "area-mismatch"), (area_times(0.3), "area-mismatch"), (area_times(0), "area-mismatch"),
+                 (box_moved(300), "bbox-mask-mismatch"), (box_moved(0, 3.0), "bbox-mask-mismatch"),
+                 (w_area_and_box, "area-mismatch")]
+
+
+@pytest.mark.parametrize("mutate,kind", MASK_WARNINGS, ids=[f"{k}-{i}" for i, (_, k) in enumerate(MASK_WARNINGS)])
+def test_mask_level_warnings_are_found_by_validate_and_fixed_by_validate_fix(tmp_path, demo_doc, mutate, kind):
+    _, rec, needle, expect, path = plant(demo_doc, mutate, tmp_path)
+    assert load_dataset(path).findings == []  # loading does not rasterise masks
+    problems = [p for p in validate_document(json.loads(path.read_text())) if p.kind == kind]
+    assert len(problems) == 1 and needle in problems[0].message and severity(kind) == "warning"
+    r = ltaug_cli("validate", path, "--fix", "-o", tmp_path / "clean.json")
+    assert r.returncode == 0, r.stderr  # warnings only
+    doc = json.loads((tmp_path / "clean.json").read_text())
+    assert not validate_document(doc)
+    got = find(doc)
+    assert len(got) == 1 and {k: v for k, v in got[0].items() if k != "ltaug_fix"} == expect(dict(rec), demo_doc)
+
+
+FINE = {
+    "image without annotations": lambda d: d["images"].append({**d["images"][0], "id": 10**9}),
+    "unused category": lambda d: d["categories"].append({"id": 10**6, "name": "unused thing"}),
+    "file name in a sub-folder": lambda d: d["images"][0].update(file_name="sub/dir/" + d["images"][0]["file_name"]),
+    "box 0.9 px above the image": lambda d: polygon_ann(d, 0).update(
+        bbox=[polygon_ann(d, 0)["bbox"][0], -0.9, *polygon_ann(d, 0)["bbox"][2:]]),
+    "unknown keys at every level": lambda d: [d.update(extra=1), d["images"][0].update(extra=2),
+                                              d["annotations"][0].update(extra=3), d["categories"][0].update(extra=4)],
+}
+
+
+@pytest.mark.parametrize("name", FINE)
+def test_fine_records_load_without_a_finding_and_are_kept(tmp_path, demo_doc, name):
+    FINE[name](demo_doc)
+    path = tmp_path / "fine.json"
+    path.write_text(json.dumps(demo_doc))
+    ds = load_dataset(path, strict=True)
+    assert ds.findings == [] and ds.data == demo_doc
