@@ -105,8 +105,15 @@ def _write_fixes(ds: Dataset, output: PathLike, *, folder: bool = False) -> Path
     out = Path(output)
     path = out / "fixes.json" if folder else out.with_name(f"{out.stem}.fixes.json")
     counts = Counter(f["action"] for f in listed)
+    id_map: dict[str, list] = {"images": [], "annotations": []}  # old -> new, in input order
+    for f in listed:
+        before, after = f["before"], f["after"]
+        if f["action"] == "fixed" and before.get("id") != after.get("id"):
+            section = "images" if f["where"].startswith("image ") else "annotations"
+            id_map[section].append({"old": before.get("id"), "new": after.get("id")})
     write_json_atomic(path, {"input": None if ds.path is None else os.path.abspath(ds.path),
-                             "fixed": counts["fixed"], "skipped": counts["skipped"], "records": listed}, indent=True)
+                             "fixed": counts["fixed"], "skipped": counts["skipped"], "id_map": id_map,
+                             "records": listed}, indent=True)
     _log.info("%s: %d record(s) fixed and %d skipped on reading, each listed", path, counts["fixed"], counts["skipped"])
     return path
 

@@ -401,6 +401,10 @@ def test_validate_fix_writes_a_clean_copy_that_the_references_and_the_tool_take(
     kinds = sorted((x["kind"], x["action"]) for x in report["records"])
     assert ("duplicate-id", "fixed") in kinds and ("bbox-outside-image", "fixed") in kinds
     assert ("unknown-category", "skipped") in kinds and report["skipped"] >= 1
+    anns = demo_doc["annotations"]
+    assert [m["old"] for m in report["id_map"]["annotations"]] == [anns[4]["id"], anns[39]["id"]]
+    new_ids = [m["new"] for m in report["id_map"]["annotations"]]
+    assert new_ids == [max(a["id"] for a in anns) + 1, max(a["id"] for a in anns) + 2]
     assert ltaug_cli("validate", clean, "--strict", "--images", DEMO / "images" / "train").returncode == 0
     doc = json.loads(clean.read_text())
     assert not validate_document(doc)
