@@ -287,20 +287,30 @@ class ConvertResult:
 
 def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, images: PathLike | None = None,
             link: str = "copy", split: str = "train", rare_max: int = RARE_MAX, common_max: int = COMMON_MAX,
-            on_error: str = "raise", strict: bool = False) -> ConvertResult:
+            on_error: str = "raise", strict: bool = False, keep_ids: bool = False) -> ConvertResult:
     """``ltaug convert``: COCO <-> YOLO-seg folder, COCO -> LVIS-style json.
 
     ``to``: ``coco``, ``lvis`` or ``yolo`` (default: a ``*.json`` output keeps the input's kind,
     anything else is a YOLO-seg folder). ``images``: the image folder of a json input, put into a
-    YOLO folder by ``link`` (copy, hardlink, symlink, none). ``split``: the split read from a YOLO
-    folder. ``rare_max`` / ``common_max``: the bins of an LVIS output.
+    YOLO folder by ``link`` (copy, hardlink, symlink, none); for a YOLO input (a folder or its
+    ``*.yaml``), the images folder read instead of the one its data.yaml names (and put into a
+    YOLO output). ``split``: the split read from a YOLO folder. ``rare_max`` / ``common_max``:
+    the bins of an LVIS output. A YOLO output's class ids are 0..K-1 (the summary's ``id_map``:
+    input id -> id written, also in its data.yaml), or with ``keep_ids`` the input's own, gaps
+    filled with placeholder classes (:func:`ltaug.io.yolo.write_yolo`).
     """
+    from ltaug.io.read import is_yolo_source
     from ltaug.stats.frequency import to_lvis
 
     out = Path(output)
     fmt = to or ("yolo" if out.suffix.lower() != ".json" else None)
     refuse_overwriting_inputs(out, [_source(dataset), images])
-    ds = _load(dataset, on_error, split, strict=strict)
+    if images is not None and not isinstance(dataset, Dataset) and is_yolo_source(dataset):
+        ds = load_dataset(dataset, on_error=on_error, split=split, strict=strict, images=images)
+        for action, line in summary_lines(ds.findings):  # as _load logs them
+            _log.log(logging.WARNING if action == "warned" else logging.INFO, "%s: %s", dataset, line)
+    else:
+        ds = _load(dataset, on_error, split, strict=strict)
     if fmt == "yolo":
         from ltaug.io.yolo import write_yolo
 
@@ -308,7 +318,7 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
             raise UsageError(f"{out}: exists and is not a folder; YOLO output is a folder")
         if images and not Path(images).is_dir():
             raise UsageError(f"{images}: image folder not found")
-        summary = write_yolo(ds, out, images_dir=images, link=link)
+        summary = write_yolo(ds, out, images_dir=images, link=link, keep_ids=keep_ids)
         _write_fixes(ds, out, folder=True)
         return ConvertResult(output=out, format="yolo", dataset=ds, yolo=summary)
     if fmt == "lvis" and ds.kind != "lvis":

@@ -88,14 +88,23 @@ def test_names_as_list_or_dict(tmp_path, names):
     assert [(c["id"], c["name"]) for c in ds.categories] == [(0, "cat"), (1, "dog")]
 
 
-def test_names_dict_with_gaps_keeps_ids_through_a_round_trip(tmp_path):
+def test_names_dict_with_gaps_are_read_and_written_as_0_to_k_minus_1(tmp_path):
     labels = {"a": ["3 0.1 0.1 0.4 0.1 0.4 0.4"], "b": ["7 0.5 0.5 0.9 0.5 0.9 0.9"]}
     ds = read_yolo(make_folder(tmp_path / "y", names={3: "cat", 7: "dog"}, labels=labels))
     assert [(c["id"], c["name"]) for c in ds.categories] == [(3, "cat"), (7, "dog")]
     assert [a["category_id"] for a in ds.annotations] == [3, 7]
-    write_yolo(ds, tmp_path / "out")
-    assert yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())["names"] == {3: "cat", 7: "dog"}
-    assert label_values(tmp_path / "out" / "labels" / "b.txt")[0][0] == 7
+    summary = write_yolo(ds, tmp_path / "out")  # ultralytics refuses ids other than 0..K-1
+    written = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())
+    assert written["names"] == {0: "cat", 1: "dog"} and written["ltaug_id_map"] == {3: 0, 7: 1}
+    assert summary["id_map"] == {3: 0, 7: 1} and summary["ids_changed"] == 2
+    assert label_values(tmp_path / "out" / "labels" / "b.txt")[0][0] == 1
+    # --keep-ids: the ids stay, the gaps are placeholders that reading back leaves out
+    summary = write_yolo(ds, tmp_path / "kept", images_dir=tmp_path / "y" / "images", keep_ids=True)
+    kept = yaml.safe_load((tmp_path / "kept" / "data.yaml").read_text())
+    assert kept["names"][3] == "cat" and kept["names"][0] == "unused_0" and kept["nc"] == 8
+    assert kept["ltaug_placeholder_ids"] == [0, 1, 2, 4, 5, 6] and summary["placeholders"] == [0, 1, 2, 4, 5, 6]
+    assert label_values(tmp_path / "kept" / "labels" / "b.txt")[0][0] == 7
+    assert read_yolo(tmp_path / "kept").categories == ds.categories
 
 
 def test_split_layout(tmp_path):

@@ -16,10 +16,19 @@ from ltaug.io.jsonio import gc_paused, read_json
 from ltaug.io.validate import Problem
 from ltaug.io.yolo import read_yolo
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def is_yolo_source(path: str | os.PathLike) -> bool:
+    """A YOLO-seg folder, or its data.yaml (any ``*.yaml`` / ``*.yml`` file), not a json file."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() in YAML_SUFFIXES
+
 
 def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str = "train",
-                 strict: bool = False) -> Dataset:
-    """Read a COCO or LVIS json file, or a YOLO-seg folder (one with a ``data.yaml``).
+                 strict: bool = False, images: str | os.PathLike | None = None) -> Dataset:
+    """Read a COCO or LVIS json file, or a YOLO-seg folder (one with a ``data.yaml``, or the
+    ``*.yaml`` / ``*.yml`` file itself, read as YAML whatever its name: :func:`read_yolo`).
 
     Each problem has a severity in the policy table (:mod:`ltaug.io.policy`). Errors:
     ``on_error="raise"`` (default) refuses the file with a one-line :class:`InputError`;
@@ -30,11 +39,12 @@ def load_dataset(path: str | os.PathLike, *, on_error: str = "raise", split: str
     whole (bad JSON, missing top-level lists, bad categories) always raise. Loading runs the record checks of
     :func:`ltaug.io.validate.check_document`; mask areas and image files are checked only by
     ``ltaug validate`` (they need rasterising every mask or opening every image).
-    ``split``: for a YOLO folder whose data.yaml names splits, the one to read.
+    ``split``: for a YOLO folder whose data.yaml names splits, the one to read; ``images``: a
+    YOLO folder's images folder, read instead of the one data.yaml names.
     """
     path = Path(path)
-    if path.is_dir():
-        return read_yolo(path, on_error=on_error, split=split)
+    if is_yolo_source(path):
+        return read_yolo(path, on_error=on_error, split=split, strict=strict, images=images)
     if not path.exists():
         raise InputError(f"{path}: file not found")
     with gc_paused():  # parse, check and index build millions of acyclic objects
@@ -48,12 +58,14 @@ def read_document(path: str | os.PathLike) -> tuple[Any, list[Problem]]:
     """The document of a json file or YOLO-seg folder as it is, unchecked, for ``ltaug validate``:
     ``(data, problems)``.
 
-    A YOLO folder is read with ``on_error="skip"`` and each kind of rejected label line is one
-    problem; a file that is not JSON gives ``(None, [its malformed-json problem])``. A path that
+    A YOLO folder (or its ``*.yaml`` / ``*.yml``) is read with ``on_error="skip"`` and each kind
+    of rejected label line is one problem; a file that is not JSON gives ``(None, [its malformed-json problem])``. A path that
     does not exist is a :class:`UsageError`.
     """
     path = Path(path)
-    if path.is_dir():
+    if is_yolo_source(path):
+        if not path.exists():
+            raise UsageError(f"{path}: file not found")
         ds = read_yolo(path, on_error="skip")
         return ds.data, [Problem(kind, f"{n} label line(s) rejected: {kind}", "annotations", None)
                          for kind, n in ds.skipped.items()]
