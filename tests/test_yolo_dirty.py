@@ -331,6 +331,10 @@ def test_strict_makes_warnings_errors(folder):
     ds = read_yolo(folder, strict=True, on_error="skip")
     assert kinds(ds) == Counter({("coords-slightly-outside", "skipped"): 1})
     assert kinds(read_yolo(folder, strict=True, on_error="fix")) == Counter({("coords-slightly-outside", "fixed"): 1})
+    set_yaml(folder, train="images/train2017")
+    with pytest.raises(InputError, match=rf"^{folder / 'data.yaml'}: 'train: images/train2017' not found at .* "
+                                         r"\(stale-split-path: a warning, made an error by --strict\)$"):
+        read_yolo(folder, strict=True)
 
 
 # -- fixed (on_error="fix"): the record before and after -----------------------------------

@@ -191,7 +191,7 @@ def read_yolo(root, *, on_error: str = "raise", split: str = "train", strict: bo
     images_dir, stale = _images_dir(config, yaml_path, split, images)
     if stale is not None:  # where names the folder read: the command's one summary line shows it
         reading.warn(STALE_SPLIT_PATH, f"{reading.where(yaml_path)}: '{split}' read from {_shown(images_dir, root)}",
-                     stale[0], before={"folder": stale[1]},
+                     stale[0], yaml_path, before={"folder": stale[1]},
                      after={"folder": str(images_dir)})
     labels_dir = labels_dir_for(images_dir)
     image_paths = _list_images(images_dir)
@@ -258,9 +258,10 @@ class _Reading:
             shown = str(path)
         return f"{shown}:{lineno}" if lineno is not None else shown
 
-    def warn(self, kind: str, where: str, message: str, **record: Any) -> None:
+    def warn(self, kind: str, where: str, message: str, place: Path | None = None, **record: Any) -> None:
+        """A warning (``place``: the file named if --strict refuses it; default ``where``)."""
         if self.strict and self.on_error == "raise":
-            raise InputError(f"{self.root / where}: {message} ({kind}: a warning, made an error by --strict)")
+            raise InputError(f"{place or self.root / where}: {message} ({kind}: a warning, made an error by --strict)")
         self.findings.append(Finding(kind, "warned", where, message, **record))
 
     def error(self, kind: str, path: Path, lineno: int | None, message: str, *, what: str = "line",
