@@ -234,7 +234,7 @@ def test_messages_are_logged_and_the_command_prints_them(tmp_path, demo_doc, cap
     ann["category_id"] = 987654
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(demo_doc))
-    line = f"{bad}: unknown-category: 1 record(s) skipped (annotation id {ann['id']})"
+    line = f"{bad}: unknown-category: annotation id {ann['id']}: category_id 987654 is not among the categories (skipped)"
     with caplog.at_level("INFO", logger="ltaug"):
         ltaug.recount(bad, on_error="skip")
     assert [r.getMessage() for r in caplog.records] == [line]

@@ -275,7 +275,7 @@ def test_stale_split_entry_falls_back_to_images_with_one_warning(folder, base, c
     assert ds.data == base.data
     assert main(["convert", str(folder), "-o", str(tmp_path / "out.json")]) == 0
     warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
-    assert len(warnings) == 1 and "stale-split-path" in warnings[0] and "read from images/" in warnings[0]
+    assert len(warnings) == 1 and "stale-split-path" in warnings[0] and f"{folder / 'images'} instead" in warnings[0]
 
 
 def test_absolute_path_from_another_machine(folder, base):
@@ -536,3 +536,14 @@ def test_stale_gapped_folder_to_coco_and_back_gives_ids_0_to_k_minus_1(folder, e
     assert len(back.annotations) == len(base.annotations)
     for path in sorted((export / "labels").glob("*.txt")):  # every class id and vertex as first written
         assert lines(again, path.stem) == lines(export, path.stem), path.name
+
+
+def test_validate_shows_a_yolo_folders_warnings_and_errors(folder, capsys):
+    set_yaml(folder, train="images/train2017")
+    label(folder, LONE).write_text("0 0.998000 0.500000 0.010000 0.200000\n0 1.5 0.5 0.1 0.1\n")
+    assert main(["validate", str(folder), "--json"]) == 1  # the line 1.5 outside is an error
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    got = {(p["kind"], p["severity"]) for p in problems}
+    assert got == {("stale-split-path", "warning"), ("coords-slightly-outside", "warning"),
+                   ("coords-outside-image", "error")}, problems
+    assert any(f"labels/{LONE}.txt:2" in p["message"] for p in problems if p["kind"] == "coords-outside-image")

@@ -130,14 +130,19 @@ class Finding:
 
 
 def summary_lines(findings: list[Finding], *, examples: int = 3) -> list[tuple[str, str]]:
-    """One ``(action, line)`` per kind and action, the count and the first records named, e.g.
-    ``("warned", "duplicate-id: 2 record(s) processed as they are (annotation id 17, annotation id 17)")``."""
+    """One ``(action, line)`` per kind and action: the count and the first records named, e.g.
+    ``("warned", "duplicate-id: 2 record(s) processed as they are (annotation id 17, annotation id 17)")``,
+    or a single finding's own message."""
     groups: dict[tuple[str, str], list[Finding]] = {}
     for f in findings:
         groups.setdefault((f.kind, f.action), []).append(f)
     verbs = {"warned": "processed as they are", "fixed": "fixed", "skipped": "skipped"}
     lines = []
     for (kind, action), group in groups.items():
+        if len(group) == 1:  # its own message says it best
+            one = {"warned": "processed as it is", "fixed": "fixed", "skipped": "skipped"}
+            lines.append((action, f"{kind}: {group[0].message} ({one.get(action, action)})"))
+            continue
         shown = ", ".join(f.where for f in group[:examples]) + (", ..." if len(group) > examples else "")
         lines.append((action, f"{kind}: {len(group)} record(s) {verbs.get(action, action)} ({shown})"))
     return lines

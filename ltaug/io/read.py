@@ -58,8 +58,8 @@ def read_document(path: str | os.PathLike) -> tuple[Any, list[Problem]]:
     """The document of a json file or YOLO-seg folder as it is, unchecked, for ``ltaug validate``:
     ``(data, problems)``.
 
-    A YOLO folder (or its ``*.yaml`` / ``*.yml``) is read with ``on_error="skip"`` and each kind
-    of rejected label line is one problem; a file that is not JSON gives ``(None, [its malformed-json problem])``. A path that
+    A YOLO folder (or its ``*.yaml`` / ``*.yml``) is read with ``on_error="skip"`` and each of
+    its findings (a warning, a rejected label line) is one problem; a file that is not JSON gives ``(None, [its malformed-json problem])``. A path that
     does not exist is a :class:`UsageError`.
     """
     path = Path(path)
@@ -67,8 +67,11 @@ def read_document(path: str | os.PathLike) -> tuple[Any, list[Problem]]:
         if not path.exists():
             raise UsageError(f"{path}: file not found")
         ds = read_yolo(path, on_error="skip")
-        return ds.data, [Problem(kind, f"{n} label line(s) rejected: {kind}", "annotations", None)
-                         for kind, n in ds.skipped.items()]
+        recorded = {f.kind for f in ds.findings}
+        named = [f.message if f.message.startswith(f.where) else f"{f.where}: {f.message}" for f in ds.findings]
+        return ds.data, [Problem(f.kind, m, "annotations", None) for f, m in zip(ds.findings, named)] + [
+            Problem(kind, f"{n} label line(s) rejected: {kind}", "annotations", None)
+            for kind, n in ds.skipped.items() if kind not in recorded]
     try:
         return read_json(path), []
     except InputError as exc:
