@@ -322,7 +322,11 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
         _write_fixes(ds, out, folder=True)
         return ConvertResult(output=out, format="yolo", dataset=ds, yolo=summary)
     if fmt == "lvis" and ds.kind != "lvis":
+        crowd = int(ds.index.ann_iscrowd.sum())
         ds = to_lvis(ds, rare_max=rare_max, common_max=common_max)
+        if crowd:
+            _log.info("%s: %d crowd region(s) removed (LVIS has none); their classes are marked not exhaustively "
+                      "annotated on their images", out, crowd)
     ds.save(out, inputs=[_source(dataset)])
     _write_fixes(ds, out)
     return ConvertResult(output=out, format=ds.kind, dataset=ds)

@@ -129,13 +129,45 @@ def test_recount_and_to_lvis(demo_train_path, tmp_path):
         assert c["supercategory"]  # other fields kept
     assert ds.categories[0].get("frequency") is None  # the source dataset is untouched
     lv = to_lvis(ds)
+    crowd = [a for a in raw["annotations"] if a["iscrowd"]]
+    assert crowd and not any(a.get("iscrowd") for a in lv.annotations)  # LVIS has no crowd regions
+    assert len(lv.annotations) == len(raw["annotations"]) - len(crowd)
     for im in lv.images:
         present = {a["category_id"] for a in raw["annotations"] if a["image_id"] == im["id"]}
         assert set(im["neg_category_ids"]) == {c["id"] for c in raw["categories"]} - present
-        assert im["not_exhaustive_category_ids"] == []
+        assert im["not_exhaustive_category_ids"] == sorted({a["category_id"] for a in crowd if a["image_id"] == im["id"]})
     out = lv.save(tmp_path / "lvis.json")
     assert load_dataset(out).kind == LVIS
     LvisApi(str(out))
+
+
+def test_lvis_api_scores_the_ground_truth_as_perfect_once_crowd_regions_are_gone(demo_train_path, tmp_path,
+                                                                                 monkeypatch):
+    """The ground truth's own boxes as detections: with crowd regions kept as LVIS objects, lvis-api
+    counts each as an object nobody found (AP < 1); converted, the score is perfect."""
+    from lvis import LVIS as LvisApi
+    from lvis import LVISEval, LVISResults
+
+    monkeypatch.setattr(np, "float", float, raising=False)  # lvis-api 0.5.3 still names np.float (gone in numpy 2)
+
+    ds = load_dataset(demo_train_path)
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+            for a in ds.annotations if not a["iscrowd"]]
+
+    def ap(doc_path):
+        gt = LvisApi(str(doc_path))
+        ev = LVISEval(gt, LVISResults(gt, dets), "bbox")
+        ev.run()
+        return ev.get_results()["AP"]
+
+    converted = to_lvis(ds).save(tmp_path / "lvis.json")
+    naive = json.loads(converted.read_text())
+    naive["annotations"] = ds.annotations  # crowd regions kept, as the old conversion did
+    for im in naive["images"]:
+        im["not_exhaustive_category_ids"] = []
+    (tmp_path / "naive.json").write_text(json.dumps(naive))
+    assert ap(converted) == pytest.approx(1.0)
+    assert ap(tmp_path / "naive.json") < 0.999  # 6 crowd regions: 0.997 here
 
 
 def test_save_refuses_to_overwrite_input(demo_train_path, tmp_path):

@@ -70,17 +70,23 @@ def to_lvis(dataset: Dataset, *, rare_max: int = RARE_MAX, common_max: int = COM
     LVIS's federated evaluation needs, per image, the categories verified absent
     (``neg_category_ids``) and those not exhaustively annotated
     (``not_exhaustive_category_ids``). COCO annotates every category on every image, so each
-    category absent from an image is a verified negative and none is non-exhaustive.
-    Fields the images already carry are kept.
+    category absent from an image is a verified negative and none is non-exhaustive, except
+    where COCO marks a crowd region: LVIS has no crowd notion (lvis-api would score a crowd
+    region as one object a detector must find), so crowd regions are removed, and their class
+    is not exhaustively annotated on that image (and not a negative). Fields the images
+    already carry are kept.
     """
-    out = recount(dataset, rare_max=rare_max, common_max=common_max)
     ix = dataset.index
     present = np.zeros((ix.num_images, ix.num_categories), dtype=bool)
     present[ix.ann_image_pos, ix.ann_category_pos] = True
+    crowded = np.zeros_like(present)
+    crowded[ix.ann_image_pos[ix.ann_iscrowd], ix.ann_category_pos[ix.ann_iscrowd]] = True
     images = []
-    for im, row in zip(dataset.images, present):
+    for im, row, crowd_row in zip(dataset.images, present, crowded):
         im = dict(im)
         im.setdefault("neg_category_ids", ix.category_ids[~row].tolist())
-        im.setdefault("not_exhaustive_category_ids", [])
+        im.setdefault("not_exhaustive_category_ids", ix.category_ids[crowd_row].tolist())
         images.append(im)
+    kept = [a for a, crowd in zip(dataset.annotations, ix.ann_iscrowd) if not crowd]
+    out = recount(dataset.replace(annotations=kept), rare_max=rare_max, common_max=common_max)
     return out.replace(images=images)
