@@ -75,6 +75,9 @@ def run(args) -> int:
     if r.yolo is not None:
         s = r.yolo
         placed = ", ".join(f"{n} {k[len('images_'):]}" for k, n in s.items() if k.startswith("images_")) or "none"
+        repeats = ", ".join(f"{n} {k[len('repeats_'):]}" for k, n in s.items() if k.startswith("repeats_"))
+        if repeats:
+            placed += f"; repeats of an image (a resampled file, named STEM_repK): {repeats}"
         print(f"wrote YOLO-seg folder {out}: {s['images']} images, {s['objects']} objects in "
               f"{s['labels_written']} label files ({s['empty_labels']} empty), {s['classes']} classes; "
               f"images placed: {placed}", file=sys.stderr)

@@ -643,7 +643,9 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     where the filesystem refuses the link), ``symlink`` (absolute targets) or ``none``.
     Every file is written atomically; the next export into ``out_dir`` removes the temporary
     files a killed one left, and a second export into it while one runs is refused. Two images
-    whose label files would coincide raise :class:`InputError`.
+    whose label files would coincide raise :class:`InputError`; an image that repeats an earlier
+    one's file (a resampled file) is written as ``STEM_repK``: its label file, and its image as a
+    link to the first copy (a hard link, or a symlink with ``link="symlink"``; ``images_dir`` needed).
 
     Class ids are 0..K-1 in the order of the input's class ids, or with ``keep_ids`` the input's
     own (gaps filled with placeholder names; see the module docstring). The summary's ``id_map``
@@ -658,6 +660,10 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     inputs = input_class_ids(dataset.categories)
     id_map = {inputs[c]: yolo_ids[c] for c in sorted(yolo_ids, key=yolo_ids.__getitem__)}
     stems = _label_stems(dataset.images)
+    repeated = sum(s.rsplit("_rep", 1)[-1].isdigit() and "_rep" in s for s in stems)
+    if repeated and (images_dir is None or link == "none"):
+        raise UsageError(f"{repeated} image(s) repeat an earlier one's file (a resampled file): YOLO names each "
+                         f"repeat's image after its label file, so pass --images DIR to write them (as links)")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out_dir):  # one writer per folder; what a killed export left half-written goes
@@ -692,13 +698,20 @@ def _write_yolo_locked(dataset: Dataset, out_dir: Path, images_dir, link: str, y
         summary["empty_labels"] += not lines
 
     if images_dir is not None and link != "none":
-        for image in dataset.images:
+        first: dict[str, Path] = {}  # file name -> where its first copy was placed
+        for image, stem in zip(dataset.images, stems):
             name = image_file_name(image)
             assert name is not None  # _label_stems refused images without one
             src = Path(images_dir) / name
             if not src.is_file():
                 raise InputError(f"{src}: image file not found (image id {image['id']})")
-            summary[f"images_{_place_image(src, out_dir / 'images' / name, link)}"] += 1
+            if name in first:  # a repeat: its own name, the first copy's bytes (a link, never a copy)
+                dst = out_dir / "images" / f"{stem}{PurePosixPath(name).suffix}"
+                how = _place_image(first[name], dst, "symlink" if link == "symlink" else "hardlink")
+                summary[f"repeats_{how}"] += 1
+                continue
+            first[name] = out_dir / "images" / name
+            summary[f"images_{_place_image(src, first[name], link)}"] += 1
 
     write_bytes_atomic(out_dir / "data.yaml", yaml_text.encode())
     return {"out_dir": str(out_dir), "images": len(dataset.images), "labels_written": len(dataset.images),
@@ -754,18 +767,26 @@ def yolo_class_ids(categories: list, *, keep_ids: bool = False) -> tuple[dict, l
 
 
 def _label_stems(images: list) -> list[str]:
-    """Each image's label path below ``labels/``, without ``.txt``; refuses collisions."""
-    seen: dict[str, int] = {}
+    """Each image's label path below ``labels/``, without ``.txt``; refuses collisions.
+
+    An image that repeats an earlier one's file name (a resampled file: ``ltaug resample -o``)
+    gets the stem ``STEM_repK`` (K = 1, 2, ... per repeat; its image is written under that name
+    too); two different file names that share a stem (``a.jpg``, ``a.png``) are refused."""
+    seen: dict[str, tuple[int, str]] = {}  # stem -> (image id, file name)
+    repeats: Counter[str] = Counter()
     stems: list[str] = []
     for image in images:
         name = image_file_name(image)
         if name is None or unsafe_file_name_reason(name):
             raise InputError(f"image id {image.get('id')}: file name {name!r} cannot name a label file")
         stem = PurePosixPath(name.replace("\\", "/")).with_suffix("").as_posix()
+        if stem in seen and seen[stem][1] == name:  # the same image again
+            repeats[stem] += 1
+            stem = f"{stem}_rep{repeats[stem]}"
         if stem in seen:
-            raise InputError(f"image ids {seen[stem]} and {image['id']}: file names share the stem {stem!r}, "
+            raise InputError(f"image ids {seen[stem][0]} and {image['id']}: file names share the stem {stem!r}, "
                              f"and YOLO needs one label file {stem}.txt per image")
-        seen[stem] = image["id"]
+        seen[stem] = (image["id"], name)
         stems.append(stem)
     return stems
 
