@@ -57,6 +57,10 @@ def add_parser(sub) -> None:
                    help="how images enter a YOLO output folder (default: copy)")
     p.add_argument("--split", default="train", help="data.yaml entry to read from a YOLO folder: train, val, "
                                                     "test (default: train)")
+    p.add_argument("--val", metavar="VAL", help="YOLO output: the validation split's annotations (json, or YOLO "
+                                                "folder), written beside as images/val + labels/val, with the "
+                                                "input as images/train + labels/train and one data.yaml")
+    p.add_argument("--val-images", metavar="DIR", help="the image folder of --val")
     p.add_argument("--keep-ids", action="store_true",
                    help="YOLO output: keep the input's class ids instead of 0..K-1 (gaps get placeholder classes)")
     add_bin_thresholds(p, defaults_from_file=False)
@@ -67,10 +71,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ltaug.api import convert
 
-    with flag_errors("split", "keep_ids"):
+    with flag_errors("split", "keep_ids", "val", "val_images"):
         r = convert(Path(args.input), args.output, to=args.to, images=args.images, link=args.link, split=args.split,
                     rare_max=args.rare_max, common_max=args.common_max, on_error=args.on_error, strict=args.strict,
-                    keep_ids=args.keep_ids)
+                    keep_ids=args.keep_ids, val=args.val, val_images=args.val_images)
     out = r.output
     if r.yolo is not None:
         s = r.yolo
@@ -81,6 +85,10 @@ def run(args) -> int:
         print(f"wrote YOLO-seg folder {out}: {s['images']} images, {s['objects']} objects in "
               f"{s['labels_written']} label files ({s['empty_labels']} empty), {s['classes']} classes; "
               f"images placed: {placed}", file=sys.stderr)
+        if "val" in s:
+            v = s["val"]
+            print(f"  train in images/train, labels/train; val in images/val, labels/val: {v['images']} images, "
+                  f"{v['objects']} objects ({v['empty_labels']} empty label files)", file=sys.stderr)
         if s["ids_changed"]:
             pairs = ", ".join(f"{a}->{b}" for a, b in list(s["id_map"].items())[:6])
             print(f"note: class ids renumbered to 0..{len(s['id_map']) - 1} as ultralytics requires (input id -> new: "

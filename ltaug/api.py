@@ -287,7 +287,8 @@ class ConvertResult:
 
 def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, images: PathLike | None = None,
             link: str = "copy", split: str = "train", rare_max: int = RARE_MAX, common_max: int = COMMON_MAX,
-            on_error: str = "raise", strict: bool = False, keep_ids: bool = False) -> ConvertResult:
+            on_error: str = "raise", strict: bool = False, keep_ids: bool = False, val: DatasetLike | None = None,
+            val_images: PathLike | None = None) -> ConvertResult:
     """``ltaug convert``: COCO <-> YOLO-seg folder, COCO -> LVIS-style json.
 
     ``to``: ``coco``, ``lvis`` or ``yolo`` (default: a ``*.json`` output keeps the input's kind,
@@ -297,7 +298,9 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
     YOLO output). ``split``: the split read from a YOLO folder. ``rare_max`` / ``common_max``:
     the bins of an LVIS output. A YOLO output's class ids are 0..K-1 (the summary's ``id_map``:
     input id -> id written, also in its data.yaml), or with ``keep_ids`` the input's own, gaps
-    filled with placeholder classes (:func:`ltaug.io.yolo.write_yolo`).
+    filled with placeholder classes (:func:`ltaug.io.yolo.write_yolo`). ``val`` (its images under
+    ``val_images``): for a YOLO output, the validation split written beside (``images/train``,
+    ``images/val``, one data.yaml naming both).
     """
     from ltaug.io.read import is_yolo_source
     from ltaug.stats.frequency import to_lvis
@@ -318,9 +321,21 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
             raise UsageError(f"{out}: exists and is not a folder; YOLO output is a folder")
         if images and not Path(images).is_dir():
             raise UsageError(f"{images}: image folder not found")
-        summary = write_yolo(ds, out, images_dir=images, link=link, keep_ids=keep_ids)
+        val_ds = None
+        if val is not None:
+            if val_images is not None and not Path(val_images).is_dir():
+                raise UsageError(f"{val_images}: image folder not found")
+            refuse_overwriting_inputs(out, [_source(val), val_images])
+            val_ds = _load(val, on_error, "val" if not isinstance(val, Dataset) and is_yolo_source(val) else split,
+                           strict=strict)
+        elif val_images is not None:
+            raise SpecError("val_images", "is the image folder of val: give val too")
+        summary = write_yolo(ds, out, images_dir=images, link=link, keep_ids=keep_ids, val=val_ds,
+                             val_images=val_images)
         _write_fixes(ds, out, folder=True)
         return ConvertResult(output=out, format="yolo", dataset=ds, yolo=summary)
+    if val is not None:
+        raise SpecError("val", "is for a YOLO output (--to yolo), which holds both splits")
     if fmt == "lvis" and ds.kind != "lvis":
         crowd = int(ds.index.ann_iscrowd.sum())
         ds = to_lvis(ds, rare_max=rare_max, common_max=common_max)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from PIL import Image
 
 from ltaug import load_dataset
-from ltaug.errors import InputError, UsageError
+from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io import geometry
 from ltaug.io.dataset import Dataset
 from ltaug.io.yolo import read_yolo, write_yolo
@@ -408,3 +409,27 @@ def test_a_resampled_file_exports_each_repeat_under_its_own_name_as_a_link(tmp_p
     back = read_yolo(out)
     assert len(back.images) == len(rs.images)
     assert len(back.annotations) == sum(not a.get("iscrowd") for a in rs.annotations)
+
+
+def test_train_and_val_export_together_and_read_back_by_split(tmp_path, demo_train_path, demo_train_images):
+    from ltaug.api import convert
+
+    val_path = demo_train_path.parent / "val.json"
+    val_images = demo_train_images.parent / "val"
+    out = tmp_path / "yolo"
+    r = convert(demo_train_path, out, images=demo_train_images, val=val_path, val_images=val_images)
+    config = yaml.safe_load((out / "data.yaml").read_text())
+    assert (config["train"], config["val"]) == ("images/train", "images/val")
+    train, val = load_dataset(demo_train_path), load_dataset(val_path)
+    for split, ds in (("train", train), ("val", val)):
+        back = read_yolo(out, split=split)
+        assert len(back.images) == len(ds.images) == len(list((out / "labels" / split).iterdir()))
+        assert len(back.annotations) == sum(not a.get("iscrowd") for a in ds.annotations)
+    assert r.yolo["val"]["images"] == len(val.images)
+    other = json.loads(val_path.read_text())
+    other["categories"][0]["name"] = "not a person"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(InputError, match="name their classes differently .*'person' vs 'not a person'"):
+        convert(demo_train_path, tmp_path / "y2", val=tmp_path / "other.json")
+    with pytest.raises(SpecError, match="is for a YOLO output"):
+        convert(demo_train_path, tmp_path / "x.json", val=val_path)

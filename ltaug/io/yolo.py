@@ -634,7 +634,8 @@ def annotation_from_yolo(cls: int, values: np.ndarray, width: int, height: int) 
 # -- writing ---------------------------------------------------------------------------
 
 
-def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy", keep_ids: bool = False) -> dict:
+def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy", keep_ids: bool = False,
+               val: Dataset | None = None, val_images=None) -> dict:
     """Write ``dataset`` as a YOLO-seg folder; return a summary of what was written.
 
     Writes ``out_dir/data.yaml``, one ``out_dir/labels/<stem>.txt`` per image (empty for an
@@ -651,6 +652,11 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     own (gaps filled with placeholder names; see the module docstring). The summary's ``id_map``
     maps each input class id to the id written, ``ids_changed`` counts those that differ, and
     ``placeholders`` lists the ids that ``keep_ids`` filled gaps with.
+
+    ``val`` (a dataset with the same categories, its images under ``val_images``): written
+    beside as the validation split, ``images/train`` + ``labels/train`` and ``images/val`` +
+    ``labels/val``, with ``data.yaml`` naming both (its summary is the returned ``val``).
+    Without it the one dataset goes to ``images/`` and ``labels/``, and ``val`` repeats ``train``.
     """
     if link not in LINKS:
         raise UsageError(f"link must be one of {', '.join(LINKS)}, got {link!r}")
@@ -659,25 +665,46 @@ def write_yolo(dataset: Dataset, out_dir, *, images_dir=None, link: str = "copy"
     yolo_ids, placeholders = yolo_class_ids(dataset.categories, keep_ids=keep_ids)
     inputs = input_class_ids(dataset.categories)
     id_map = {inputs[c]: yolo_ids[c] for c in sorted(yolo_ids, key=yolo_ids.__getitem__)}
-    stems = _label_stems(dataset.images)
-    repeated = sum(s.rsplit("_rep", 1)[-1].isdigit() and "_rep" in s for s in stems)
-    if repeated and (images_dir is None or link == "none"):
-        raise UsageError(f"{repeated} image(s) repeat an earlier one's file (a resampled file): YOLO names each "
-                         f"repeat's image after its label file, so pass --images DIR to write them (as links)")
+    splits = {"": (dataset, images_dir)} if val is None else {"train": (dataset, images_dir), "val": (val, val_images)}
+    if val is not None:
+        refuse_overwriting_inputs(out_dir, [val.path])
+        _same_categories(dataset, val)
+    stems = {}
+    for split, (ds, images) in splits.items():
+        stems[split] = _label_stems(ds.images)
+        repeated = sum(s.rsplit("_rep", 1)[-1].isdigit() and "_rep" in s for s in stems[split])
+        if repeated and (images is None or link == "none"):
+            raise UsageError(f"{repeated} image(s) repeat an earlier one's file (a resampled file): YOLO names each "
+                             f"repeat's image after its label file, so pass --images DIR to write them (as links)")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out_dir):  # one writer per folder; what a killed export left half-written goes
         if out_dir.is_dir():
             remove_stale_temporaries_under(out_dir)
-        summary = _write_yolo_locked(dataset, out_dir, images_dir, link, yolo_ids, stems,
-                                     data_yaml(dataset.categories, yolo_ids, out_dir, id_map=id_map,
-                                               placeholders=placeholders))
-    return {**summary, "id_map": id_map, "ids_changed": sum(k != v for k, v in id_map.items()),
-            "placeholders": placeholders}
+        summaries = {split: _write_yolo_locked(ds, out_dir / "images" / split, out_dir / "labels" / split, images,
+                                               link, yolo_ids, stems[split])
+                     for split, (ds, images) in splits.items()}
+        folders = {"train": "images", "val": "images"} if val is None else {s: f"images/{s}" for s in splits}
+        write_bytes_atomic(out_dir / "data.yaml", data_yaml(dataset.categories, yolo_ids, out_dir, id_map=id_map,
+                                                            placeholders=placeholders, folders=folders).encode())
+    summary = summaries["" if val is None else "train"]
+    return {**summary, "out_dir": str(out_dir), "id_map": id_map, "ids_changed": sum(k != v for k, v in id_map.items()),
+            "placeholders": placeholders, **({"val": summaries["val"]} if val is not None else {})}
 
 
-def _write_yolo_locked(dataset: Dataset, out_dir: Path, images_dir, link: str, yolo_ids: dict,
-                       stems: list[str], yaml_text: str) -> dict:
+def _same_categories(train: Dataset, val: Dataset) -> None:
+    """A train and a val split share one class list: the same ids with the same names."""
+    a = {c["id"]: c["name"] for c in train.categories}
+    b = {c["id"]: c["name"] for c in val.categories}
+    if a != b:
+        diff = next(i for i in sorted(a.keys() | b.keys()) if a.get(i) != b.get(i))
+        raise InputError(f"the train and val files name their classes differently (category id {diff}: "
+                         f"{a.get(diff)!r} vs {b.get(diff)!r}); one data.yaml needs one class list")
+
+
+def _write_yolo_locked(dataset: Dataset, images_out: Path, labels_out: Path, images_dir, link: str,
+                       yolo_ids: dict, stems: list[str]) -> dict:
+    """One split's label files (and images) into ``labels_out`` (and ``images_out``); its summary."""
     by_image: defaultdict[int, list[dict]] = defaultdict(list)
     for ann in dataset.annotations:
         by_image[ann["image_id"]].append(ann)
@@ -692,8 +719,7 @@ def _write_yolo_locked(dataset: Dataset, out_dir: Path, images_dir, link: str, y
             polygon, how = annotation_polygon(ann, image["width"], image["height"])
             summary[how] += 1
             lines.append(format_label_line(yolo_ids[ann["category_id"]], polygon, image["width"], image["height"]))
-        write_bytes_atomic(out_dir / "labels" / f"{stem}.txt", "".join(f"{ln}\n" for ln in lines).encode(),
-                           sweep=False)
+        write_bytes_atomic(labels_out / f"{stem}.txt", "".join(f"{ln}\n" for ln in lines).encode(), sweep=False)
         summary["objects"] += len(lines)
         summary["empty_labels"] += not lines
 
@@ -706,15 +732,14 @@ def _write_yolo_locked(dataset: Dataset, out_dir: Path, images_dir, link: str, y
             if not src.is_file():
                 raise InputError(f"{src}: image file not found (image id {image['id']})")
             if name in first:  # a repeat: its own name, the first copy's bytes (a link, never a copy)
-                dst = out_dir / "images" / f"{stem}{PurePosixPath(name).suffix}"
+                dst = images_out / f"{stem}{PurePosixPath(name).suffix}"
                 how = _place_image(first[name], dst, "symlink" if link == "symlink" else "hardlink")
                 summary[f"repeats_{how}"] += 1
                 continue
-            first[name] = out_dir / "images" / name
+            first[name] = images_out / name
             summary[f"images_{_place_image(src, first[name], link)}"] += 1
 
-    write_bytes_atomic(out_dir / "data.yaml", yaml_text.encode())
-    return {"out_dir": str(out_dir), "images": len(dataset.images), "labels_written": len(dataset.images),
+    return {"images": len(dataset.images), "labels_written": len(dataset.images),
             "classes": len(yolo_ids), "link": link if images_dir is not None else "none",
             "skipped_crowd": 0, **summary}
 
@@ -828,16 +853,20 @@ def format_label_line(cls: int, polygon, width: int, height: int) -> str:
 
 
 def data_yaml(categories: list, yolo_ids: dict, out_dir: Path, *, id_map: dict | None = None,
-              placeholders=()) -> str:
-    """The data.yaml text: absolute ``path``, ``train``/``val`` folders, ``nc`` and ``names``;
+              placeholders=(), folders: dict | None = None) -> str:
+    """The data.yaml text: absolute ``path``, the ``train``/``val`` ``folders`` (both ``images``
+    by default), ``nc`` and ``names``;
     ``ltaug_id_map`` (input class id -> id written) when any id changed, and
     ``ltaug_placeholder_ids`` when ``placeholders`` fill gaps. ultralytics ignores both keys."""
     names = {yolo_ids[c["id"]]: str(c["name"]) for c in categories}
     names.update({i: PLACEHOLDER.format(i) for i in placeholders})
-    body: dict[str, Any] = {"path": str(Path(out_dir).resolve()), "train": "images", "val": "images",
+    folders = folders or {"train": "images", "val": "images"}
+    body: dict[str, Any] = {"path": str(Path(out_dir).resolve()), **folders,
                             "nc": len(names), "names": dict(sorted(names.items()))}
-    header = ("# Written by ltaug. One COCO file is one split, so 'val' repeats 'train':\n"
-              "# point it at the folder written from the validation split before training.\n")
+    header = "# Written by ltaug.\n"
+    if folders["train"] == folders["val"]:
+        header = ("# Written by ltaug. One COCO file is one split, so 'val' repeats 'train': export the\n"
+                  "# validation split with it (ltaug convert TRAIN --val VAL) or point 'val' at its folder.\n")
     if id_map and any(k != v for k, v in id_map.items()):
         body["ltaug_id_map"] = dict(id_map)
         header += "# ltaug_id_map: the input's class id -> the class id in these labels.\n"
