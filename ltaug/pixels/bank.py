@@ -80,7 +80,7 @@ from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json
 from ltaug.io.lock import output_lock
-from ltaug.io.paths import image_file_name, unsafe_file_name_reason
+from ltaug.io.paths import checked_image_path, image_file_name, unsafe_file_name_reason
 from ltaug.pixels.imagefile import ImageFileError, read_image
 from ltaug.pixels.masks import annotation_rle
 from ltaug.pool import imap_ordered
@@ -303,7 +303,7 @@ def _plan(dataset: Dataset, images_dir: Path) -> tuple[list[_ImageTask], int, in
         pos = by_image[bounds[ip]:bounds[ip + 1]]
         first = pos[0]
         tasks.append(_ImageTask(
-            int(idx.image_ids[ip]), str(images_dir / name), int(idx.image_heights[ip]), int(idx.image_widths[ip]),
+            int(idx.image_ids[ip]), checked_image_path(images_dir, name, image["id"]), int(idx.image_heights[ip]), int(idx.image_widths[ip]),
             anns=tuple((int(idx.ann_ids[p]), int(idx.ann_category_ids[p]), tuple(idx.ann_boxes[p].tolist()),
                         anns[p].get("segmentation"), int(rows[p])) for p in pos.tolist()),
             boxes=tuple(tuple(b) for b in boxes[pos[keep[pos]]].tolist()),

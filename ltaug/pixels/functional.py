@@ -113,10 +113,59 @@ def mix(a: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
     return cv2.addWeighted(a, float(lam), b, 1.0 - float(lam), 0.0)
 
 
-def decode_image(data: bytes | np.ndarray) -> np.ndarray | None:
-    """BGR pixels in stored orientation (EXIF rotation ignored, as COCO annotations assume); None if undecodable."""
+def decode_image(data: bytes | np.ndarray, orientation: int = 1, *, upright: bool = True) -> np.ndarray | None:
+    """The BGR pixels (uint8, 3 channels) of encoded image ``data``; None if undecodable.
+
+    What OpenCV's ``IMREAD_COLOR`` makes of any file: grayscale repeated into 3 channels, a
+    palette expanded, alpha dropped (the stored colours kept), 16 bits per channel reduced to
+    8 (the high byte), CMYK converted; the format read from the content.
+
+    ``orientation``: the file's EXIF orientation (1-8, from its header:
+    :func:`ltaug.io.imagecheck.read_header`). 1 (none): decoded in stored orientation, with
+    ``IMREAD_IGNORE_ORIENTATION``. Otherwise turned upright as the tag says (OpenCV's
+    ``IMREAD_COLOR`` does so for JPEG, PNG, WebP and TIFF, as Pillow's ``exif_transpose``
+    does), or, with ``upright=False``, in stored orientation (the turn undone: OpenCV's TIFF
+    reader turns even with ``IMREAD_IGNORE_ORIENTATION``).
+    """
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+    if not buf.size:
+        return None
+    if not 2 <= orientation <= 8:
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None or upright:
+        return img
+    return unorient(img, orientation)
+
+
+def orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels turned upright as EXIF ``orientation`` (1-8) says (Pillow's ``exif_transpose``)."""
+    return _turn(image, _TO_UPRIGHT.get(orientation))
+
+
+def unorient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Upright pixels back to how a file of EXIF ``orientation`` stores them (:func:`orient` undone)."""
+    return _turn(image, _TO_STORED.get(orientation))
+
+
+# (OpenCV operation, its argument) per orientation; 6 and 8 undo each other, the others undo themselves
+_ROT_CW, _ROT_CCW = cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE
+_TO_UPRIGHT = {2: ("flip", 1), 3: ("flip", -1), 4: ("flip", 0), 5: ("transpose", None), 6: ("rotate", _ROT_CW),
+               7: ("transverse", None), 8: ("rotate", _ROT_CCW)}
+_TO_STORED = {**_TO_UPRIGHT, 6: ("rotate", _ROT_CCW), 8: ("rotate", _ROT_CW)}
+
+
+def _turn(image: np.ndarray, how: tuple | None) -> np.ndarray:
+    if how is None:
+        return image
+    op, arg = how
+    if op == "flip":
+        return cv2.flip(image, arg)
+    if op == "rotate":
+        return cv2.rotate(image, arg)
+    if op == "transpose":
+        return cv2.transpose(image)
+    return cv2.flip(cv2.transpose(image), -1)  # transverse: the anti-diagonal
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:

@@ -53,7 +53,7 @@ from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json, write_json_atomic
 from ltaug.io.lock import output_lock
-from ltaug.io.paths import image_file_name, unsafe_file_name_reason
+from ltaug.io.paths import image_file_name, image_file_stat, unsafe_file_name_reason
 from ltaug.ops.base import AnnotationOperation, Operation, PixelOperation, StepContext
 from ltaug.pixels.functional import encode_jpeg
 from ltaug.pixels.imagefile import ImageFileError, read_image, write_file_atomic
@@ -275,7 +275,7 @@ def _check_originals(dataset: Dataset, images_dir: Path) -> dict[str, list[int |
         if name in found:
             continue
         try:
-            st = os.stat(os.path.join(images_dir, name))
+            st = image_file_stat(images_dir, name, image["id"])  # refuses a file leading outside images_dir
         except (FileNotFoundError, NotADirectoryError):
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):
