@@ -225,7 +225,9 @@ steps:
     proc.wait()
     assert not (tmp_path / "out").exists() and partial_dir(tmp_path / "out").is_dir()
     r = _ltaug("run", config, "--workers", "1")
-    assert r.returncode == 2 and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    lines = r.stderr.strip().splitlines()  # the error, after a note on the killed run's lock
+    assert r.returncode == 2 and "--resume" in lines[-1] and len(lines) == 2, r.stderr
+    assert "took over the lock left by pid" in lines[0] and "no longer running" in lines[0]
     # what a kill at another moment leaves: a bank folder being built, an image being written
     (partial_dir(tmp_path / "out") / ".bank.x1y2.tmp").mkdir()
     (partial_dir(tmp_path / "out") / ".bank.x1y2.tmp" / "pixels.bin").write_bytes(b"half")
