@@ -35,14 +35,14 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, Sampler
 
+from ltaug.errors import InputError
 from ltaug.io.index import DatasetIndex
-from ltaug.io.jsonio import read_json
 from ltaug.rebalance import sampling
+from ltaug.rebalance.factors import read_factors
 from ltaug.rebalance.sampling import epoch_rng  # the offline tool's per-epoch stream
 
-__all__ = ["REPEAT_FACTORS_FORMAT", "AspectRatioBatchSampler", "ClassAwareSampler", "EpochSampler", "RepeatFactorSampler", "TrainingSampler"]
+__all__ = ["AspectRatioBatchSampler", "ClassAwareSampler", "EpochSampler", "RepeatFactorSampler", "TrainingSampler"]
 
-REPEAT_FACTORS_FORMAT = "ltaug-repeat-factors/1"
 
 
 def _index_of(dataset) -> DatasetIndex:
@@ -132,27 +132,20 @@ class RepeatFactorSampler(EpochSampler):
 
         Raises ValueError unless the file is that format and names exactly the dataset's images.
         """
-        doc = read_json(path)
-        if not isinstance(doc, dict) or doc.get("format") != REPEAT_FACTORS_FORMAT:
-            raise ValueError(f"{path}: not an {REPEAT_FACTORS_FORMAT} file (write one with "
-                             f"`ltaug resample ... --repeat-factors FILE`)")
-        ids = np.asarray(doc.get("image_ids", []), dtype=np.int64)
-        factors = np.asarray(doc.get("repeat_factors", []), dtype=np.float64)
-        if ids.ndim != 1 or ids.shape != factors.shape:
-            raise ValueError(f"{path}: image_ids and repeat_factors must be lists of the same length")
-        if np.unique(ids).size != ids.size:
-            raise ValueError(f"{path}: image ids repeat")
+        try:
+            file = read_factors(path)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         want = _index_of(dataset).image_ids
-        missing, extra = np.setdiff1d(want, ids), np.setdiff1d(ids, want)
-        if missing.size or extra.size:
-            def first(a):
-                return ", ".join(map(str, a[:5].tolist())) + (" ..." if a.size > 5 else "")
-            parts = [f"{missing.size} dataset images not in the file (ids {first(missing)})" if missing.size else "",
-                     f"{extra.size} file images not in the dataset (ids {first(extra)})" if extra.size else ""]
-            raise ValueError(f"{path}: image ids do not match the dataset: " + "; ".join(p for p in parts if p)
-                             + " (was the file written for this annotation file?)")
-        order = np.argsort(ids, kind="stable")
-        return cls(factors[order[np.searchsorted(ids[order], want)]], **kwargs)
+        extra = np.setdiff1d(file.image_ids, want)
+        if extra.size:
+            raise ValueError(f"{path}: image ids do not match the dataset: {extra.size} file images not in the "
+                             f"dataset (ids {', '.join(map(str, extra[:5].tolist()))}{' ...' if extra.size > 5 else ''})"
+                             f" (was the file written for this annotation file?)")
+        try:
+            return cls(file.aligned(want.tolist()), **kwargs)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         rng = epoch_rng(self.seed, epoch)

@@ -80,19 +80,16 @@ def resample(dataset: Dataset, spec) -> tuple[Dataset, ResampleResult]:
 
 
 def repeat_factor_document(dataset: Dataset, result: ResampleResult) -> dict:
-    """Per-image expected uses per epoch, for an online sampler (the trainer reads this).
+    """Per-image expected uses per epoch, for an online sampler (the trainer reads this): the
+    ``ltaug-repeat-factors/2`` document (:mod:`ltaug.rebalance.factors`).
 
     For ``rfs`` these are the repeat factors r(I); an online sampler rounds them
     stochastically each epoch. For the class-sampling methods they are the expected number
     of draws per epoch, S * sum_{c in I} p_c / n_c, which the same sampler can use.
     """
-    return {
-        "format": "ltaug-repeat-factors/1",
-        "method": result.spec.method,
-        "params": result.spec.params(),
-        "image_ids": dataset.index.image_ids,
-        "repeat_factors": np.round(result.expected_per_epoch, 9),
-    }
+    from ltaug.rebalance.factors import factor_document
+
+    return factor_document(dataset, result.expected_per_epoch, method=result.spec.method, params=result.spec.params())
 
 
 __all__ = ["ResampleResult", "resample", "resample_counts", "expand_dataset",
