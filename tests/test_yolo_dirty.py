@@ -547,3 +547,20 @@ def test_validate_shows_a_yolo_folders_warnings_and_errors(folder, capsys):
     assert got == {("stale-split-path", "warning"), ("coords-slightly-outside", "warning"),
                    ("coords-outside-image", "error")}, problems
     assert any(f"labels/{LONE}.txt:2" in p["message"] for p in problems if p["kind"] == "coords-outside-image")
+
+
+def test_an_exif_rotated_photo_is_sized_upright_as_ultralytics_reads_it(folder):
+    """A photo stored landscape with EXIF orientation 6 (shown portrait): its labels are normalised
+    to the upright image (ultralytics' exif_size), so the record has the upright size."""
+    from ltaug.io.imagecheck import read_header
+
+    image = sorted((folder / "images").iterdir())[0]
+    with Image.open(image) as im:
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(image, exif=exif.tobytes())
+        stored = im.size
+    assert read_header(image.read_bytes()).orientation == 6
+    ds = read_yolo(folder)
+    record = next(im for im in ds.images if im["file_name"] == image.name)
+    assert (record["width"], record["height"]) == (stored[1], stored[0])

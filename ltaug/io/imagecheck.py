@@ -170,6 +170,13 @@ def read_header(data: bytes | bytearray | memoryview) -> ImageHeader:
         return ImageHeader(fmt, width, height, mode, _orientation(img), bits, alpha)
 
 
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image as shown upright: its EXIF orientation applied (the
+    size ultralytics' ``exif_size`` and detectron2 give), from the header only."""
+    width, height = img.size
+    return (height, width) if _orientation(img) in (5, 6, 7, 8) else (width, height)
+
+
 def _orientation(img: Image.Image) -> int:
     """The EXIF orientation (1-8), 1 when there is none or it is not a valid one. A PNG's eXIf
     chunk is looked for only before the pixel data (Pillow would decode the image to find one

@@ -85,7 +85,7 @@ from PIL import Image, UnidentifiedImageError
 from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io import geometry
 from ltaug.io.dataset import ON_ERROR, Dataset
-from ltaug.io.imagecheck import UNREADABLE_IMAGE
+from ltaug.io.imagecheck import UNREADABLE_IMAGE, upright_size
 from ltaug.io.jsonio import atomic_path, remove_stale_temporaries_under, write_bytes_atomic
 from ltaug.io.lock import output_lock
 from ltaug.io.paths import image_file_name, refuse_overwriting_inputs, unsafe_file_name_reason
@@ -205,7 +205,7 @@ def read_yolo(root, *, on_error: str = "raise", split: str = "train", strict: bo
         label_files.add(label_path)
         try:
             with Image.open(path) as im:
-                width, height = im.size
+                width, height = upright_size(im)  # labels are normalised to the upright image, as ultralytics reads it
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             reading.error(UNREADABLE_IMAGE, path, None, f"cannot be read as an image ({exc})", what="image")
             continue

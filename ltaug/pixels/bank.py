@@ -54,9 +54,9 @@ images skipped with id and reason, crowd annotations excluded, unflagged objects
 per flag), ``flags`` (name -> bit), ``files`` (name -> size in bytes). No timestamps and no
 worker count: the same inputs and parameters give byte-identical files.
 
-Pixels are what OpenCV decodes with ``IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION``: 3-channel
-BGR in the stored orientation (EXIF rotation ignored, as COCO's annotations and pycocotools
-assume, and as ``ltaug validate`` checks image sizes).
+Pixels are what :func:`ltaug.pixels.imagefile.read_image` reads: 3-channel 8-bit BGR, upright
+when the json has the EXIF-upright size and as stored when it has the stored one (the rule of
+:mod:`ltaug.io.imagecheck`, the one ``ltaug validate`` checks).
 """
 from __future__ import annotations
 
@@ -71,7 +71,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 from pycocotools import mask as mask_utils
@@ -89,7 +88,6 @@ FORMAT = "ltaug-object-bank"
 FORMAT_VERSION = 1
 META, OBJECTS, PIXELS, MASKS = "meta.json", "objects.npy", "pixels.bin", "masks.bin"
 ON_ERROR = ("raise", "skip")
-IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 class Flag(enum.IntFlag):
