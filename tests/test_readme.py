@@ -25,3 +25,11 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "objects for copy-paste to add" in printed and "open out/python/augmented/report.html" in printed
     assert (tmp_path / "out" / "python" / "augmented" / "annotations.json").is_file()
+
+
+def test_the_readme_policy_table_is_the_codes():
+    from ltaug.io.read import policy_table
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- policy-table -->\n", 1)[1].split("<!-- /policy-table -->", 1)[0]
+    assert block.strip() == policy_table(markdown=True), "regenerate the README's policy table"
