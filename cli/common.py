@@ -144,11 +144,19 @@ def run_engine(call, output=None) -> int:
     """Run the engine by ``call()`` (:func:`ltaug.api.run_steps` or ``run_config``, returning a RunResult),
     then print one summary line per step and where the output is (``output`` as typed, else the run's)."""
 
+    from ltaug.ops import OPERATIONS
+    from ltaug.run.engine import limit_lines
+
     with flag_errors("workers", "address"):
         result = call()
     output = output or result.output
     for r in result.steps:
         print(f"  {describe_step(r)}", file=sys.stderr)
+        details = getattr(OPERATIONS.get(r["op"]), "report_lines", None) if r["op"] in OPERATIONS else None
+        for line in details(r) if callable(details) else ():  # what a step asked per class and did not get
+            print(f"    {line}", file=sys.stderr)
+    for line in limit_lines(result.record):  # per-class limits over the whole pipeline: asked vs got
+        print(f"  {line}", file=sys.stderr)
     c = result.counts
     print(f"wrote {output}: {c['images_after']} images ({c['images_before']} before, {c['images_written']} written), "
           f"{c['annotations_after']} annotations ({c['annotations_before']} before) in {result.seconds:.1f} s; "

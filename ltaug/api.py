@@ -381,6 +381,9 @@ class Resampled:
     the repeat factors) for an online sampler."""
     written: dict[str, Path] = field(default_factory=dict)
     """The files written, by parameter: ``output``, ``repeat_factors``, ``plot``."""
+    note: str | None = None
+    """One line when the parameters change nothing or almost nothing (``rfs`` with a threshold
+    under the rarest class's image share), with the value that would; also logged as a warning."""
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -415,7 +418,7 @@ def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike |
     drawn = resample_counts(ds, spec)
     shift = class_shift(ds, drawn.counts, rare_max=rare_max, common_max=common_max)
     result = Resampled(input=ds, spec=spec, counts=drawn.counts, shift=shift,
-                       repeat_factors=repeat_factor_document(ds, drawn))
+                       repeat_factors=repeat_factor_document(ds, drawn), note=drawn.note)
     if repeat_factors:
         write_json_atomic(repeat_factors, result.repeat_factors)
         result.written["repeat_factors"] = Path(repeat_factors)
@@ -455,6 +458,13 @@ class PlanResult:
     (``classes_short``, ``classes_capped``, ``paste_budget``: the objects copy-paste must add)."""
     written: dict[str, Path] = field(default_factory=dict)
     """The files written, by parameter: ``plan_json``, ``output``, ``plot``."""
+
+    @property
+    def note(self) -> str | None:
+        """One line when the plan repeats no image (a target every class already meets, a
+        max_factor that holds every class, or caps that block every repeat), with the value
+        that would; also logged as a warning. None otherwise."""
+        return self.plan.get("note")
 
     @cached_property
     def dataset(self) -> Dataset:
@@ -577,6 +587,13 @@ class RunResult:
     @property
     def seconds(self) -> float:
         return float(self.record["seconds"])
+
+    @property
+    def limits(self) -> dict:
+        """Per-class limits over the whole pipeline (run.json's ``limits``): ``checked`` (per step that
+        sets them: held, over, short) and ``not_held`` (per class: asked, got, why); see
+        :func:`ltaug.run.engine.class_limits`."""
+        return dict(self.record.get("limits") or {"checked": [], "not_held": []})
 
     def _per_class(self, key: str) -> dict[int, int]:
         out: dict[int, int] = {}

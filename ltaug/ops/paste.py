@@ -48,6 +48,14 @@ left with less than --min-visible of their area are removed (and counted per cla
 box-only datasets: objects without masks are pasted as their whole box (a rectangle of their
 source image, background included): used only when no bank object has a mask, or with --box-only.
 
+never less than asked, silently: under budget, each class that gets fewer objects than asked is
+listed with why (no object of it in the bank; all its bank objects left out by --exclude, by
+flag; no room; too small; too few images for --objects; hidden by later pastes; unreadable
+image), on the console, in run.json (the step's "shortfalls") and in `ltaug report`; and the
+target's limits (at least min_instances, at most max_factor times each class's input count) are
+checked on the final output, class by class ("limits" in run.json): later steps such as mosaic
+and mixup copy objects whatever the target, so a limit is reported, not enforced, past this step.
+
 examples:
   ltaug paste train.json --images train2017/ -o out/paste --weighting inverse --objects 3
   ltaug paste train.json --images train2017/ -o out/paste --weighting budget --min-instances 50 --max-factor 10
@@ -153,3 +161,144 @@ examples:
         parts.append(f"{removed} existing objects removed as occluded"
                      + (f", {hidden} pasted ones hidden by later pastes" if hidden else ""))
         return parts
+
+    # -- what a class asked for and did not get ---------------------------------------------
+
+    def class_limits(self, counts: np.ndarray) -> dict | None:
+        """The per-class limits this step's target (``budget``) sets, evaluated on ``counts``
+        instances per class (classes with none are not limited): ``rule`` (the target's
+        parameters by name), ``requested`` (what min_instances / exponent ask), ``low`` (that,
+        capped by max_factor: at least this many), ``high`` (max_factor times the count: at most
+        this many; inf without max_factor), ``max_factor``, and ``own`` (the step's own target on
+        ``counts``: what it pastes up to). None without a target."""
+        import numpy as np
+
+        from ltaug.rebalance.planning import describe_target
+
+        if not self.target:
+            return None
+        target = Target(**self.target)
+        requested = np.where(np.asarray(counts) > 0, target.asked(counts), 0.0)
+        high = target.cap(counts)
+        return {"rule": describe_target(target), "requested": requested, "low": np.minimum(requested, high),
+                "high": high, "max_factor": target.max_factor, "own": target.per_class(counts)[1]}
+
+    @staticmethod
+    def recipe_classes(recipe: dict) -> list[int]:
+        """Category ids of the objects a recipe pastes (lost when its image is unreadable)."""
+        return [o["category_id"] for o in recipe["objects"]]
+
+    @staticmethod
+    def shortfalls(r: dict, names: dict) -> list[dict]:
+        """Under ``budget``: each class that got fewer objects than the step asked for, from the
+        step's report ``r`` (plan info ``classes``, ``added_per_class``, ``pasted_removed_per_class``,
+        ``skipped_per_class``) and the category names ``names`` (id: name). Each: ``category_id``,
+        ``name``, ``asked``, ``got``, ``missing`` (objects by reason, :data:`~ltaug.pixels.copy_paste.MISSING`;
+        they add up to asked - got), ``in_bank``, ``left_out`` (the class's bank objects the step
+        may not paste, by flag name) and ``why`` (one line). Rarest first (most missing)."""
+        if (r.get("params") or {}).get("weighting") != "budget":
+            return []
+        params = r.get("params") or {}
+        added, hidden, skipped = (_by_id(r.get(k)) for k in ("added_per_class", "pasted_removed_per_class",
+                                                               "skipped_per_class"))
+        out = []
+        for cid, c in _by_id((r.get("plan") or {}).get("classes")).items():
+            got = added.get(cid, 0)
+            if got >= c["asked"]:
+                continue
+            missing = {k: int(v) for k, v in c["missing"].items() if v}
+            for key, table in (("hidden", hidden), ("skipped", skipped)):
+                if table.get(cid):
+                    missing[key] = table[cid]
+            other = c["asked"] - got - sum(missing.values())
+            if other > 0:
+                missing["other"] = other
+            entry = {"category_id": cid, "name": names.get(cid, str(cid)), "asked": int(c["asked"]), "got": int(got),
+                     "missing": missing, "in_bank": int(c.get("in_bank", 0)), "left_out": dict(c.get("left_out", {}))}
+            entry["why"] = _why(entry, params)
+            out.append(entry)
+        out.sort(key=lambda e: (-(e["asked"] - e["got"]), e["category_id"]))
+        return out
+
+    @staticmethod
+    def report_lines(r: dict, *, most: int = 10) -> list[str]:
+        """Lines below the step's summary (the command line's): under ``budget``, each class that
+        got fewer objects than asked, with why (or, when more than ``most``, how many per reason
+        and which classes); under uniform / inverse, the dataset's classes of which no object may
+        be pasted. (A target that asks for nothing is a logged warning, and the plan info's ``note``.)"""
+        plan = r.get("plan") or {}
+        lines = []
+        short = r.get("shortfalls") or []
+        if short:
+            asked = sum(c["asked"] for c in _by_id(plan.get("classes")).values())
+            lines.append(f"{len(short)} of {len(plan.get('classes') or {})} classes got fewer objects than asked "
+                         f"({sum(e['asked'] - e['got'] for e in short)} of {asked} objects missing):")
+            if len(short) <= most:
+                lines += [f"  {e['name']} (id {e['category_id']}): asked {e['asked']}, got {e['got']}: {e['why']}"
+                          for e in short]
+            else:
+                lines += [f"  {line}" for line in _by_reason(short, r.get("params") or {})]
+        unusable = _by_id(plan.get("not_pastable"))
+        if unusable:
+            shown = [f"{v.get('name', cid)} ({_unusable(v)})" for cid, v in list(unusable.items())[:most]]
+            lines.append(f"{len(unusable)} classes of the data can never be pasted: " + ", ".join(shown)
+                         + (f", ... ({len(unusable) - most} more in run.json)" if len(unusable) > most else ""))
+        return lines
+
+
+def _by_id(table: dict | None) -> dict:
+    """A per-class table with int category ids (json turns them into strings)."""
+    return {int(k): v for k, v in (table or {}).items()}
+
+
+def _flags(left_out: dict) -> str:
+    """``truncated 2, occluded 1``: a class's bank objects left out, by flag name."""
+    return ", ".join(f"{flag} {n}" for flag, n in left_out.items())
+
+
+def _unusable(c: dict) -> str:
+    if not c.get("in_bank"):
+        return "no object in the bank"
+    return f"its {c['in_bank']} bank object{'s' if c['in_bank'] != 1 else ''} left out: {_flags(c['left_out'])}"
+
+
+def _reason(key: str, n: int, entry: dict, params: dict) -> str:
+    """One reason of a class's shortfall in words (``n`` objects)."""
+    if key == "no_bank_object":
+        return "no object of the class in the bank"
+    if key == "excluded":
+        return _unusable(entry)
+    return {"too_few_images": f"{n} beyond the images x objects ({params.get('objects')}) the step can place",
+            "too_small": f"{n} under 2 px at the drawn size",
+            "no_room": f"{n} found no room (max_overlap {params.get('max_overlap')})",
+            "hidden": f"{n} hidden by later pastes (min_visible {params.get('min_visible')})",
+            "skipped": f"{n} on unreadable images (skipped)",
+            }.get(key, f"{n} for other reasons")
+
+
+def _why(entry: dict, params: dict) -> str:
+    return "; ".join(_reason(k, n, entry, params) for k, n in entry["missing"].items())
+
+
+def _by_reason(short: list[dict], params: dict, names_shown: int = 8) -> list[str]:
+    """The compact form of many shortfalls: per reason, objects and classes (the first few named)."""
+    groups: dict[str, list] = {}
+    for e in short:
+        for key, n in e["missing"].items():
+            groups.setdefault(key, []).append((e, n))
+    label = {"no_bank_object": "no object of the class in the bank",
+             "excluded": "every bank object of the class left out by --exclude",
+             "too_few_images": f"beyond images x objects ({params.get('objects')})",
+             "too_small": "under 2 px at the drawn size",
+             "no_room": f"no room (max_overlap {params.get('max_overlap')})",
+             "hidden": f"hidden by later pastes (min_visible {params.get('min_visible')})",
+             "skipped": "on unreadable images", "other": "other"}
+    lines = []
+    for key, members in groups.items():
+        members.sort(key=lambda m: (-m[1], m[0]["category_id"]))
+        shown = ", ".join(f"{e['name']} {n}" + (f" [{_flags(e['left_out'])}]" if key == "excluded" else "")
+                          for e, n in members[:names_shown])
+        more = f", ... {len(members) - names_shown} more" if len(members) > names_shown else ""
+        lines.append(f"{label.get(key, key)}: {sum(n for _, n in members)} objects of {len(members)} "
+                     f"classes ({shown}{more})")
+    return lines

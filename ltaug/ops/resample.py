@@ -63,10 +63,23 @@ examples:
         return {"seed": self.seed, "epochs": self.epochs, **self.method_spec().params()}
 
     def apply(self, dataset: Dataset) -> tuple[Dataset, dict]:
+        """The resampled dataset and the step's report: images before and after,
+        ``change_per_class`` (instances gained or lost per category id, classes that changed) and
+        ``note`` when the parameters change (almost) nothing (:meth:`ResampleMethod.note`)."""
+        import numpy as np
+
         from ltaug.rebalance.resample import resample
 
-        out, _ = resample(dataset, self)
-        return out, {"op": "resample", "images_before": len(dataset.images), "images_after": len(out.images)}
+        out, drawn = resample(dataset, self)
+        ix = dataset.index
+        after = np.bincount(ix.ann_category_pos, weights=drawn.counts[ix.ann_image_pos],
+                            minlength=ix.num_categories).astype(np.int64)
+        change = after - ix.instance_counts
+        report = {"op": "resample", "images_before": len(dataset.images), "images_after": len(out.images),
+                  "change_per_class": {int(c): int(d) for c, d in zip(ix.category_ids.tolist(), change.tolist()) if d}}
+        if drawn.note:
+            report["note"] = drawn.note
+        return out, report
 
     @staticmethod
     def report_parts(r: dict) -> list[str]:

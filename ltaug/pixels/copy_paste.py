@@ -46,6 +46,7 @@ The functions' ``spec`` is a :class:`ltaug.ops.Paste` (its parameters are declar
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -137,6 +138,17 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
     ``boxes``: x0, y0, x1, y1 of what the image already holds (appended to on success).
     Returns ``(x, y, w, h, flip)``.
     """
+    spot = _place(obj_wh, src_hw, dst_hw, boxes, spec, rng)
+    return None if isinstance(spot, str) else spot
+
+
+TOO_SMALL, NO_ROOM = "too_small", "no_room"  # why :func:`_place` found no spot
+
+
+def _place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
+    """:func:`place` (the same draws), or why the object found no spot: :data:`TOO_SMALL` (under
+    ``MIN_SIDE`` px either way at its drawn size) or :data:`NO_ROOM` (every try covers more than
+    ``max_overlap`` of a box already there)."""
     (ow, oh), (sh, sw), (H, W) = obj_wh, src_hw, dst_hw
     lo, hi = spec.scale
     s = math.sqrt((H * W) / (sh * sw)) * math.exp(rng.uniform(math.log(lo), math.log(hi)))
@@ -144,7 +156,7 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
     w, h = max(1, min(W, round(ow * s))), max(1, min(H, round(oh * s)))
     flip = bool(rng.random() < 0.5) if spec.flip else False
     if w < MIN_SIDE or h < MIN_SIDE:
-        return None
+        return TOO_SMALL
     xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES).tolist()  # all tries drawn at once,
     ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES).tolist()  # the first that fits wins
     limit = spec.max_overlap  # >= 0: a box the try does not meet never stops it
@@ -163,24 +175,28 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
         else:
             boxes.append((x, y, x1, y1))
             return x, y, w, h, flip
-    return None
+    return NO_ROOM
 
 
-def place_objects(bank: Bank, bank_rows, dst_hw, boxes: list, spec, rng: np.random.Generator) -> tuple[list, int]:
+def place_objects(bank: Bank, bank_rows, dst_hw, boxes: list, spec, rng: np.random.Generator,
+                  missed: list | None = None) -> tuple[list, int]:
     """Placements of the bank objects ``bank_rows``, in order, in an image of ``dst_hw`` = (H, W)
-    (:func:`place`; ``boxes`` as there), and how many found no room.
+    (:func:`place`; ``boxes`` as there), and how many found no room (or were too small to paste).
 
     A placement: ``{"row", "annotation_id", "category_id", "x", "y", "w", "h", "flip"}`` (bank
-    row, its source annotation id and class; the pasted box; mirrored or not).
+    row, its source annotation id and class; the pasted box; mirrored or not). ``missed``, if
+    given, gets ``(category_id, why)`` of each object not placed (:data:`NO_ROOM` / :data:`TOO_SMALL`).
     """
     obj = bank.objects
     placed, no_room = [], 0
     for r in bank_rows:
         o = obj[r]
-        spot = place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
-                     dst_hw, boxes, spec, rng)
-        if spot is None:
+        spot = _place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
+                      dst_hw, boxes, spec, rng)
+        if isinstance(spot, str):
             no_room += 1
+            if missed is not None:
+                missed.append((int(o["category_id"]), spot))
             continue
         x, y, w, h, flip = spot
         placed.append({"row": int(r), "annotation_id": int(o["annotation_id"]),
@@ -279,8 +295,76 @@ class Occlusion:
 
 # -- offline: planning over a dataset -----------------------------------------------------------
 
-def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng) -> tuple[list, dict]:
-    """Bank rows to paste under ``budget``, and the per-class table of what was asked.
+MISSING = {  # why an object a paste step asked for is not in its output: the reasons, in the order a step meets them
+    "no_bank_object": "no object of the class in the bank",
+    "excluded": "every bank object of the class is left out",
+    "too_few_images": "more objects than images x objects: not placed",
+    "too_small": f"under {MIN_SIDE} px at its drawn size",
+    "no_room": "no room within max_overlap",
+    "hidden": "hidden by later pastes (under min_visible)",
+    "skipped": "its target image was unreadable (skipped)",
+}
+"""Keys of a class's ``missing`` counts (plan info ``classes``; a step's ``shortfalls``) and what each means."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What the bank holds of each class for a paste step: ``in_bank`` (objects of the class),
+    ``eligible`` (those it may paste: :func:`eligible_rows`) and ``left_out`` (the others, by
+    the flag that leaves them out: a flag of ``exclude``, or ``box_only`` for box-only objects
+    left out because other objects have masks; an object with two excluded flags counts under
+    both), each by category id (classes without any left out)."""
+
+    in_bank: dict[int, int]
+    eligible: dict[int, int]
+    left_out: dict[int, dict[str, int]]
+
+    @classmethod
+    def of(cls, bank: Bank, rows: np.ndarray, spec) -> Availability:
+        cats = np.asarray(bank.objects["category_id"]).astype(np.int64)
+        flags = np.asarray(bank.objects["flags"]).astype(np.int64)
+        used = np.zeros(cats.size, bool)
+        used[rows] = True
+        excluded = int(spec.exclude_flags)
+        left_out: dict[int, dict[str, int]] = {}
+        for flag in Flag:
+            bit = int(flag)
+            if bit & excluded:
+                hit = ~used & ((flags & bit) != 0)
+            elif flag is Flag.BOX_ONLY:
+                hit = ~used & ((flags & bit) != 0) & ((flags & excluded) == 0)
+            else:
+                continue
+            for cid, n in _per_class(cats[hit]).items():
+                left_out.setdefault(cid, {})[str(flag.name).lower()] = n
+        return cls(_per_class(cats), _per_class(cats[rows]), left_out)
+
+    def entry(self, cid: int, asked: int) -> dict:
+        """The plan info's record of class ``cid`` asked for ``asked`` objects: ``asked``,
+        ``planned`` (placed so far), ``in_bank``, ``eligible``, ``left_out`` (by flag) and
+        ``missing`` (objects not placed, by reason: :data:`MISSING`)."""
+        in_bank, eligible = self.in_bank.get(cid, 0), self.eligible.get(cid, 0)
+        entry: dict[str, Any] = {"asked": int(asked), "planned": 0, "in_bank": in_bank, "eligible": eligible,
+                                 "left_out": dict(self.left_out.get(cid, {})), "missing": {}}
+        if asked and not eligible:
+            entry["missing"]["excluded" if in_bank else "no_bank_object"] = int(asked)
+        return entry
+
+
+def _per_class(category_ids: np.ndarray) -> dict[int, int]:
+    ids, n = np.unique(category_ids, return_counts=True)
+    return dict(zip(ids.tolist(), n.tolist()))
+
+
+def _miss(classes: dict, cid: int, why: str, n: int = 1) -> None:
+    missing = classes[cid]["missing"]
+    missing[why] = missing.get(why, 0) + n
+
+
+def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng,
+                    availability: Availability | None = None) -> tuple[list, dict, dict]:
+    """Bank rows to paste under ``budget``, the per-class table of what was asked, and the
+    per-class records of :meth:`Availability.entry` (classes asked for objects).
 
     Class c (n_c instances in the dataset this step receives) gets T_c - n_c objects, T_c the
     planner's target (:meth:`ltaug.rebalance.planning.Target.per_class`, caps included), cycling through
@@ -291,17 +375,19 @@ def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng) -> tuple[list,
     before = idx.instance_counts
     _, target, _ = Target(**spec.target).per_class(before)
     cats = np.asarray(bank.objects["category_id"])[rows]
-    wanted, deficits = [], {}
+    availability = availability or Availability.of(bank, rows, spec)
+    wanted, deficits, classes = [], {}, {}
     for cid, n, goal in zip(idx.category_ids.tolist(), before.tolist(), target.astype(np.int64).tolist()):
         need = goal - n
         if need <= 0:
             continue
         own = rows[cats == cid]
         deficits[cid] = {"deficit": need, "bank_objects": int(own.size)}
+        classes[cid] = availability.entry(cid, need)
         if own.size:
             wanted.extend(np.resize(own[rng.permutation(own.size)], need).tolist())
     rng.shuffle(wanted)
-    return wanted, deficits
+    return wanted, deficits, classes
 
 
 def plan_paste(dataset, bank: Bank, spec) -> tuple[list[dict], dict]:
@@ -327,20 +413,39 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
     :class:`ObjectPool` draw of ``objects`` objects for every chosen image at once (classes
     weighted by n_c of this dataset); budget: :func:`_budget_objects` and the images that get
     them. Then, as recipes are taken, :func:`place_objects` image by image.
+
+    The summary: ``eligible_objects``, ``box_only``, ``no_room`` (objects not placed: no room,
+    or too small), ``unplaced_budget``, (budget) ``deficits``, and per class asked for objects
+    (budget: its deficit; uniform/inverse: the objects drawn of it) ``classes`` (category id:
+    :meth:`Availability.entry`, its ``missing`` counted by reason as planning goes); uniform /
+    inverse: ``not_pastable``, the dataset's classes (with instances) of which no bank object may
+    be pasted (``in_bank``, ``left_out`` by flag); budget: ``note``, a line when the target asks
+    for nothing (:func:`ltaug.rebalance.planning.target_note`, also logged).
     """
     rng = np.random.default_rng([spec.seed, PLAN_STREAM])
     idx = dataset.index
     rows, box_only = eligible_rows(bank, idx.category_ids, spec)
+    availability = Availability.of(bank, rows, spec)
     summary: dict[str, Any] = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0,
                                "unplaced_budget": 0}
+    if spec.weighting == "budget":
+        _budget_note(idx, spec, summary)
     if rows.size == 0:
+        if spec.weighting == "budget":
+            _, summary["deficits"], summary["classes"] = _budget_objects(idx, bank, rows, spec, rng, availability)
+        else:
+            summary["classes"] = {}
+            summary["not_pastable"] = _not_pastable(idx, availability)
         return iter(()), summary, 0
     if spec.weighting == "budget":
-        wanted, summary["deficits"] = _budget_objects(idx, bank, rows, spec, rng)
+        wanted, summary["deficits"], classes = _budget_objects(idx, bank, rows, spec, rng, availability)
         order = rng.permutation(idx.num_images)
         per_image = [wanted[i:i + spec.objects] for i in range(0, len(wanted), spec.objects)]
         if len(per_image) > idx.num_images:
             summary["unplaced_budget"] = sum(len(p) for p in per_image[idx.num_images:])
+            cats = np.asarray(bank.objects["category_id"])
+            for cid, n in _per_class(cats[np.concatenate(per_image[idx.num_images:]).astype(np.int64)]).items():
+                _miss(classes, cid, "too_few_images", n)
             per_image = per_image[:idx.num_images]
         assignments = dict(zip(sorted(order[:len(per_image)].tolist()), per_image))
     else:
@@ -348,16 +453,44 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
         chosen = np.flatnonzero(rng.random(idx.num_images) < spec.prob)
         objs = pool.draw(rng, (chosen.size, spec.objects))
         assignments = dict(zip(chosen.tolist(), objs.tolist()))
+        drawn = _per_class(np.asarray(bank.objects["category_id"])[objs.ravel()].astype(np.int64))
+        classes = {cid: availability.entry(cid, n) for cid, n in drawn.items()}
+        summary["not_pastable"] = _not_pastable(idx, availability)
+    summary["classes"] = classes
     return _placed(assignments, idx, bank, spec, rng, summary), summary, len(assignments)
+
+
+def _not_pastable(idx, availability: Availability) -> dict:
+    """The dataset's classes (with instances) of which the bank holds no eligible object."""
+    return {cid: {"name": name, "in_bank": availability.in_bank.get(cid, 0),
+                  "left_out": dict(availability.left_out.get(cid, {}))}
+            for cid, name, n in zip(idx.category_ids.tolist(), idx.category_names, idx.instance_counts.tolist())
+            if n > 0 and not availability.eligible.get(cid, 0)}
+
+
+def _budget_note(idx, spec, summary: dict) -> None:
+    """``summary["note"]`` (and a logged warning) when the budget's target asks for no object."""
+    from ltaug.rebalance.planning import Target, target_note
+
+    note = target_note(idx, Target(**spec.target), what="paste budget")
+    if note:
+        summary["note"] = note
+        logging.getLogger(__name__).warning("%s", note)
 
 
 def _placed(assignments: dict, idx, bank: Bank, spec, rng, summary: dict) -> Iterator[dict]:
     """The recipe of each image of ``assignments`` (image position -> bank rows) that fits an object."""
     boxes_of = _image_boxes(idx)
+    classes = summary["classes"]
     for pos, bank_rows in assignments.items():
         hw = (int(idx.image_heights[pos]), int(idx.image_widths[pos]))
-        placed, no_room = place_objects(bank, bank_rows, hw, boxes_of(pos), spec, rng)
+        missed: list[tuple[int, str]] = []
+        placed, no_room = place_objects(bank, bank_rows, hw, boxes_of(pos), spec, rng, missed)
         summary["no_room"] += no_room
+        for cid, why in missed:
+            _miss(classes, cid, why)
+        for o in placed:
+            classes[o["category_id"]]["planned"] += 1
         if placed:
             yield {"image_id": int(idx.image_ids[pos]), "objects": placed}
 

@@ -29,6 +29,11 @@ class ResampleMethod(Declared):
         and the expected uses per epoch (I,) (for ``rfs``, the repeat factors)."""
         raise NotImplementedError
 
+    def note(self, index: DatasetIndex, per_epoch: list[np.ndarray], expected: np.ndarray) -> str | None:
+        """One line when these parameters change nothing, or almost nothing, on ``index`` (with
+        the value that would, computed from the data); None otherwise."""
+        return None
+
 
 METHODS: Registry[type[ResampleMethod]] = Registry("resample method")
 """Every resample method by name, in registration order (rfs, cas, sqrt, soft)."""
@@ -53,6 +58,37 @@ class RepeatFactor(ResampleMethod):
         per_epoch = [sampling.round_repeats(factors, sampling.epoch_rng(seed, e), rounding=self.rounding)
                      for e in range(epochs)]
         return per_epoch, factors if self.rounding == "stochastic" else np.ceil(factors)
+
+    def note(self, index: DatasetIndex, per_epoch: list[np.ndarray], expected: np.ndarray) -> str | None:
+        """When the draw repeats no image, or expects under 1% of the images as extra copies per
+        epoch: the rarest class's image share f, and the thresholds that would repeat its images
+        (above f) and use each of them twice (4 f, or 2 f with ``--linear``). Threshold 0 (plain
+        epochs, asked for) says nothing."""
+        n = index.num_images
+        has = index.image_counts > 0
+        if self.threshold == 0 or n == 0 or not has.any():
+            return None
+        drawn = int(sum(int(np.maximum(c - 1, 0).sum()) for c in per_epoch))
+        extra = float(np.maximum(np.asarray(expected, np.float64) - 1, 0).sum())
+        if drawn and extra >= 0.01 * n:
+            return None
+        rare = int(np.flatnonzero(has)[np.argmin(index.image_counts[has])])
+        k = int(index.image_counts[rare])
+        share = k / n
+        twice = share * (4 if self.sqrt else 2)
+        where = (f"the rarest class ({index.category_names[rare]}) is in {100 * share:.1f}% of images "
+                 f"({k} of {n})")
+        head = f"rfs with threshold {self.threshold:g}"
+        if extra == 0:
+            return (f"{head} repeats no image: {where}; a threshold above {sampling.round_up(share)} repeats its "
+                    f"images" + ("" if self.rounding == "ceil" else
+                                 f" ({sampling.round_up(twice)} uses each of them twice)"))
+        epochs = len(per_epoch)
+        what = ("repeats no image" if not drawn else
+                f"repeats almost nothing ({drawn} extra image{'s' if drawn != 1 else ''} drawn over {epochs} "
+                f"epoch{'s' if epochs != 1 else ''})")
+        return (f"{head} {what}: {extra:.2g} extra images expected per epoch of {n}; {where}; "
+                f"a threshold of {sampling.round_up(twice)} uses each of its images twice")
 
 
 class ClassSampling(ResampleMethod):

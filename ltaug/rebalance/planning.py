@@ -22,6 +22,7 @@ The plan is pure and serialisable: per-image repeat counts plus the per-class ta
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,9 +31,10 @@ from ltaug.errors import SpecError
 from ltaug.io.dataset import Dataset
 from ltaug.io.index import DatasetIndex
 from ltaug.params import Param
-from ltaug.rebalance.sampling import ClassImages
+from ltaug.rebalance.sampling import ClassImages, round_up
 
 PLAN_FORMAT = "ltaug-plan/1"
+_log = logging.getLogger(__name__)
 TARGET_FIELDS = {  # the target's parameters, declared once: `ltaug plan`'s flags, paste's budget
     "min_instances": Param(None, "every class at least N instances", type=int, optional=True, low=1, metavar="N",
                            name="min_instances"),
@@ -66,15 +68,26 @@ class Target:
         Classes without instances get target 0: nothing can be repeated or pasted for them.
         """
         before = np.asarray(before, dtype=np.float64)
+        requested = np.where(before > 0, np.maximum(self.asked(before), before), 0.0)
+        cap = self.cap(before)
+        return requested, np.minimum(requested, cap), cap
+
+    def asked(self, before: np.ndarray) -> np.ndarray:
+        """What min_instances and exponent ask per class: max(N, ceil(n_max (n_c / n_max)^g)),
+        whatever the class has (:meth:`per_class` never asks a class for fewer than it has)."""
+        before = np.asarray(before, dtype=np.float64)
         target = np.zeros_like(before)
         if self.min_instances is not None:
             target = np.maximum(target, self.min_instances)
         if self.exponent is not None and before.max(initial=0) > 0:
             top = before.max()
             target = np.maximum(target, np.ceil(top * (before / top) ** self.exponent - 1e-9))
-        cap = np.full_like(before, np.inf) if self.max_factor is None else np.floor(self.max_factor * before + 1e-9)
-        requested = np.where(before > 0, np.maximum(target, before), 0.0)
-        return requested, np.minimum(requested, cap), cap
+        return target
+
+    def cap(self, before: np.ndarray) -> np.ndarray:
+        """floor(max_factor n_c) per class (inf without max_factor)."""
+        before = np.asarray(before, dtype=np.float64)
+        return np.full_like(before, np.inf) if self.max_factor is None else np.floor(self.max_factor * before + 1e-9)
 
 
 def _image_class_table(index: DatasetIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,5 +169,76 @@ def make_plan(dataset: Dataset, target: Target, *, rare_max: int | None = None, 
     shift["summary"]["classes_short"] = sum(r["status"] == "short" for r in shift["classes"])
     shift["summary"]["classes_capped"] = sum(r["status"] == "capped" for r in shift["classes"])
     shift["summary"]["paste_budget"] = sum(r["deficit"] for r in shift["classes"])
-    return {"format": PLAN_FORMAT, "source": str(dataset.path) if dataset.path else None,
+    plan = {"format": PLAN_FORMAT, "source": str(dataset.path) if dataset.path else None,
             "target": asdict(target), "image_ids": ix.image_ids, "repeats": res["counts"], **shift}
+    note = plan_note(ix, target, res["counts"], shift["summary"]["paste_budget"])
+    if note:  # only then: the plan of parameters that change something is the same document as before
+        plan["note"] = note
+        _log.warning("%s", note)
+    return plan
+
+
+# -- when the parameters change nothing -------------------------------------------------------------
+
+def describe_target(target: Target) -> str:
+    """``min_instances 12, max_factor 8``: the target's parameters that are set, by name."""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in asdict(target).items() if v is not None)
+
+
+def target_note(index: DatasetIndex, target: Target, *, what: str = "plan") -> str | None:
+    """One line when ``target`` asks no class of ``index`` for more instances, naming the value
+    that would (computed from the data), else None. ``what`` names the caller (``plan``,
+    ``paste budget``). Two cases: every class already meets what the target asks (min_instances
+    at or under the rarest class, exponent 1), or max_factor caps every class that asks for
+    more at its own count."""
+    before = index.instance_counts.astype(np.float64)
+    has = before > 0
+    if not has.any():
+        return None
+    requested, goal, _ = target.per_class(before)
+    if (goal[has] > before[has]).any():
+        return None
+    names = index.category_names
+    head = f"{what} with {describe_target(target)} asks for nothing"
+    wants = has & (requested > before)
+    if not wants.any():
+        rare = int(np.flatnonzero(has)[np.argmin(before[has])])
+        n_min = int(before[rare])
+        would = []
+        if target.min_instances is not None:
+            would.append(f"min_instances above {n_min} would raise it")
+        if target.exponent is not None and float(before[has].max()) > n_min:
+            would.append("an exponent below 1 would flatten the distribution")
+        return (f"{head}: every class already has what it asks (the rarest, {names[rare]}, has "
+                f"{n_min} instance{'s' if n_min != 1 else ''}); " + " and ".join(would or ["a higher target would"]))
+    # max_factor holds every class that asks for more at its count: K n_c < n_c + 1
+    pos = np.flatnonzero(wants)
+    top = int(pos[np.argmax(before[pos])])  # the smallest factor lets the largest of these grow first
+    n = int(before[top])
+    return (f"{head}: max_factor {target.max_factor:g} caps every class that asks for more at its own count "
+            f"(e.g. {names[top]}: {n} instances, asks {int(requested[top])}); a max_factor of at least "
+            f"{round_up((n + 1) / n)} lets the target of {names[top]} rise above its count")
+
+
+def plan_note(index: DatasetIndex, target: Target, counts: np.ndarray, paste_budget: int) -> str | None:
+    """One line when a plan repeats no image (:func:`target_note`, or every image of a class under
+    its target holds a class already at its cap), with the max_factor that would repeat one, else None."""
+    note = target_note(index, target)
+    if note or (np.asarray(counts) > 1).any():
+        return note
+    before = index.instance_counts.astype(np.float64)
+    requested, goal, _ = target.per_class(before)
+    start, img_cls, img_num = _image_class_table(index)
+    wanting = (before > 0) & (goal > before)
+    if not wanting.any() or target.max_factor is None:
+        return None
+    need = np.inf  # the smallest K at which some image of a class under target has room for one more copy
+    for i in range(index.num_images):
+        cls, num = img_cls[start[i]:start[i + 1]], img_num[start[i]:start[i + 1]]
+        if cls.size and wanting[cls].any():
+            need = min(need, float(((before[cls] + num) / before[cls]).max()))
+    return (f"plan with {describe_target(target)} repeats no image: every image of a class under its target also "
+            f"holds a class that one more copy would push over max_factor {target.max_factor:g}; "
+            f"{paste_budget} objects are left to copy-paste (paste budget)"
+            + (f"; a max_factor of at least {round_up(need)} would repeat an image" if np.isfinite(need) else ""))

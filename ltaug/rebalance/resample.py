@@ -8,6 +8,7 @@ annotation carries an ``ltaug`` provenance record. Category fields (LVIS ``frequ
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import gc_paused
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass
 class ResampleResult:
@@ -23,15 +26,21 @@ class ResampleResult:
     expected_per_epoch: np.ndarray  # (I,) expected uses per epoch (the repeat factors for rfs)
     spec: Any                     # the ltaug.ops.Resample it was drawn for
     per_epoch: list = field(default_factory=list)  # (I,) counts of each epoch
+    note: str | None = None       # one line when the parameters change (almost) nothing (also logged)
 
 
 def resample_counts(dataset: Dataset, spec: Any) -> ResampleResult:
     """How many times each image is used in each of ``spec.epochs`` epochs, by the registered
-    method ``spec.method`` (:mod:`ltaug.rebalance.methods`) with its parameters from ``spec``."""
+    method ``spec.method`` (:mod:`ltaug.rebalance.methods`) with its parameters from ``spec``.
+    Parameters that change nothing (or almost nothing) give a ``note`` (:meth:`ltaug.rebalance.methods.ResampleMethod.note`),
+    also logged as a warning."""
     method = spec.method_spec()
     per_epoch, expected = method.draw(dataset.index, spec.epochs, spec.seed)
     counts = np.sum(per_epoch, axis=0).astype(np.int64)
-    return ResampleResult(counts=counts, expected_per_epoch=expected, spec=spec, per_epoch=per_epoch)
+    note = method.note(dataset.index, per_epoch, expected)
+    if note:
+        _log.warning("%s", note)
+    return ResampleResult(counts=counts, expected_per_epoch=expected, spec=spec, per_epoch=per_epoch, note=note)
 
 
 def expand_dataset(dataset: Dataset, counts: np.ndarray, *, op: str, params: dict) -> Dataset:

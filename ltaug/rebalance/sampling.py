@@ -22,6 +22,7 @@ since images are what is sampled.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,16 @@ def repeat_factors(index: DatasetIndex, *, threshold: float = DEFAULT_RFS_THRESH
     img_factor = np.ones(index.num_images, dtype=np.float64)  # step 3, empty images stay 1
     np.maximum.at(img_factor, index.ann_image_pos, cat_factor[index.ann_category_pos])
     return img_factor
+
+
+def round_up(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits, rounded up (a printed bound that still holds: the
+    threshold or factor shown is at least the one needed)."""
+    if not math.isfinite(x) or x <= 0:
+        return f"{x:g}"
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    up = math.ceil(x * scale - 1e-9) / scale
+    return f"{up:.6g}"
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:

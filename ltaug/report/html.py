@@ -281,8 +281,28 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+FLAG_KEYS = ("exclude", "exclude_flags", "flags")  # parameters holding bank quality flags (names, or a bit mask)
+
+
+def flag_names(value: Any) -> str:
+    """Bank quality flags by name, comma-separated: a list of names as it is, a bit mask (``55``)
+    as the names of its bits (``too_small,truncated,occluded,empty,clipped``); ``none`` when empty."""
+    from ltaug.pixels.bank import Flag
+
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        names = [str(f.name).lower() for f in Flag if value & int(f)]
+        unknown = value & ~sum(int(f) for f in Flag)
+        return ",".join(names + ([f"unknown bits {unknown}"] if unknown else [])) or "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
 def _params(params: dict) -> str:
-    parts = [f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, (dict, list)) else v}"
+    parts = [f"{k}={flag_names(v)}" if k in FLAG_KEYS else
+             f"{k}={json.dumps(v, separators=(',', ':')) if isinstance(v, (dict, list)) else v}"
              for k, v in (params or {}).items()]
     return ", ".join(parts)
 
@@ -352,6 +372,8 @@ def _run_section(run: dict, out_dir: Path, before_path: Path, warnings: list) ->
             params["bank"] = step["bank"]
         if op == "resample":
             result = f"{r.get('images_before', '?')} → {r.get('images_after', '?')} images"
+            if r.get("note"):
+                result += f"; {r['note']}"
         else:
             added = sum((r.get("added_per_class") or {}).values())
             removed = sum((r.get("removed_per_class") or {}).values())
@@ -367,6 +389,10 @@ def _run_section(run: dict, out_dir: Path, before_path: Path, warnings: list) ->
                     parts.append(f"{plan['no_room']} found no room")
                 if plan.get("unplaced_budget"):
                     parts.append(f"{plan['unplaced_budget']} of the budget not placed")
+                if r.get("shortfalls"):
+                    parts.append(f"{len(r['shortfalls'])} classes got fewer objects than asked (see below)")
+                if plan.get("note"):
+                    parts.append(plan["note"])
                 if r.get("blend"):
                     parts.append("blend " + ", ".join(f"{m} {n}" for m, n in sorted(r["blend"].items())))
             else:
@@ -439,6 +465,56 @@ def _class_section(doc: dict) -> str:
             + " · <b>factor</b>: after / before</p>"
             + (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>' if len(classes) > 100
                else f'<table>{head}{"".join(rows)}</table>'))
+
+
+def _limits_section(run: dict) -> str:
+    """Asked vs got: the per-class limits of the steps that set them (run.json ``limits``), and what
+    each paste step asked per class and did not get (its ``shortfalls``), with why."""
+    limits = run.get("limits")
+    out = ["<h2>Per-class limits: asked vs got</h2>"]
+    if limits is None:
+        return out[0] + ("<p class=note>This run.json records no per-class limits (made by an ltaug before they "
+                         "were checked).</p>")
+    checked = limits.get("checked") or []
+    if not checked:
+        out.append("<p class=note>No step sets a per-class limit (a paste budget's target: min_instances, "
+                   "exponent, max_factor).</p>")
+    for check in checked:
+        k = check["step"]
+        mine = [e for e in limits.get("not_held") or () if e["step"] == k]
+        verdict = (f"held for all {check['classes']} classes" if not mine else
+                   f"held for {check['held']} of {check['classes']} classes: {check['over']} over, "
+                   f"{check['short']} short")
+        out.append(f"<p{' class=warn' if mine else ' class=note'}>Step {k} ({_e(check['op'])}: "
+                   f"<code>{_e(check['rule'])}</code>), on each class's instances in the input: {_e(verdict)}.</p>")
+        if not mine:
+            continue
+        rows = "".join(
+            f"<tr><td class=n>{e['category_id']}</td><td>{_e(e['name'])}</td><td>{_e(e['status'])}</td>"
+            f"<td>{_e(e['rule'])}</td><td class=n>{e['before']}</td><td class=n>{e['asked']}</td>"
+            f"<td class=n>{e['got']}</td><td>{_e(e['why'])}</td></tr>" for e in mine)
+        out.append("<table><tr><th class=n>id</th><th>name</th><th>status</th><th>limit</th><th class=n>before</th>"
+                   f"<th class=n>asked</th><th class=n>got</th><th>why</th></tr>{rows}</table>")
+    for k, r in enumerate(run.get("steps_run") or ()):
+        short, plan = r.get("shortfalls") or [], r.get("plan") or {}
+        unusable = plan.get("not_pastable") or {}
+        if short:
+            rows = "".join(
+                f"<tr><td class=n>{e['category_id']}</td><td>{_e(e['name'])}</td><td class=n>{e['asked']}</td>"
+                f"<td class=n>{e['got']}</td><td>{_e(flag_names(list(e['left_out'])) if e['left_out'] else '')}"
+                f"</td><td>{_e(e['why'])}</td></tr>" for e in short)
+            out.append(f"<h3>Step {k} ({_e(r.get('op'))}): {len(short)} classes got fewer objects than asked</h3>"
+                       "<table><tr><th class=n>id</th><th>name</th><th class=n>asked</th><th class=n>got</th>"
+                       f"<th>bank flags left out</th><th>why</th></tr>{rows}</table>")
+        if unusable:
+            rows = "".join(f"<tr><td class=n>{cid}</td><td>{_e(v.get('name', cid))}</td>"
+                           f"<td class=n>{v.get('in_bank', 0)}</td>"
+                           f"<td>{_e(', '.join(f'{f} {n}' for f, n in (v.get('left_out') or {}).items()))}</td></tr>"
+                           for cid, v in unusable.items())
+            out.append(f"<h3>Step {k} ({_e(r.get('op'))}): {len(unusable)} classes of the data can never be "
+                       "pasted</h3><table><tr><th class=n>id</th><th>name</th><th class=n>bank objects</th>"
+                       f"<th>left out by flag</th></tr>{rows}</table>")
+    return "".join(out)
 
 
 def _legend() -> str:
@@ -549,6 +625,7 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.Path
             '<div class="cards">' + "".join(f"<div class=card><b>{_e(v)}</b><span>{_e(k)}</span></div>"
                                             for v, k in cards) + "</div>",
             _run_section(run, out_dir, before_path, warnings),
+            _limits_section(run),
             _shift_section(doc, bin_rule, _histogram_png(doc, "Instances per class, before (bars) and after (ticks)")),
             _sample_section(out_dir, after, samples, seed, thumb_width),
             _class_section(doc),
