@@ -113,7 +113,9 @@ def test_own_local_ray_instance_is_quiet_and_gives_the_same_bytes(tmp_path, demo
     r = _ltaug("run", config, "--backend", "ray", "--workers", "1", "-o", tmp_path / "ray1")
     assert r.returncode == 0, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 5 and lines[-1].startswith("wrote "), r.stderr  # 4 steps + where the output is
+    steps = [ln for ln in lines if not ln.startswith("    ")]  # a step's detail lines are indented further
+    assert len(steps) == 5 and steps[-1].startswith("wrote "), r.stderr  # 4 steps + where the output is
+    assert not any(word in r.stderr for word in ("(raylet)", "Ray instance", "Dashboard", "INFO ")), r.stderr
     assert same_tree(tmp_path / "local", tmp_path / "ray1")
 
 

@@ -156,7 +156,9 @@ def read_header(data: bytes | bytearray | memoryview) -> ImageHeader:
     except Image.DecompressionBombError as exc:  # past twice Pillow's limit: Pillow says how many
         found = _BOMB_PIXELS.search(str(exc))
         raise TooManyPixels(int(found.group(1)) if found else 2 * MAX_IMAGE_PIXELS + 1) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError:  # Pillow's text names its BytesIO object by address
+        raise HeaderError("not an image format Pillow knows") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise HeaderError(str(exc) or type(exc).__name__) from None
     with img:
         width, height = img.size
