@@ -110,7 +110,7 @@ def preview(samples: list[dict], path: Path, names: dict) -> None:
         scale = 320 / img.shape[0]
         tiles.append(cv2.resize(img, (round(img.shape[1] * scale), 320)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.hstack(tiles))
+    cv2.imwrite(str(path), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR))  # the samples are RGB
 
 
 def run_epoch(loader, rare: set) -> tuple[list, dict]:

@@ -16,24 +16,47 @@ the same operations inside your own data loader, one sample at a time::
 
 Inputs and outputs
 ------------------
-``image``: uint8 ``H x W x 3``; ``masks``: one 0/1 (or bool) ``H x W`` mask per object, as a
-list or an ``N x H x W`` array (optional: without it objects are their boxes); ``bboxes``: one
-box per object, in the ``BboxParams`` format; ``labels`` (any name listed in ``label_fields``):
-one label per object. Every transform keeps ``masks[i]``, ``bboxes[i]`` and ``labels[i]`` the
-same object: pasted / added objects are appended (after the image's own, in order); an object
-of which less than ``min_visible`` stays visible (covered by a paste, or cut by the mosaic's
-edge) is removed from all three; one partly covered or cut keeps the visible part of its mask
-and gets that part's tight box; an object nothing touches keeps its box as it was.
+``image``: uint8 ``H x W x 3``, RGB (albumentations' convention; ``CopyPaste(rgb=False)`` and
+``CocoSource(rgb=False)`` for BGR images, their default until they moved to RGB); ``masks``: one 0/1
+(or bool) ``H x W`` mask per object, as a list or an ``N x H x W`` array (optional: without it
+objects are their boxes); ``bboxes``: one box per object, in the ``BboxParams`` format;
+``labels`` (any name listed in ``label_fields``): one label per object. Every transform keeps
+``masks[i]``, ``bboxes[i]`` and ``labels[i]`` the same object: pasted / added objects are
+appended (after the image's own, in order); an object of which less than ``min_visible`` stays
+visible (covered by a paste, or cut by the mosaic's edge) is removed from all three; one partly
+covered or cut keeps the visible part of its mask and gets that part's tight box; an object
+nothing touches keeps its box as it was. An object with nothing left in the image (an empty
+mask, or a box with no area inside the image) is removed from all three.
 
 Called on its own (not inside ``A.Compose``) a transform runs in *plain mode*: ``bboxes`` are
 COCO ``[x, y, w, h]`` pixels, ``labels`` (``label_field``) are passed and returned as they are,
 and the call returns a dict with the same keys (and the same container types) as it was given.
 
-albumentations lets another transform drop boxes (``BboxParams(min_area=..., min_visibility=...)``
-or a crop) without dropping the matching masks; a transform here refuses masks and boxes of
-different counts. To find which boxes went, add a label field of object indices, as
-``trainer/data.py`` does with ``box_ids``; objects these transforms add get ``fill_labels``
-(default 0) in label fields other than ``label_field``.
+Order in a Compose
+------------------
+albumentations filters boxes (with their label fields) but never masks: a crop or an affine
+leaves the objects it moves out of the image as empty masks and boxes clipped to nothing, and
+drops those boxes only when the Compose ends. A transform here, placed after such a transform,
+removes those objects from masks, boxes and labels together and drops at once (masks with
+them) every object the Compose's ``BboxParams`` filter would drop at its end, so the output's
+masks, boxes and labels stay the same objects: spatial transforms *before* CopyPaste, Mosaic
+and MixUp are handled (their boxes are kept as they made them: a crop's are clipped boxes).
+A transform *after* them that can drop objects (a crop, an affine) drops boxes without their
+masks, as it does without ltaug: put crops before these transforms. An earlier transform
+that dropped boxes itself (``BboxParams(min_area=..., min_visibility=...)`` filter after every
+transform) leaves more masks than boxes: refused, with what to do. Transforms before Mosaic
+and MixUp change this image only; the other images come from ``source`` as it gives them.
+Objects these transforms add get ``fill_labels`` (default 0) in label fields other than
+``label_field``.
+
+Serialisation
+-------------
+``A.to_dict`` / ``A.from_dict``, ``A.save`` / ``A.load`` (JSON and YAML; import
+``ltaug.transforms`` before loading, which registers the classes), ``A.ReplayCompose`` and
+``pickle`` work: a bank is written as its folder, a :class:`CocoSource` as its arguments (a
+list source is written as it is: in memory only), the transform's own ``seed`` with it. A
+replay records the transform's draws (``get_applied_params()``), not its output, and renders
+them again on the data it is given: the same input gives the same output.
 
 What each transform does
 ------------------------
@@ -47,7 +70,7 @@ What each transform does
   blending; :func:`~ltaug.pixels.copy_paste.paste_objects`) and cuts what it covers
   (:class:`~ltaug.pixels.copy_paste.Occlusion`). Given the same image, objects, class counts,
   class order and generator state, it gives the engine's boxes, masks, labels and pixels. The
-  bank's crops are BGR; set ``rgb=True`` if your images are RGB.
+  bank's crops are BGR (as OpenCV decodes) and are pasted as RGB unless ``rgb=False``.
 * :class:`Mosaic`: this image and three others in a 2 x 2 layout around a random centre, pixels by
   :func:`ltaug.pixels.mosaic.render_mosaic` (output ``size`` = (W, H), grey 114 where no image reaches);
   objects cut by the output keep their visible part and go when less than ``min_visible`` of
@@ -81,8 +104,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import albumentations as A
+import cv2
 import numpy as np
 from albumentations.core.bbox_utils import (
     convert_bboxes_from_albumentations,
@@ -234,7 +259,10 @@ def concat(image: np.ndarray, parts: Sequence[Sample], k: int) -> Sample:
 
 
 def copy_paste(sample: Sample, bank: Bank, placements: list[dict], spec: ops.Paste, new_rows: np.ndarray) -> Sample:
-    """Paste bank objects into a copy of the sample's image (BGR) and keep the objects right.
+    """Paste bank objects into a copy of the sample's image and keep the objects right.
+
+    The image's channels are in the order of the bank's crops: BGR (:class:`CopyPaste` passes
+    a view of the bank whose crops are RGB when the images are).
 
     ``placements``: as :func:`ltaug.pixels.copy_paste.place_objects` gives them, pasted in order,
     later on top; ``new_rows``: their label columns. Pixels and the pasted objects' visible
@@ -408,15 +436,87 @@ def _like(values, template):
     return list(values)
 
 
+# -- the objects a Compose's boxes describe ----------------------------------------------------
+
+def _present(sample: Sample) -> np.ndarray:
+    """Which objects are still in the image: a box with area inside it and, with masks, a mask pixel.
+
+    A spatial transform before this one in a Compose (a crop, an affine) leaves the objects it
+    moved out of the image as empty masks and boxes clipped to nothing; albumentations drops such
+    boxes (and their labels) only when the Compose ends, and never drops masks.
+    """
+    H, W = _image(sample).shape[:2]
+    b = sample.boxes
+    keep = ((np.minimum(b[:, 2], W) - np.maximum(b[:, 0], 0) > 0)
+            & (np.minimum(b[:, 3], H) - np.maximum(b[:, 1], 0) > 0))
+    if sample.masks is not None and len(sample):
+        keep &= sample.masks.any(axis=(1, 2))
+    return keep
+
+
+def _kept_by(params, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Which x0, y0, x1, y1 pixel boxes albumentations' filter (``filter_bboxes`` with these
+    ``BboxParams``) keeps, applied twice: as ``Compose`` filters after a transform and at its end."""
+    eps = 1e-7
+    x0, y0, x1, y1 = boxes.T
+    area = (x1 - x0) * (y1 - y0)
+    cw = np.clip(x1, 0, width) - np.clip(x0, 0, width)
+    ch = np.clip(y1, 0, height) - np.clip(y0, 0, height)
+    clipped = cw * ch
+    keep = ((area >= eps) & (clipped >= eps) & (clipped >= params.min_area - eps)
+            & (clipped / (area + eps) >= params.min_visibility)
+            & (cw >= params.min_width - eps) & (ch >= params.min_height - eps))
+    if params.max_accept_ratio is not None:
+        keep &= np.maximum(cw / (ch + eps), ch / (cw + eps)) <= params.max_accept_ratio
+    return keep
+
+
+# -- serialisation ------------------------------------------------------------------------------
+
+_COCO_SOURCE = f"{__name__}.CocoSource"  # how a serialised pipeline names a CocoSource
+
+
+def _int_keys(mapping):
+    """A {category id: value} dict back from JSON, whose keys are strings: the keys as ints (else as given)."""
+    if isinstance(mapping, dict) and mapping and all(isinstance(k, str) and k.lstrip("-").isdigit() for k in mapping):
+        return {int(k): v for k, v in mapping.items()}
+    return mapping
+
+
+def _written(value):
+    """A constructor argument as ``A.to_dict`` writes it: a bank as its folder, a CocoSource as its arguments."""
+    if isinstance(value, Bank):
+        return str(value.path)
+    if isinstance(value, CocoSource) and value.dataset.path is not None:
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_written(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _source(source):
+    """``source`` as given, or the CocoSource a serialised pipeline describes."""
+    if isinstance(source, dict) and source.get("__class_fullname__") == _COCO_SOURCE:
+        return CocoSource(**{k: v for k, v in source.items() if k != "__class_fullname__"})
+    return source
+
+
 # -- the transforms ---------------------------------------------------------------------------
 
 class _Transform(A.DualTransform):
-    """Shared plumbing: Compose and plain mode, seeding, one pure function for all targets.
+    """Shared plumbing: Compose and plain mode, seeding, serialisation, one pure function for all targets.
 
-    A subclass draws its parameters and computes every output in ``_run(sample, data, columns)``
-    -> ``(sample, params)``; ``get_params_dependent_on_data`` calls it (as albumentations' own
-    Mosaic computes its cells there), and every target reads its part of the result.
+    A subclass draws its parameters in ``_decide(sample, data, columns)`` -> a small dict (what
+    ``get_applied_params()`` and ``A.ReplayCompose`` record), and computes every output from the
+    input and those parameters in ``_render(sample, data, columns, params)`` -> a sample. Inside
+    a Compose ``get_params_dependent_on_data`` decides, ``apply_with_params`` renders (so a replay,
+    which calls only the latter with the recorded parameters, gives the same output for the
+    same input), and every target reads its part of the rendered sample.
     """
+
+    _init_args: tuple[str, ...] = ()  # the constructor's arguments (besides p), for to_dict / repr / replay
 
     def __init__(self, label_field: str, fill_labels: dict | None, seed: int | None, p: float,
                  extra_fields: tuple = ()):
@@ -425,14 +525,35 @@ class _Transform(A.DualTransform):
         self.label_field, self.fill_labels, self.seed = label_field, dict(fill_labels or {}), seed
         self._extra_fields = tuple(f for f in extra_fields if f)
         self._in_compose = False
+        self._parsed: tuple | None = None  # the call's sample, from get_params_dependent_on_data to apply_with_params
 
     @property
     def targets(self):
         return {"image": self.apply, "masks": self.apply_to_masks, "bboxes": self.apply_to_bboxes}
 
-    @classmethod
-    def is_serializable(cls) -> bool:
-        return False
+    # -- serialisation: A.to_dict / from_dict / save / load, A.ReplayCompose, repr
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return self._init_args
+
+    def get_transform_init_args(self) -> dict:
+        args = {name: getattr(self, name) for name in self._init_args}
+        if "seed" in args:  # this transform's own seed, as given (A.Compose(seed=...) is the Compose's, not written)
+            args["seed"] = self._seed
+        return args
+
+    def to_dict_private(self) -> dict:
+        """What ``A.to_dict`` writes: plain values (a bank as its folder, a CocoSource as its arguments)."""
+        return {k: _written(v) for k, v in super().to_dict_private().items()}
+
+    def get_dict_with_id(self) -> dict:
+        """What ``A.ReplayCompose`` records: the arguments as they are (a replay rebuilds the transform in
+        this process from them, so the bank and source are not reopened)."""
+        return {**super().to_dict_private(), "id": id(self)}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_parsed"] = None
+        return state
 
     def set_processors(self, processors) -> None:
         super().set_processors(processors)
@@ -443,13 +564,16 @@ class _Transform(A.DualTransform):
         super().set_random_seed(getattr(self, "_seed", None) if seed is None else seed)
 
     # -- inside A.Compose
-    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+    def _compose_sample(self, data: dict) -> tuple[Sample, _Columns]:
+        """The call's image and objects (boxes from the Compose's normalised format to pixels), without
+        the objects an earlier transform moved out of the image."""
+        name = type(self).__name__
         for key in ("mask", "keypoints", "images", "volume"):
             if data.get(key) is not None:
-                raise ValueError(f"{type(self).__name__} works on image, masks, bboxes and label fields, not {key!r}")
+                raise ValueError(f"{name} works on image, masks, bboxes and label fields, not {key!r}")
         proc = self.get_processor("bboxes")
         if proc is None or "bboxes" not in data:
-            raise ValueError(f"{type(self).__name__} inside A.Compose needs bboxes= and "
+            raise ValueError(f"{name} inside A.Compose needs bboxes= and "
                              "bbox_params=A.BboxParams(format=..., label_fields=[...])")
         image = data["image"]
         H, W = image.shape[:2]
@@ -457,15 +581,37 @@ class _Transform(A.DualTransform):
         cols = _Columns(fields, self.label_field, self.fill_labels, proc.params.format, proc)
         bb = np.asarray(data["bboxes"], np.float64)
         bb = bb.reshape(-1, 4 + len(fields)) if bb.size else np.zeros((0, 4 + len(fields)))
-        masks = _stack_masks(data["masks"], H, W, len(bb)) if "masks" in data else None
-        out, info = self._run(Sample(image, bb[:, :4] * [W, H, W, H], bb[:, 4:], masks), data, cols)
-        return {"ltaug": out, **info}
+        masks = None
+        if "masks" in data:
+            if len(data["masks"]) != len(bb):
+                raise ValueError(f"{name} got {len(data['masks'])} masks but {len(bb)} boxes: they must be the same "
+                                 "objects; a transform before it that drops boxes (BboxParams min_area / "
+                                 "min_visibility / min_width / min_height) keeps their masks: put "
+                                 f"{name} before that transform, or drop those limits")
+            masks = _stack_masks(data["masks"], H, W, len(bb))
+        sample = Sample(image, bb[:, :4] * [W, H, W, H], bb[:, 4:], masks)
+        return sample.take(_present(sample)), cols
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        sample, cols = self._compose_sample(data)
+        self._parsed = (data["image"], data.get("masks"), data["bboxes"], sample, cols)
+        return self._decide(sample, data, cols)
 
     def apply_with_params(self, params: dict, **data) -> dict:
+        parsed, self._parsed = self._parsed, None
+        if parsed is not None and all(a is data.get(k) for a, k in zip(parsed, ("image", "masks", "bboxes"))):
+            sample, cols = parsed[3], parsed[4]
+        else:  # A.ReplayCompose: parameters recorded earlier, this call's data
+            sample, cols = self._compose_sample(data)
+        out = self._render(sample, data, cols, params)
+        proc = cols.processor
+        if proc is not None and len(out):  # what the Compose would drop at its end goes now, masks with it
+            out = out.take(_kept_by(proc.params, out.boxes, *_image(out).shape[:2]))
+        full = {**params, "ltaug": out}
         res = dict(data)
         for key, fn in self.targets.items():
             if key in data:  # an empty masks list too: pasted objects may give it masks
-                res[key] = fn(data[key], **params)
+                res[key] = fn(data[key], **full)
         return res
 
     def apply(self, img, **params):
@@ -505,8 +651,11 @@ class _Transform(A.DualTransform):
             raise ValueError(f"need {self.label_field}= with one label per box ({len(bb)} boxes)")
         rows = cols.encode({f: data[f] for f in fields if f in data}, len(bb))
         masks = _stack_masks(data["masks"], H, W, len(bb)) if "masks" in data else None
-        out, info = self._run(Sample(image, xywh_to_xyxy(bb).reshape(-1, 4), rows, masks), data, cols)
-        self.params = {"ltaug": out, **info}
+        sample = Sample(image, xywh_to_xyxy(bb).reshape(-1, 4), rows, masks)
+        sample = sample.take(_present(sample))
+        params = self._decide(sample, data, cols)
+        out = self._render(sample, data, cols, params)
+        self.params = params
         res = dict(data)
         res["image"] = out.image
         xywh = out.boxes.copy()
@@ -523,7 +672,10 @@ class _Transform(A.DualTransform):
                 res["masks"] = list(res["masks"])
         return res
 
-    def _run(self, sample: Sample, data: dict, cols: _Columns) -> tuple[Sample, dict]:
+    def _decide(self, sample: Sample, data: dict, cols: _Columns) -> dict:
+        raise NotImplementedError
+
+    def _render(self, sample: Sample, data: dict, cols: _Columns, params: dict) -> Sample:
         raise NotImplementedError
 
 
@@ -537,12 +689,30 @@ class _FromSource(_Transform):
     def targets_as_params(self) -> list[str]:
         return [self.metadata_key] if self.source is None else []
 
-    def _draw_items(self, data: dict, k: int) -> list:
+    def _items(self, data: dict):
         items = self.source if self.source is not None else data.get(self.metadata_key)
         if items is None or len(items) == 0:
             raise ValueError(f"{type(self).__name__} needs other images: give source= or a non-empty "
                              f"{self.metadata_key}= list in the call")
-        return [items[int(i)] for i in self.random_generator.integers(0, len(items), size=k)]
+        return items
+
+    def _draw_items(self, data: dict, k: int) -> list[int]:
+        """The positions of k other images in the source (or the call's list), drawn with replacement."""
+        return [int(i) for i in self.random_generator.integers(0, len(self._items(data)), size=k)]
+
+
+class _RgbCrops:
+    """A bank whose crops come out RGB: only the objects pasted are converted, not the image."""
+
+    def __init__(self, bank: Bank):
+        self._bank = bank
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        crop, mask = self._bank.get(i)
+        return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), mask
+
+    def __getattr__(self, name: str):
+        return getattr(self._bank, name)
 
 
 class CopyPaste(_Transform):
@@ -555,10 +725,12 @@ class CopyPaste(_Transform):
     class). ``classes``: category ids that may be pasted (default: all the bank holds).
     ``label_map``: the label of a pasted object from its category id (dict or callable; default:
     the id itself). ``blend``, ``sigma``, ``scale``, ``flip``, ``max_overlap``, ``min_visible``,
-    ``exclude_flags`` (bank :class:`~ltaug.pixels.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`. ``rgb``: your images
-    are RGB (the bank's crops are BGR). After a call, ``get_applied_params()["objects"]`` lists
-    what was placed (bank ``row``, source ``annotation_id``, ``category_id``, ``x``, ``y``, ``w``,
-    ``h``, ``flip``).
+    ``exclude_flags`` (bank :class:`~ltaug.pixels.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`.
+    ``rgb``: the images are RGB (the default, albumentations' convention; the bank's crops, which
+    are BGR as OpenCV decodes, are pasted as RGB); ``rgb=False`` for BGR images (the default
+    until CopyPaste moved to RGB). After a call, ``get_applied_params()["objects"]`` lists what was placed
+    (bank ``row``, source ``annotation_id``, ``category_id``, ``x``, ``y``, ``w``, ``h``, ``flip``):
+    ``A.ReplayCompose`` replays those placements.
 
     Per call, from the transform's generator: the number of objects (uniform in ``objects``),
     then their classes and bank objects (:meth:`ltaug.pixels.copy_paste.ObjectPool.draw`), then
@@ -568,10 +740,14 @@ class CopyPaste(_Transform):
     classes in the bank's (or ``classes``') order, a number of objects per sample, no crowd flags.
     """
 
+    _init_args = ("bank", "objects", "weighting", "power", "classes", "class_counts", "blend", "sigma", "scale",
+                  "flip", "max_overlap", "min_visible", "exclude_flags", "box_only", "rgb", "label_field",
+                  "label_map", "fill_labels", "seed")
+
     def __init__(self, bank, objects=3, weighting: str = "inverse", power: float = 1.0, classes=None,
                  class_counts: dict | None = None, blend: str = "gaussian", sigma: float = 1.0,
                  scale=(0.5, 1.5), flip: bool = True, max_overlap: float = 0.3, min_visible: float = 0.25,
-                 exclude_flags: int = int(DEFAULT_EXCLUDE), box_only: bool = False, rgb: bool = False,
+                 exclude_flags: int = int(DEFAULT_EXCLUDE), box_only: bool = False, rgb: bool = True,
                  label_field: str = "labels", label_map=None, fill_labels: dict | None = None,
                  seed: int | None = None, p: float = 0.5):
         super().__init__(label_field, fill_labels, seed, p)
@@ -582,10 +758,12 @@ class CopyPaste(_Transform):
         if not 1 <= int(lo) <= int(hi):
             raise ValueError(f"objects must be >= 1, or (low, high) with 1 <= low <= high; got {objects!r}")
         self.bank = bank if isinstance(bank, Bank) else Bank(bank)
-        self.objects, self.weighting, self.power, self.classes = objects, weighting, power, classes
-        self.class_counts, self.blend, self.sigma, self.scale, self.flip = class_counts, blend, sigma, scale, flip
+        self.objects = objects if np.isscalar(objects) else tuple(objects)
+        self.weighting, self.power, self.classes = weighting, power, classes
+        self.class_counts, self.label_map = _int_keys(class_counts), _int_keys(label_map)  # JSON writes keys as text
+        self.blend, self.sigma, self.scale, self.flip = blend, sigma, tuple(scale), flip
         self.max_overlap, self.min_visible, self.exclude_flags = max_overlap, min_visible, exclude_flags
-        self.box_only, self.rgb, self.label_map = box_only, rgb, label_map
+        self.box_only, self.rgb = box_only, bool(rgb)
         self._range = (int(lo), int(hi))
         self._spec = ops.Paste(weighting=weighting, power=power, objects=int(hi), blend=blend, sigma=sigma,
                                scale=tuple(scale), flip=flip, max_overlap=max_overlap, min_visible=min_visible,
@@ -613,24 +791,24 @@ class CopyPaste(_Transform):
         m = self.label_map
         return category_id if m is None else (m(category_id) if callable(m) else m[category_id])
 
-    def _run(self, sample, data, cols):
-        image = sample.image
+    def _decide(self, sample, data, cols):
+        image = _image(sample)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"CopyPaste needs a uint8 H x W x 3 image, got {image.dtype} {image.shape}")
         rng = self.random_generator
         n = int(rng.integers(self._range[0], self._range[1] + 1))
         boxes = [tuple(b) for b in sample.boxes.tolist()]
         objects, _ = place_objects(self.bank, self._pool.draw(rng, n).tolist(), image.shape[:2], boxes, self._spec, rng)
+        return {"objects": objects}
+
+    def _render(self, sample, data, cols, params):
+        objects = params["objects"]
         new_rows = cols.encode({self.label_field: [self._label(o["category_id"]) for o in objects]}, len(objects))
-        if self.rgb:  # the bank is BGR: paste into the image's BGR view
-            sample = replace(sample, image=np.ascontiguousarray(image[..., ::-1]))
-        out = copy_paste(sample, self.bank, objects, self._spec, new_rows)
-        if self.rgb:
-            out.image = np.ascontiguousarray(out.image[..., ::-1])
-        return out, {"objects": objects}
+        bank = cast(Bank, _RgbCrops(self.bank)) if self.rgb else self.bank  # the bank is BGR
+        return copy_paste(sample, bank, objects, self._spec, new_rows)
 
     def __getstate__(self):  # a spawned worker reopens the bank (memory maps do not pickle as maps)
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["bank"] = str(self.bank.path)
         return state
 
@@ -640,28 +818,43 @@ class CopyPaste(_Transform):
 
 
 class Mosaic(_FromSource):
-    """This image and three from ``source`` in a 2 x 2 mosaic of ``size`` = (W, H) (see the module docstring)."""
+    """This image and three from ``source`` in a 2 x 2 mosaic of ``size`` = (W, H) (see the module docstring).
+
+    ``get_applied_params()``: ``centre`` (x, y), ``quadrant`` (this image's, 0-3) and ``items`` (the
+    positions of the three others in the source, or in the call's ``metadata_key`` list).
+    """
+
+    _init_args = ("source", "size", "min_visible", "min_area", "metadata_key", "label_field", "fill_labels", "seed")
 
     def __init__(self, source=None, size=(640, 640), min_visible: float = 0.25, min_area: int = 4,
                  metadata_key: str = "mosaic_metadata", label_field: str = "labels",
                  fill_labels: dict | None = None, seed: int | None = None, p: float = 0.5):
         super().__init__(label_field, fill_labels, seed, p)
-        self.source, self.metadata_key = source, metadata_key
+        self.source, self.metadata_key = _source(source), metadata_key
         self.size, self.min_visible, self.min_area = tuple(size), min_visible, min_area
         self._spec = ops.Mosaic(size=tuple(int(v) for v in size), min_visible=min_visible, min_area=min_area)
 
-    def _run(self, sample, data, cols):
+    def _decide(self, sample, data, cols):
         rng = self.random_generator
         W, H = self._spec.size
         centre = (int(rng.integers(W // 4, 3 * W // 4 + 1)), int(rng.integers(H // 4, 3 * H // 4 + 1)))
-        tiles = [cols.item(it, sample.masks is not None) for it in self._draw_items(data, 3)]
-        quadrant = int(rng.integers(0, 4))
-        tiles.insert(quadrant, sample)
-        return mosaic(tiles, centre, self._spec), {"centre": centre, "quadrant": quadrant}
+        items = self._draw_items(data, 3)
+        return {"centre": centre, "quadrant": int(rng.integers(0, 4)), "items": items}
+
+    def _render(self, sample, data, cols, params):
+        source = self._items(data)
+        tiles = [cols.item(source[i], sample.masks is not None) for i in params["items"]]
+        tiles.insert(int(params["quadrant"]), sample)
+        return mosaic(tiles, tuple(params["centre"]), self._spec)
 
 
 class MixUp(_FromSource):
-    """``lam * this + (1 - lam) * other``, lam ~ Beta(``alpha``, ``alpha``), other from ``source`` (module docstring)."""
+    """``lam * this + (1 - lam) * other``, lam ~ Beta(``alpha``, ``alpha``), other from ``source`` (module docstring).
+
+    ``get_applied_params()``: ``lam`` and ``items`` (the other image's position in the source).
+    """
+
+    _init_args = ("source", "alpha", "weight_field", "metadata_key", "label_field", "fill_labels", "seed")
 
     def __init__(self, source=None, alpha: float = 1.5, weight_field: str | None = None,
                  metadata_key: str = "mixup_metadata", label_field: str = "labels",
@@ -669,15 +862,17 @@ class MixUp(_FromSource):
         fill = {**({weight_field: 1.0} if weight_field else {}), **(fill_labels or {})}
         super().__init__(label_field, fill, seed, p, extra_fields=(weight_field,))
         ops.Mixup(alpha=alpha)  # validates alpha
-        self.source, self.metadata_key = source, metadata_key
+        self.source, self.metadata_key = _source(source), metadata_key
         self.alpha, self.weight_field = alpha, weight_field
 
-    def _run(self, sample, data, cols):
-        rng = self.random_generator
-        other = cols.item(self._draw_items(data, 1)[0], sample.masks is not None)
-        lam = float(rng.beta(self.alpha, self.alpha))
+    def _decide(self, sample, data, cols):
+        items = self._draw_items(data, 1)
+        return {"items": items, "lam": float(self.random_generator.beta(self.alpha, self.alpha))}
+
+    def _render(self, sample, data, cols, params):
+        other = cols.item(self._items(data)[params["items"][0]], sample.masks is not None)
         column = cols.fields.index(self.weight_field) if self.weight_field else None
-        return mixup(sample, other, lam, column), {"lam": lam}
+        return mixup(sample, other, float(params["lam"]), column)
 
 
 # -- a source over a COCO / LVIS file ---------------------------------------------------------
@@ -688,19 +883,30 @@ class CocoSource:
     ``source[i]`` is image ``i`` (file order): ``{"image", "masks" (N x H x W uint8), "bboxes"
     (N x 4 in ``bbox_format``), "labels" (category ids, or ``label_map`` of them)}``; crowd
     regions are left out; an object without a segmentation gets its box as mask. ``rgb``: give
-    RGB images (default BGR, as OpenCV decodes). ``masks=False``: no masks (faster).
+    RGB images (the default, albumentations' convention); ``rgb=False``: BGR, as OpenCV decodes
+    (the default until CocoSource moved to RGB). ``masks=False``: no masks (faster).
     """
 
-    def __init__(self, annotations, images_dir, *, rgb: bool = False, masks: bool = True,
+    def __init__(self, annotations, images_dir, *, rgb: bool = True, masks: bool = True,
                  bbox_format: str = "coco", label_map=None, label_field: str = "labels"):
         self.dataset = annotations if isinstance(annotations, Dataset) else load_dataset(annotations)
         self.images_dir = Path(images_dir)
-        self.rgb, self.masks, self.bbox_format = rgb, masks, bbox_format
-        self.label_map, self.label_field = label_map, label_field
+        self.rgb, self.masks, self.bbox_format = bool(rgb), masks, bbox_format
+        self.label_map, self.label_field = _int_keys(label_map), label_field
         ix = self.dataset.index
         keep = np.flatnonzero(~ix.ann_iscrowd)
         self._rows = keep[np.argsort(ix.ann_image_pos[keep], kind="stable")]
         self._start = np.searchsorted(ix.ann_image_pos[self._rows], np.arange(ix.num_images + 1))
+
+    def to_dict(self) -> dict:
+        """The arguments that rebuild this source: how ``A.to_dict`` writes a Mosaic's or MixUp's ``source``
+        (one over a :class:`~ltaug.io.dataset.Dataset` without a file is left as it is: ``A.save`` cannot write it)."""
+        return {"__class_fullname__": _COCO_SOURCE, "annotations": str(self.dataset.path),
+                "images_dir": str(self.images_dir), "rgb": self.rgb, "masks": self.masks,
+                "bbox_format": self.bbox_format, "label_map": self.label_map, "label_field": self.label_field}
+
+    def __repr__(self) -> str:
+        return f"CocoSource({str(self.dataset.path)!r}, {str(self.images_dir)!r}, {len(self)} images, rgb={self.rgb})"
 
     def __len__(self) -> int:
         return self.dataset.index.num_images
@@ -714,7 +920,7 @@ class CocoSource:
             raise InputError(f"image id {record['id']}: no file_name (or coco_url) to read it from")
         image = read_image(os.fspath(self.images_dir / name), record["id"], H, W)
         if self.rgb:
-            image = np.ascontiguousarray(image[..., ::-1])
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         rows = self._rows[self._start[i]:self._start[i + 1]].tolist()
         boxes = ix.ann_boxes[rows].astype(np.float64).reshape(-1, 4)
         m = self.label_map

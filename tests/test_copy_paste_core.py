@@ -74,7 +74,8 @@ def _online(one, bank, spec, image, with_masks):
                   classes=ix.category_ids.tolist(), class_counts=dict(zip(ix.category_ids.tolist(),
                                                                           ix.instance_counts.tolist())),
                   blend=spec.blend, sigma=spec.sigma, scale=spec.scale, flip=spec.flip, max_overlap=spec.max_overlap,
-                  min_visible=spec.min_visible, exclude_flags=spec.exclude_flags, box_only=spec.box_only, p=1.0)
+                  min_visible=spec.min_visible, exclude_flags=spec.exclude_flags, box_only=spec.box_only, rgb=False,
+                  p=1.0)  # the engine reads BGR
     rng = np.random.default_rng([spec.seed, PLAN_STREAM])  # the planner's generator ...
     rng.random(1)  # ... after its one draw for `prob` (the dataset has one image)
     t.set_random_state(rng, random.Random(0))

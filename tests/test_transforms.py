@@ -1,12 +1,14 @@
 """Online transforms (ltaug.transforms): CopyPaste, Mosaic, MixUp inside A.Compose and plain."""
 from __future__ import annotations
 
+import json
 import pickle
 
 import albumentations as A
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from ltaug.pixels.bank import Bank
 from ltaug.pixels.copy_paste import Occlusion
@@ -105,7 +107,7 @@ def test_hard_paste_shows_the_bank_pixels_and_masks(demo_bank, items):
         crop, _ = resize_object(*demo_bank.get(o["row"]), o["w"], o["h"], o["flip"])
         on_top = (top == k)[o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]]
         region = out["image"][o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]]
-        assert np.array_equal(region[on_top], crop[on_top])
+        assert np.array_equal(region[on_top], crop[..., ::-1][on_top])  # the bank is BGR, the image RGB
         assert np.array_equal(m.astype(bool), top == k)
         assert out["bboxes"][n_own + j] == _xywh(tight_box(m))
         assert label == o["category_id"] == int(demo_bank.objects[o["row"]]["category_id"])
@@ -185,12 +187,50 @@ def test_copy_paste_without_masks_moves_boxes_only(demo_bank, items):
     assert "masks" not in out and len(out["bboxes"]) == len(out["labels"]) > len(it["labels"]) - 3
 
 
-def test_rgb_images_get_rgb_objects(demo_bank, items):
+def test_bgr_images_with_rgb_false_get_bgr_objects(demo_bank, items):
     it = items[4]
     kw = {k: it[k] for k in ("masks", "bboxes", "labels")}
-    bgr = CopyPaste(demo_bank, seed=5, p=1.0)(image=it["image"], **kw)
-    rgb = CopyPaste(demo_bank, seed=5, p=1.0, rgb=True)(image=np.ascontiguousarray(it["image"][..., ::-1]), **kw)
-    assert np.array_equal(rgb["image"], bgr["image"][..., ::-1])
+    rgb = CopyPaste(demo_bank, seed=5, p=1.0)(image=it["image"], **kw)  # the default: RGB
+    bgr = CopyPaste(demo_bank, seed=5, p=1.0, rgb=False)(image=np.ascontiguousarray(it["image"][..., ::-1]), **kw)
+    assert np.array_equal(bgr["image"], rgb["image"][..., ::-1]) and bgr["labels"] == rgb["labels"]
+    assert not np.array_equal(rgb["image"], CopyPaste(demo_bank, seed=5, p=1.0, rgb=False)(image=it["image"], **kw)["image"])
+
+
+def test_pasted_pixels_have_the_source_objects_rgb_colours(demo_bank, demo_train_path, demo_train_images, source):
+    """Read independently of ltaug (PIL decodes to RGB): a pasted object's pixels are its source image's."""
+    doc = json.loads(demo_train_path.read_text())
+    files = {im["id"]: im["file_name"] for im in doc["images"]}
+
+    def rgb_file(image_id):
+        return np.asarray(Image.open(demo_train_images / files[image_id]).convert("RGB"))
+
+    i = next(i for i, im in enumerate(doc["images"]) if (im["height"], im["width"]) == (427, 640))
+    it = source[i]
+    assert np.array_equal(it["image"], rgb_file(doc["images"][i]["id"]))  # CocoSource gives RGB by default
+    checked, coloured = 0, 0
+    for seed in range(6):
+        # scale 1 on a target of the source's area: each object keeps its bank size, so its pixels are the file's
+        t = CopyPaste(demo_bank, objects=6, blend="hard", flip=False, scale=(1, 1), max_overlap=1.0, min_visible=0.0,
+                      p=1.0)
+        out = _call(_compose(t, seed=seed), it)
+        placed = t.get_applied_params()["objects"]
+        top = np.full(it["image"].shape[:2], -1)
+        for k, o in enumerate(placed):
+            _, mask = resize_object(*demo_bank.get(o["row"]), o["w"], o["h"])
+            top[o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]][mask == 1] = k
+        for k, o in enumerate(placed):
+            x0, y0, x1, y1 = (int(v) for v in demo_bank.objects[o["row"]]["box"])
+            on = (top == k)[o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]]
+            if (o["w"], o["h"]) != (x1 - x0, y1 - y0) or on.sum() < 50:
+                continue
+            want = rgb_file(int(demo_bank.objects[o["row"]]["image_id"]))[y0:y1, x0:x1][on].astype(int)
+            got = out["image"][o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]][on].astype(int)
+            assert np.abs(got - want).mean() < 1.0, (seed, o)
+            if np.abs(want[:, 0] - want[:, 2]).mean() > 20:  # red and blue differ: swapped channels would show
+                assert np.abs(got - want[:, ::-1]).mean() > 10
+                coloured += 1
+            checked += 1
+    assert checked >= 6 and coloured >= 2, (checked, coloured)
 
 
 def test_string_labels_and_a_second_label_field(demo_bank, items):
@@ -321,3 +361,186 @@ print("ok")
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+# -- other albumentations transforms before and after ----------------------------------------------
+
+SPATIAL = {"crop": lambda: A.RandomCrop(240, 240, p=1.0), "resize": lambda: A.Resize(320, 400, p=1.0),
+           "flip": lambda: A.HorizontalFlip(p=1.0)}
+
+
+def _ltaug(kind, bank, items):
+    if kind == "copy_paste":
+        return CopyPaste(bank, objects=(2, 4), max_overlap=1.0, fill_labels={"box_ids": -1}, p=1.0)
+    if kind == "mosaic":
+        return Mosaic(items, size=(320, 256), fill_labels={"box_ids": -1}, p=1.0)
+    return MixUp(items, fill_labels={"box_ids": -1}, p=1.0)
+
+
+def _with_ids(aug, it):
+    return aug(image=it["image"], masks=list(it["masks"]), bboxes=it["bboxes"], labels=it["labels"],
+               box_ids=list(range(len(it["labels"]))))
+
+
+def _inside(box, mask, tol=1.0):
+    """The mask's pixels lie in the box (COCO x, y, w, h), to ``tol`` px."""
+    x0, y0, x1, y1 = tight_box(mask)
+    x, y, w, h = box
+    return x0 >= x - tol and y0 >= y - tol and x1 <= x + w + tol and y1 <= y + h + tol
+
+
+@pytest.mark.parametrize("kind", ["copy_paste", "mosaic", "mixup"])
+@pytest.mark.parametrize("spatial", sorted(SPATIAL))
+def test_a_spatial_transform_before_keeps_masks_boxes_labels_together(demo_bank, items, kind, spatial):
+    """A crop / resize / flip, then CopyPaste, Mosaic or MixUp: one mask, box and label per object, on the same object.
+
+    albumentations alone (``before``: the same spatial transform, same seed) drops the boxes of objects a crop
+    removed and keeps their masks; the ltaug transform after it drops both. An object the ltaug transform left
+    alone has the box and mask the spatial transform gave it; one it made or cut has its mask's tight box.
+    """
+    fields = ("labels", "box_ids")
+    dropped = 0
+    for seed in range(3):
+        for it in items[:5]:
+            before = _with_ids(_compose(SPATIAL[spatial](), seed=seed, fields=fields), it)
+            out = _with_ids(_compose(SPATIAL[spatial](), _ltaug(kind, demo_bank, items), seed=seed, fields=fields), it)
+            dropped += len(before["masks"]) > len(before["bboxes"])
+            masks, boxes = out["masks"], out["bboxes"]
+            assert len(masks) == len(boxes) == len(out["labels"]) == len(out["box_ids"])
+            box_of = dict(zip(map(int, before["box_ids"]), before["bboxes"]))  # before: masks[i] is object i
+            for m, b, i in zip(masks, boxes, map(int, out["box_ids"])):
+                assert m.shape == out["image"].shape[:2] and m.any() and _inside(b, m)
+                if i >= 0 and kind != "mosaic" and np.array_equal(m, before["masks"][i]):
+                    np.testing.assert_allclose(b, box_of[i], atol=1e-3)  # untouched: as the spatial transform left it
+                else:
+                    np.testing.assert_allclose(b, _xywh(tight_box(m)), atol=1e-3)
+                    if i >= 0 and kind == "copy_paste":
+                        assert not (m.astype(bool) & ~before["masks"][i].astype(bool)).any()  # only cut
+    if spatial == "crop":
+        assert dropped > 0  # the case that went wrong: albumentations left masks of objects the crop removed
+
+
+@pytest.mark.parametrize("kind", ["copy_paste", "mosaic", "mixup"])
+def test_both_orders_keep_each_box_on_its_mask(demo_bank, items, kind):
+    """A flip or pad before or after: each box is its mask's tight box to within 1 px (the demo's boxes are)."""
+    for first in (True, False):
+        for spatial in (lambda: A.HorizontalFlip(p=1.0), lambda: A.PadIfNeeded(700, 700, p=1.0)):
+            pair = [spatial(), _ltaug(kind, demo_bank, items)]
+            aug = _compose(*(pair if first else pair[::-1]), seed=4, fields=("labels", "box_ids"))
+            for it in items[:4]:
+                out = _with_ids(aug, it)
+                assert len(out["masks"]) == len(out["bboxes"]) == len(out["labels"]) > 0
+                for m, b in zip(out["masks"], out["bboxes"]):
+                    np.testing.assert_allclose(b, _xywh(tight_box(m)), atol=1.0)
+
+
+def test_boxes_dropped_before_but_not_masks_are_refused_in_one_line(demo_bank, items):
+    aug = A.Compose([A.RandomCrop(200, 200, p=1.0), CopyPaste(demo_bank, p=1.0)],
+                    bbox_params=A.BboxParams(format="coco", label_fields=["labels"], min_visibility=0.5), seed=0)
+    with pytest.raises(ValueError, match=r"^CopyPaste got \d+ masks but \d+ boxes: .*put CopyPaste before") as e:
+        _call(aug, items[0])
+    assert "\n" not in str(e.value)
+
+
+def test_the_compose_filter_drops_masks_with_their_boxes(demo_bank, items):
+    """BboxParams(min_area=...) at the Compose's end would drop small boxes only: the transform drops their masks too."""
+    aug = A.Compose([CopyPaste(demo_bank, objects=(3, 6), max_overlap=1.0, p=1.0)],
+                    bbox_params=A.BboxParams(format="coco", label_fields=["labels"], min_area=900), seed=1)
+    small = 0
+    for it in items:
+        out = _call(aug, it)
+        _check_consistent(out)
+        assert all(w * h >= 900 - 1e-3 for _, _, w, h in out["bboxes"])
+        small += any(w * h < 900 for _, _, w, h in it["bboxes"])
+    assert small > 0
+
+
+# -- serialisation: to_dict / from_dict, save / load, ReplayCompose, pickle ------------------------
+
+def _pipeline(bank_path, train_path, images_dir, names, compose=A.Compose):
+    others = CocoSource(train_path, images_dir, label_map=names)
+    return compose([
+        A.HorizontalFlip(p=0.5),
+        CopyPaste(bank_path, objects=(1, 3), label_map=names, class_counts={1: 10, 18: 2}, p=0.8),
+        A.OneOf([Mosaic(others, size=(320, 256)), MixUp(others, weight_field="weights")], p=0.7),
+    ], bbox_params=A.BboxParams(format="coco", label_fields=["labels", "weights"]))
+
+
+def _named(it, names):
+    return {"image": it["image"], "masks": list(it["masks"]), "bboxes": it["bboxes"],
+            "labels": [names[c] for c in it["labels"]], "weights": [1.0] * len(it["labels"])}
+
+
+@pytest.fixture(scope="module")
+def names(demo_bank):
+    return {c["id"]: c["name"] for c in demo_bank.meta["categories"]}
+
+
+def test_to_dict_from_dict_save_load_round_trip(tmp_path, demo_bank, demo_train_path, demo_train_images, items,
+                                                names):
+    aug = _pipeline(demo_bank.path, demo_train_path, demo_train_images, names)
+    written = json.loads(json.dumps(A.to_dict(aug)))  # plain JSON: int keys come back as text
+    cp = written["transform"]["transforms"][1]
+    assert cp["__class_fullname__"] == "ltaug.transforms.CopyPaste" and cp["bank"] == str(demo_bank.path)
+    assert cp["rgb"] is True and cp["class_counts"] == {"1": 10, "18": 2}
+    A.save(aug, tmp_path / "aug.json")
+    A.save(aug, tmp_path / "aug.yaml", data_format="yaml")
+    copies = [A.from_dict(written), A.load(tmp_path / "aug.json"), A.load(tmp_path / "aug.yaml", data_format="yaml")]
+    for copy in copies:
+        assert repr(copy) == repr(aug)
+        assert copy.transforms[1].class_counts == {1: 10, 18: 2} and copy.transforms[1].label_map == names
+    runs = 0
+    for seed in (0, 1):
+        aug.set_random_seed(seed)
+        for copy in copies:
+            copy.set_random_seed(seed)
+        for it in items[:4]:
+            want = aug(**_named(it, names))
+            for copy in copies:
+                _same(copy(**_named(it, names)), want)
+            runs += len(want["labels"]) != len(it["labels"])
+    assert runs > 0  # the transforms did something
+
+
+def test_replay_compose_replays_the_same_output(demo_bank, demo_train_path, demo_train_images, items, names):
+    aug = _pipeline(demo_bank, demo_train_path, demo_train_images, names, compose=A.ReplayCompose)
+    aug.set_random_seed(2)
+    applied = set()
+    for it in items + items:
+        out = aug(**_named(it, names))
+        record = out["replay"]
+        again = A.ReplayCompose.replay(record, **_named(it, names))
+        _same(again, out)
+        assert again["weights"] == out["weights"]
+        flat = [record["transforms"][1], *record["transforms"][2]["transforms"]]
+        applied |= {t["__class_fullname__"].rsplit(".", 1)[1] for t in flat if t["applied"]}
+        json.dumps([t["params"] for t in flat])  # the draws (small, plain), not the output, are recorded
+    assert applied == {"CopyPaste", "Mosaic", "MixUp"}
+
+
+def test_replay_renders_the_recorded_draws_on_the_data_it_is_given(demo_bank, items):
+    aug = A.ReplayCompose([CopyPaste(demo_bank, objects=3, blend="hard", max_overlap=1.0, min_visible=0.0, p=1.0)],
+                          bbox_params=A.BboxParams(format="coco", label_fields=["labels"]))
+    aug.set_random_seed(0)
+    a, b = next((x, y) for x in items for y in items if x is not y and x["image"].shape == y["image"].shape)
+    out = _call(aug, a)
+    placed = out["replay"]["transforms"][0]["params"]["objects"]
+    other = A.ReplayCompose.replay(out["replay"], image=b["image"], masks=list(b["masks"]), bboxes=b["bboxes"],
+                                   labels=b["labels"])
+    n = len(placed)
+    assert other["labels"][-n:] == out["labels"][-n:] == [o["category_id"] for o in placed]
+    for m_a, m_b in zip(out["masks"][-n:], other["masks"][-n:]):  # same objects, same places
+        assert np.array_equal(m_a, m_b)
+    assert not np.array_equal(other["image"], out["image"])
+
+
+def test_a_pickled_pipeline_gives_the_same_output(demo_bank, demo_train_path, demo_train_images, items, names):
+    aug = _pipeline(demo_bank, demo_train_path, demo_train_images, names)
+    aug.set_random_seed(7)
+    copy = pickle.loads(pickle.dumps(aug))  # the generators' state travels with it
+    for it in items[:3]:
+        _same(copy(**_named(it, names)), aug(**_named(it, names)))
+    aug.set_random_seed(11)
+    copy.set_random_seed(11)
+    for it in items[3:6]:
+        _same(copy(**_named(it, names)), aug(**_named(it, names)))
