@@ -145,7 +145,7 @@ def run_engine(call, output=None) -> int:
     then print one summary line per step and where the output is (``output`` as typed, else the run's)."""
 
     from ltaug.ops import OPERATIONS
-    from ltaug.run.engine import limit_lines
+    from ltaug.run.limits import limit_lines
 
     with flag_errors("workers", "address"):
         result = call()

@@ -592,7 +592,7 @@ class RunResult:
     def limits(self) -> dict:
         """Per-class limits over the whole pipeline (run.json's ``limits``): ``checked`` (per step that
         sets them: held, over, short) and ``not_held`` (per class: asked, got, why); see
-        :func:`ltaug.run.engine.class_limits`."""
+        :func:`ltaug.run.limits.class_limits`."""
         return dict(self.record.get("limits") or {"checked": [], "not_held": []})
 
     def _per_class(self, key: str) -> dict[int, int]:
