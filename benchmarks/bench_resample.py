@@ -54,7 +54,7 @@ base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 sys.argv = ["ltaug", "resample", sys.argv[1], "--method", "rfs", "--threshold", "0.001", "--seed", "0",
             "-o", sys.argv[2], "--top", "5"]
-from cli.main import main
+from ltaug.cli.main import main
 with open(sys.argv[-3] + ".table.txt", "w") as table:
     sys.stdout = table
     rc = main(sys.argv[1:])

@@ -38,16 +38,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import trainer  # noqa: E402,F401  before torch: OMP_WAIT_POLICY (trainer/__init__.py)
+import ltaug.trainer  # noqa: E402,F401  before torch: OMP_WAIT_POLICY (trainer/__init__.py)
 
 # isort: split
 import torch  # noqa: E402
 
 from ltaug import load_dataset  # noqa: E402
-from trainer.data import DetectionDataset, batch_to, collate_fn, worker_init_fn  # noqa: E402
-from trainer.engine import TrainConfig, train  # noqa: E402
-from trainer.model import PRESETS, build_model  # noqa: E402
-from trainer.samplers import AspectRatioBatchSampler, TrainingSampler  # noqa: E402
+from ltaug.trainer.data import DetectionDataset, batch_to, collate_fn, worker_init_fn  # noqa: E402
+from ltaug.trainer.engine import TrainConfig, train  # noqa: E402
+from ltaug.trainer.model import PRESETS, build_model  # noqa: E402
+from ltaug.trainer.samplers import AspectRatioBatchSampler, TrainingSampler  # noqa: E402
 
 WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_imagenet_features.pt"
 SHARED = ROOT.parent / "shared" / "data" / "coco-lt"

@@ -44,9 +44,9 @@ def run(args) -> int:
     from ltaug.errors import UsageError
 
     try:
-        from trainer.compare import run_compare
-        from trainer.compare_config import load_compare, select
-        from trainer.compare_report import write_report
+        from ltaug.trainer.compare import run_compare
+        from ltaug.trainer.compare_config import load_compare, select
+        from ltaug.trainer.compare_report import write_report
     except ImportError as exc:
         raise UsageError(f"ltaug compare needs the train extra (pip install 'ltaug[train]'): {exc}") from None
     cmp = load_compare(args.config)

@@ -63,7 +63,7 @@ def trainer_modules():
     try:
         # trainer before torch (see trainer/__init__.py)
         # isort: off
-        from trainer import decouple, evaluate, inference
+        from ltaug.trainer import decouple, evaluate, inference
         import torch
         # isort: on
     except ImportError as exc:
@@ -128,7 +128,7 @@ def run(args) -> int:
 def _evaluate_detections(args, inference) -> dict:
     """A COCO results file: bbox, and segm when every detection carries a segmentation."""
     from ltaug import load_dataset
-    from trainer.evaluate import load_detections
+    from ltaug.trainer.evaluate import load_detections
 
     for flag, value in (("--tau", args.tau), ("--save-detections", args.save_detections)):
         if value is not None:

@@ -157,8 +157,8 @@ def _stage1_config(run_dir) -> dict:
 
 def run(args) -> int:
     try:
-        from trainer.engine import TrainConfig, train
-        from trainer.evaluate import format_eval_table
+        from ltaug.trainer.engine import TrainConfig, train
+        from ltaug.trainer.evaluate import format_eval_table
     except ImportError as exc:
         raise UsageError(f"ltaug train needs the train extra (torch, torchvision, faster-coco-eval): "
                          f"pip install 'ltaug[train]' ({exc})") from None

@@ -17,7 +17,7 @@ from ltaug.io.dataset import COCO, LVIS, Dataset, save_dataset
 from ltaug.io.index import DatasetIndex
 from ltaug.io.read import load_dataset
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it; CHANGELOG.md)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import DEMO, ROOT
 
 import ltaug
-from cli.main import build_parser, main
+from ltaug.cli.main import build_parser, main
 from ltaug.io.jsonio import dumps
 from ltaug.ops import OPERATIONS, Mixup, Mosaic, PixelOperation, Resample
 

@@ -337,7 +337,7 @@ def test_same_size_damage_is_found_by_verify_and_the_table_at_open(tmp_path, dem
                                                                    blob, capsys):
     """The bank records each file's SHA-256: `ltaug bank --verify` finds same-size damage to any
     of them (the sizes alone did not), and opening the bank checks the object table."""
-    from cli.main import main
+    from ltaug.cli.main import main
 
     bank = tmp_path / "bank"
     build_bank(load_dataset(demo_train_path), demo_train_images, bank, workers=1, progress=False)

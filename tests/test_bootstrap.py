@@ -8,7 +8,7 @@ from conftest import DEMO
 from ltaug import load_dataset
 
 pytest.importorskip("faster_coco_eval")
-from trainer.bootstrap import paired_bootstrap, resampled_detections, resampled_gt  # noqa: E402
+from ltaug.trainer.bootstrap import paired_bootstrap, resampled_detections, resampled_gt  # noqa: E402
 
 VAL = DEMO / "annotations" / "val.json"
 

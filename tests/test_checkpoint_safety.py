@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import DEMO  # noqa: E402
 
-from cli.main import main  # noqa: E402
+from ltaug.cli.main import main  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 
@@ -77,7 +77,7 @@ def test_what_the_trainer_writes_loads_as_plain_data(real_run):
     """A real checkpoint holds only tensors and plain values, and the shared backbone file too."""
     from conftest import shared_path
 
-    from trainer.checkpoint import read_torch_file
+    from ltaug.trainer.checkpoint import read_torch_file
 
     state = read_torch_file(real_run / "checkpoint.pt")
     assert {"model", "optimizer", "scheduler", "scaler", "epoch", "config"} <= set(state)

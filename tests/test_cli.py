@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from cli.main import main
 from ltaug import load_dataset
+from ltaug.cli.main import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("cmd", ["stats", "validate", "convert", "recount"])

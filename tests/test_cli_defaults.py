@@ -17,11 +17,11 @@ torch = pytest.importorskip("torch")
 
 from conftest import ROOT  # noqa: E402
 
-from cli.main import build_parser  # noqa: E402
-from trainer.config import STAGE2, TrainConfig  # noqa: E402
-from trainer.decouple import BIAS_MODES  # noqa: E402
-from trainer.model import BACKBONES, CLASSIFIERS, PRESETS  # noqa: E402
-from trainer.samplers import SAMPLERS  # noqa: E402
+from ltaug.cli.main import build_parser  # noqa: E402
+from ltaug.trainer.config import STAGE2, TrainConfig  # noqa: E402
+from ltaug.trainer.decouple import BIAS_MODES  # noqa: E402
+from ltaug.trainer.model import BACKBONES, CLASSIFIERS, PRESETS  # noqa: E402
+from ltaug.trainer.samplers import SAMPLERS  # noqa: E402
 
 
 def actions(command: str) -> dict:
@@ -54,6 +54,6 @@ def test_tau_bias_choices_are_the_codes(command):
 
 
 def test_the_help_of_every_command_imports_no_torch():
-    code = "import sys; from cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from ltaug.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

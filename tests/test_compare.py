@@ -11,8 +11,8 @@ from conftest import DEMO, ROOT, shared_path
 
 pytest.importorskip("torch")
 
-from trainer.compare import time_left  # noqa: E402
-from trainer.compare_config import load_compare, run_dir, select  # noqa: E402
+from ltaug.trainer.compare import time_left  # noqa: E402
+from ltaug.trainer.compare_config import load_compare, run_dir, select  # noqa: E402
 
 
 def config(tmp_path, cells: str, seeds="[0]") -> str:
@@ -35,7 +35,7 @@ cells:
 
 
 def ltaug(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
 
 
 @pytest.mark.slow
@@ -136,8 +136,8 @@ def test_example_configs_load(name):
 def test_the_published_recipes_are_cells_of_the_published_study():
     """seesaw-mmdet (mmdetection's LVIS recipe) and bags-decoupled (BAGS' stage 2 on the baseline)
     validate, select their stage-1 cell and say what they run; a bad setting is one line."""
-    from trainer.compare import cell_config
-    from trainer.compare_report import _describe
+    from ltaug.trainer.compare import cell_config
+    from ltaug.trainer.compare_report import _describe
 
     cmp = load_compare(ROOT / "examples" / "compare_published.yaml")
     two = select(cmp, cells=["seesaw-mmdet", "bags-decoupled"], seeds=[0], out="/tmp/x")

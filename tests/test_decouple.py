@@ -8,11 +8,11 @@ torch = pytest.importorskip("torch")
 from conftest import DEMO, shared_path  # noqa: E402
 
 from ltaug import load_dataset  # noqa: E402
-from trainer.decouple import load_stage1, predict_taus, tau_normalization, tau_normalized  # noqa: E402
-from trainer.engine import TrainConfig, train  # noqa: E402
-from trainer.inference import predict, val_dataset  # noqa: E402
-from trainer.model import PRESETS, build_model  # noqa: E402
-from trainer.samplers import AspectRatioBatchSampler, ClassAwareSampler  # noqa: E402
+from ltaug.trainer.decouple import load_stage1, predict_taus, tau_normalization, tau_normalized  # noqa: E402
+from ltaug.trainer.engine import TrainConfig, train  # noqa: E402
+from ltaug.trainer.inference import predict, val_dataset  # noqa: E402
+from ltaug.trainer.model import PRESETS, build_model  # noqa: E402
+from ltaug.trainer.samplers import AspectRatioBatchSampler, ClassAwareSampler  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 

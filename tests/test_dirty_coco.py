@@ -358,7 +358,7 @@ def test_fatal_problems_refuse_even_fix(tmp_path, demo_doc):
 
 
 def ltaug_cli(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
 
 
 def the_users_file(demo_doc, tmp_path):

@@ -189,7 +189,7 @@ def test_skip_unreadable_images(tmp_path, demo_train_path):
 
 
 def _ltaug(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, **kw)
 
 
@@ -213,7 +213,7 @@ steps:
     r = _ltaug("run", reference, "--workers", "2")
     assert r.returncode == 0, r.stderr
     shards = partial_dir(tmp_path / "out") / "step-1" / "shards"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(config), "--workers", "2"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "ltaug.cli.main", "run", str(config), "--workers", "2"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:

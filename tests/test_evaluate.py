@@ -24,7 +24,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ltaug import load_dataset
-from trainer.evaluate import METRICS, evaluate, format_eval_table
+from ltaug.trainer.evaluate import METRICS, evaluate, format_eval_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

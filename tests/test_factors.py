@@ -85,7 +85,7 @@ def test_a_version_1_file_is_read_by_id_only(factor_file, tmp_path):
 
 
 def test_the_trainers_sampler_realises_the_files_exposure_per_class(factor_file):
-    from trainer.samplers import RepeatFactorSampler
+    from ltaug.trainer.samplers import RepeatFactorSampler
 
     ds = load_dataset(TRAIN)
     sampler = RepeatFactorSampler.from_file(factor_file, ds, seed=0)

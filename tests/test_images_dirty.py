@@ -48,7 +48,7 @@ SEVERITIES = {  # the table as this point of the issue sets it
 
 
 def ltaug(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
 
 

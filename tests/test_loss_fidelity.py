@@ -69,7 +69,7 @@ torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F
 
-from trainer.losses import build_loss
+from ltaug.trainer.losses import build_loss
 
 K = 20
 N_ROIS = 64
@@ -680,7 +680,7 @@ def test_cosine_classifier_seesaw_mmdet_head_fidelity_mmdetection():
     its gradients w.r.t. the features, the weight and the bias, the counts; and the scores of
     ``get_activation`` on the layer's output. The layer's rows are mmdetection's in
     seesaw_mmdet's column order (``MMDET_ROWS``)."""
-    from trainer.model import NormedLinear
+    from ltaug.trainer.model import NormedLinear
 
     dim = 48
     g = torch.Generator().manual_seed(7)
@@ -718,7 +718,7 @@ def test_cosine_classifier_seesaw_mmdet_head_fidelity_mmdetection():
 def test_cosine_classifier_init_fidelity_mmdetection():
     """``NormedLinear.init_weights`` (and ``BBoxHead``'s ``Normal(std=0.01)`` of fc_cls): weight
     N(0, 0.01^2), bias 0; tau scales the output as mmdetection's ``tempearture``."""
-    from trainer.model import NormedLinear
+    from ltaug.trainer.model import NormedLinear
 
     torch.manual_seed(0)
     fc = NormedLinear(1024, 400, tau=20.0)
@@ -903,7 +903,7 @@ def test_concurrent_softmax_fidelity_paper_float64_rates():
 
 def test_fidelity_suite_covers_every_loss():
     """Every registered loss has a fidelity test in this file."""
-    from trainer.losses import LOSSES
+    from ltaug.trainer.losses import LOSSES
 
     tested = {"ce", "bce", "focal", "cb", "eql", "eql_softmax", "eqlv2", "seesaw", "seesaw_mmdet", "bags",
               "federated", "concurrent_softmax"}

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trainer.losses import LOSSES, build_loss  # noqa: E402
+from ltaug.trainer.losses import LOSSES, build_loss  # noqa: E402
 
 K = 4
 INSTANCES = [50, 20, 5, 1]          # bags default groups: {3, 4} < 10 <= {1, 2} < 100

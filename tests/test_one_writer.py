@@ -21,7 +21,7 @@ TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, text=True,
+    return subprocess.Popen([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -86,7 +86,7 @@ def test_an_output_is_replaced_only_with_overwrite_and_never_with_a_users_file(t
     """A finished output is not replaced silently; --overwrite replaces it when it holds only
     ltaug's files (a report included); a file of the user's there makes the run refuse, naming it."""
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "cli.main", "mosaic", str(TRAIN), "--images", str(IMAGES),
+        return subprocess.run([sys.executable, "-m", "ltaug.cli.main", "mosaic", str(TRAIN), "--images", str(IMAGES),
                                "-o", str(tmp_path / "out"), "--count", "4", "--workers", "1", *extra], cwd=ROOT,
                               capture_output=True, text=True)
 
@@ -110,7 +110,7 @@ def test_a_killed_replace_leaves_nothing_after_the_next_run(tmp_path):
     old = tmp_path / ".out.old"
     (old / "images").mkdir(parents=True)
     (old / "run.json").write_text("{}")
-    r = subprocess.run([sys.executable, "-m", "cli.main", "mosaic", str(TRAIN), "--images", str(IMAGES),
+    r = subprocess.run([sys.executable, "-m", "ltaug.cli.main", "mosaic", str(TRAIN), "--images", str(IMAGES),
                         "-o", str(tmp_path / "out"), "--count", "2", "--workers", "1"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

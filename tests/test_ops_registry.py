@@ -11,8 +11,8 @@ import pytest
 from conftest import DEMO
 from test_engine import same_tree
 
-from cli.main import main
 from ltaug import load_dataset
+from ltaug.cli.main import main
 from ltaug.errors import SpecError
 from ltaug.ops import OPERATIONS, Param, Paste, PixelOperation, Resample, register
 from ltaug.rebalance.methods import METHODS, ResampleMethod

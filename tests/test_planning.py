@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from test_sampling import make
 
-from cli.main import main
 from ltaug import load_dataset
+from ltaug.cli.main import main
 from ltaug.rebalance.planning import Target, make_plan, plan_repeats
 from ltaug.rebalance.resample import expand_dataset
 

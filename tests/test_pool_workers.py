@@ -29,7 +29,7 @@ def alive(pid: int) -> bool:
 
 
 def test_workers_die_when_the_parent_is_killed(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "mosaic", str(DEMO / "annotations" / "train.json"),
+    proc = subprocess.Popen([sys.executable, "-m", "ltaug.cli.main", "mosaic", str(DEMO / "annotations" / "train.json"),
                              "--images", str(DEMO / "images" / "train"), "-o", str(tmp_path / "out"),
                              "--count", "5000", "--workers", "2"], cwd=ROOT, stderr=subprocess.DEVNULL)
     try:

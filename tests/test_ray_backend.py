@@ -69,7 +69,7 @@ def cluster():
 
 
 def _ltaug(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, env=_env(), **kw)
 
 
@@ -202,7 +202,7 @@ def test_killed_ray_run_resumes_to_the_same_output(cluster, tmp_path, demo_train
     pipe = load_pipeline(config)
     run_pipeline(load_dataset(demo_train_path), IMAGES, tmp_path / "ref", pipe.steps, workers=2, progress=False)
     shards = partial_dir(tmp_path / "out") / "step-1" / "shards"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(config), "--backend", "ray",
+    proc = subprocess.Popen([sys.executable, "-m", "ltaug.cli.main", "run", str(config), "--backend", "ray",
                              "--address", cluster], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, env=_env())
     deadline = time.time() + 120
@@ -221,7 +221,7 @@ def test_killed_ray_run_resumes_to_the_same_output(cluster, tmp_path, demo_train
 
 
 def test_missing_ray_names_the_extra(monkeypatch, tmp_path, demo_train_path, capsys):
-    from cli.main import main
+    from ltaug.cli.main import main
     from ltaug.run.ray_backend import MISSING_RAY, ray_map_shards
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
@@ -236,7 +236,7 @@ def test_missing_ray_names_the_extra(monkeypatch, tmp_path, demo_train_path, cap
 
 
 def test_backend_options_and_pipeline_keys(tmp_path, demo_train_path, capsys):
-    from cli.main import main
+    from ltaug.cli.main import main
 
     pipe = load_pipeline(_pipeline(tmp_path, demo_train_path, backend="ray", address="auto"))
     assert (pipe.backend, pipe.address) == ("ray", "auto")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import DEMO, ROOT
 
-from cli.main import main
 from ltaug import load_dataset
+from ltaug.cli.main import main
 from ltaug.ops import Mosaic, Paste
 from ltaug.report.html import build_report, pasted_flags, pick_samples
 from ltaug.run.engine import run_pipeline
@@ -160,7 +160,7 @@ def test_options_and_same_page_for_same_seed(out, tmp_path, capsys):
 
 
 def _ltaug(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_errors_are_one_line(out, tmp_path, demo_train_path):

@@ -21,13 +21,13 @@ TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 
 
 def ltaug(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, **kw)
 
 
 def killed_run(config, work) -> None:
     """Start `ltaug run`, SIGKILL it once it has rendered something."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", str(config), "--workers", "1"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "ltaug.cli.main", "run", str(config), "--workers", "1"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list(work.glob("step-*/shards/*.json")):

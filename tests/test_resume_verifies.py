@@ -178,7 +178,7 @@ def test_verify_images_finds_an_edit_that_keeps_size_and_time(tmp_path):
 
 
 def ltaug(*args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ltaug.cli.main", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True)
 
 
@@ -277,7 +277,7 @@ def test_killed_again_and_again_at_random_moments_then_resumed_gives_the_same_by
     for attempt in range(60):
         have = files()
         target = rng.randint(have + 1, have + 1 + max(1, (total - have) // 2))
-        args = [sys.executable, "-m", "cli.main", "run", str(config), "--workers", "2", "--link", "copy"] + (
+        args = [sys.executable, "-m", "ltaug.cli.main", "run", str(config), "--workers", "2", "--link", "copy"] + (
             ["--resume"] if attempt else [])
         proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)

@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from cli.main import main
 from ltaug import Dataset, load_dataset
+from ltaug.cli.main import main
 from ltaug.ops import Resample
 from ltaug.rebalance import sampling as S
 from ltaug.rebalance.resample import expand_dataset, resample, resample_counts

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli.main import main
 from ltaug import load_dataset
 from ltaug.api import run_steps
+from ltaug.cli.main import main
 from ltaug.ops import Paste, Resample
 from ltaug.pixels.bank import Flag, build_bank
 from ltaug.pixels.copy_paste import plan_paste

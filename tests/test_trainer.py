@@ -12,9 +12,9 @@ torch = pytest.importorskip("torch")
 
 from conftest import DEMO, shared_path  # noqa: E402
 
-from trainer.engine import TrainConfig, lr_factor, train  # noqa: E402
-from trainer.losses import LOSSES  # noqa: E402
-from trainer.model import PRESETS, _fastrcnn_loss, build_model, load_mobilenet_v2_features  # noqa: E402
+from ltaug.trainer.engine import TrainConfig, lr_factor, train  # noqa: E402
+from ltaug.trainer.losses import LOSSES  # noqa: E402
+from ltaug.trainer.model import PRESETS, _fastrcnn_loss, build_model, load_mobilenet_v2_features  # noqa: E402
 
 
 def test_mobilenet_weights_map_by_position_and_load(tmp_path):
@@ -74,8 +74,8 @@ def test_resnet50_weights_load_and_a_wrong_file_is_one_line(tmp_path):
 
 
 def test_ce_hook_equals_torchvision_loss():
-    from trainer import model as m
-    from trainer.losses import build_loss
+    from ltaug.trainer import model as m
+    from ltaug.trainer.losses import build_loss
 
     g = torch.Generator().manual_seed(0)
     logits, boxes = torch.randn(6, 4, generator=g), torch.randn(6, 16, generator=g)
@@ -194,7 +194,7 @@ def test_counts_file_with_other_categories_is_refused(tmp_path):
     """--counts-from must list the training file's category ids in its order: the model's class c
     is the training file's c-th category."""
     from ltaug import load_dataset
-    from trainer.counts import load_counts
+    from ltaug.trainer.counts import load_counts
 
     train_path = DEMO / "annotations" / "train.json"
     doc = json.loads(train_path.read_text())
@@ -237,7 +237,7 @@ def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
     from collections import Counter
 
     from ltaug import load_dataset
-    from trainer.samplers import AspectRatioBatchSampler, RepeatFactorSampler
+    from ltaug.trainer.samplers import AspectRatioBatchSampler, RepeatFactorSampler
 
     script = tmp_path / "run.py"
     script.write_text(

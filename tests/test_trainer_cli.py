@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 from conftest import DEMO, shared_path  # noqa: E402
 
-from cli.main import main  # noqa: E402
+from ltaug.cli.main import main  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 VAL, VAL_IMAGES = DEMO / "annotations" / "val.json", DEMO / "images" / "val"
@@ -147,7 +147,7 @@ def rfs_output(tmp_path):
 
 def test_class_counts_come_from_the_original_of_an_ltaug_output(tmp_path, capsys):
     from ltaug import load_dataset
-    from trainer.inference import load_run
+    from ltaug.trainer.inference import load_run
 
     out = rfs_output(tmp_path)
     rebalanced, original = load_dataset(out / "annotations.json"), load_dataset(TRAIN)
@@ -167,7 +167,7 @@ def test_class_counts_come_from_the_original_of_an_ltaug_output(tmp_path, capsys
 
 def test_class_counts_fall_back_to_a_rebalanced_file_with_a_warning(tmp_path):
     from ltaug import load_dataset
-    from trainer.counts import counts_source
+    from ltaug.trainer.counts import counts_source
 
     assert counts_source(load_dataset(TRAIN), None) == (None, f"class frequencies from the training file {TRAIN}")
     assert counts_source(load_dataset(TRAIN), "orig.json") == ("orig.json", "class frequencies from orig.json "
@@ -201,7 +201,7 @@ def test_image_and_anchor_sizes_from_the_cli_are_saved_and_rebuilt_by_eval(tmp_p
     assert (saved["preset_settings"]["min_size"], saved["preset_settings"]["max_size"]) == (160, 224)
     assert saved["preset_settings"]["backbone"] == "mobilenet_v2" and saved["backbone"] is None
     # eval rebuilds the same model (another anchor count would not load the checkpoint)
-    from trainer.inference import load_run
+    from ltaug.trainer.inference import load_run
 
     model = load_run(run).model
     assert (model.transform.min_size, model.transform.max_size) == ((160,), 224)
@@ -242,7 +242,7 @@ def test_eval_every_records_ap_per_epoch_and_plots_it(tmp_path, capsys):
 
 
 def test_ap_points_take_the_evaluated_epochs_and_the_final_evaluation():
-    from trainer.engine import ap_points
+    from ltaug.trainer.engine import ap_points
 
     box = lambda ap: {"AP": ap, "APr": None, "APc": ap, "APf": ap}  # noqa: E731
     history = [{"epoch": 1}, {"epoch": 2, "eval": {"bbox": box(0.1)}}, {"epoch": 3}]

@@ -20,8 +20,8 @@ from ltaug.rebalance.resample import (
     resample_counts,
 )
 from ltaug.rebalance.sampling import repeat_factors
-from trainer.data import DetectionDataset, collate_fn
-from trainer.samplers import (
+from ltaug.trainer.data import DetectionDataset, collate_fn
+from ltaug.trainer.samplers import (
     AspectRatioBatchSampler,
     ClassAwareSampler,
     RepeatFactorSampler,

@@ -13,12 +13,12 @@ torch = pytest.importorskip("torch")
 from conftest import DEMO, shared_path  # noqa: E402
 
 from ltaug import load_dataset  # noqa: E402
-from trainer.config import TrainConfig, check_resumable  # noqa: E402
-from trainer.decouple import prepare_bags, tau_normalization  # noqa: E402
-from trainer.engine import train  # noqa: E402
-from trainer.inference import load_run, predict, val_dataset  # noqa: E402
-from trainer.model import PRESETS, NormedLinear, build_model  # noqa: E402
-from trainer.samplers import AspectRatioBatchSampler, TrainingSampler  # noqa: E402
+from ltaug.trainer.config import TrainConfig, check_resumable  # noqa: E402
+from ltaug.trainer.decouple import prepare_bags, tau_normalization  # noqa: E402
+from ltaug.trainer.engine import train  # noqa: E402
+from ltaug.trainer.inference import load_run, predict, val_dataset  # noqa: E402
+from ltaug.trainer.model import PRESETS, NormedLinear, build_model  # noqa: E402
+from ltaug.trainer.samplers import AspectRatioBatchSampler, TrainingSampler  # noqa: E402
 
 TRAIN, IMAGES = DEMO / "annotations" / "train.json", DEMO / "images" / "train"
 VAL_IMAGES = DEMO / "images" / "val"

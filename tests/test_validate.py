@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from cli.main import main
 from ltaug import InputError, load_dataset
+from ltaug.cli.main import main
 from ltaug.io.policy import KINDS, severity
 
 
@@ -240,7 +240,7 @@ def test_no_traceback_for_garbage_in_any_command(tmp_path, content):
     bad.write_bytes(content)
     for cmd in (["validate", str(bad)], ["stats", str(bad)], ["recount", str(bad), "-o", str(tmp_path / "o.json")],
                 ["convert", str(bad), "-o", str(tmp_path / "o2.json")]):
-        proc = subprocess.run([sys.executable, "-m", "cli.main", *cmd], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "ltaug.cli.main", *cmd], capture_output=True, text=True)
         assert proc.returncode in (1, 2), (cmd, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) <= 1 and str(bad) in (proc.stderr + proc.stdout)

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from cli.main import main
 from ltaug import load_dataset
 from ltaug.api import class_stats, convert
+from ltaug.cli.main import main
 from ltaug.errors import InputError, SpecError
 from ltaug.io.policy import KINDS
 from ltaug.io.yolo import read_yolo

@@ -374,7 +374,7 @@ def _init_distributed(cfg: TrainConfig) -> tuple[int, int]:
 
     gloo on CPU, nccl on CUDA (each rank on its LOCAL_RANK device). A two-machine run:
     ``torchrun --nnodes 2 --node-rank {0,1} --nproc-per-node G --master-addr HOST0 --master-port 29500
-    -m cli.main train ...`` on each machine, with the data at the same path on both.
+    -m ltaug.cli.main train ...`` on each machine, with the data at the same path on both.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
