@@ -725,7 +725,9 @@ class CopyPaste(_Transform):
     class). ``classes``: category ids that may be pasted (default: all the bank holds).
     ``label_map``: the label of a pasted object from its category id (dict or callable; default:
     the id itself). ``blend``, ``sigma``, ``scale``, ``flip``, ``max_overlap``, ``min_visible``,
-    ``exclude_flags`` (bank :class:`~ltaug.pixels.bank.Flag` bits), ``box_only``: as :class:`ltaug.ops.Paste`.
+    ``exclude`` (bank quality flags by name: ``["truncated", "occluded"]``), ``box_only``: as
+    :class:`ltaug.ops.Paste`; ``exclude_flags``: the same as :class:`~ltaug.pixels.bank.Flag` bits
+    (used when ``exclude`` is not given).
     ``rgb``: the images are RGB (the default, albumentations' convention; the bank's crops, which
     are BGR as OpenCV decodes, are pasted as RGB); ``rgb=False`` for BGR images (the default
     until CopyPaste moved to RGB). After a call, ``get_applied_params()["objects"]`` lists what was placed
@@ -741,7 +743,7 @@ class CopyPaste(_Transform):
     """
 
     _init_args = ("bank", "objects", "weighting", "power", "classes", "class_counts", "blend", "sigma", "scale",
-                  "flip", "max_overlap", "min_visible", "exclude_flags", "box_only", "rgb", "label_field",
+                  "flip", "max_overlap", "min_visible", "exclude", "box_only", "rgb", "label_field",
                   "label_map", "fill_labels", "seed")
 
     def __init__(self, bank, objects=3, weighting: str = "inverse", power: float = 1.0, classes=None,
@@ -749,7 +751,7 @@ class CopyPaste(_Transform):
                  scale=(0.5, 1.5), flip: bool = True, max_overlap: float = 0.3, min_visible: float = 0.25,
                  exclude_flags: int = int(DEFAULT_EXCLUDE), box_only: bool = False, rgb: bool = True,
                  label_field: str = "labels", label_map=None, fill_labels: dict | None = None,
-                 seed: int | None = None, p: float = 0.5):
+                 seed: int | None = None, p: float = 0.5, exclude=None):
         super().__init__(label_field, fill_labels, seed, p)
         if weighting == "budget":
             raise ValueError("weighting 'budget' needs the whole dataset's deficits: use `ltaug paste` offline, "
@@ -762,12 +764,14 @@ class CopyPaste(_Transform):
         self.weighting, self.power, self.classes = weighting, power, classes
         self.class_counts, self.label_map = _int_keys(class_counts), _int_keys(label_map)  # JSON writes keys as text
         self.blend, self.sigma, self.scale, self.flip = blend, sigma, tuple(scale), flip
-        self.max_overlap, self.min_visible, self.exclude_flags = max_overlap, min_visible, exclude_flags
+        if exclude is None:
+            exclude = [str(f.name).lower() for f in Flag if int(exclude_flags) & f]
+        self.max_overlap, self.min_visible, self.exclude = max_overlap, min_visible, list(exclude)
         self.box_only, self.rgb = box_only, bool(rgb)
         self._range = (int(lo), int(hi))
         self._spec = ops.Paste(weighting=weighting, power=power, objects=int(hi), blend=blend, sigma=sigma,
                                scale=tuple(scale), flip=flip, max_overlap=max_overlap, min_visible=min_visible,
-                               exclude=[str(f.name).lower() for f in Flag if int(exclude_flags) & f], box_only=box_only)
+                               exclude=self.exclude, box_only=box_only)
         self._tables()
 
     def _tables(self) -> None:
@@ -777,7 +781,8 @@ class CopyPaste(_Transform):
         cats = np.asarray(list(dict.fromkeys(int(c) for c in ids)), np.int64)  # in the order given, as the engine's
         rows, _ = eligible_rows(bank, cats, self._spec)
         if rows.size == 0:
-            raise ValueError(f"{bank.path}: no object of these classes passes exclude_flags; nothing to paste")
+            raise ValueError(f"{bank.path}: every object of these classes is flagged {', '.join(self.exclude)} "
+                             f"(exclude); nothing to paste")
         counts = self.class_counts if self.class_counts is not None else bank.class_counts()
         instances = np.array([counts.get(int(c), 0) for c in cats], np.float64)
         self._cats = cats

@@ -544,3 +544,25 @@ def test_a_pickled_pipeline_gives_the_same_output(demo_bank, demo_train_path, de
     copy.set_random_seed(11)
     for it in items[3:6]:
         _same(copy(**_named(it, names)), aug(**_named(it, names)))
+
+
+def test_copy_paste_takes_quality_flags_by_name_as_ltaug_paste_does(demo_bank):
+    from ltaug.pixels.bank import Flag
+
+    by_name = CopyPaste(demo_bank, exclude=["truncated", "occluded"], seed=0, p=1.0)
+    by_bits = CopyPaste(demo_bank, exclude_flags=int(Flag.TRUNCATED | Flag.OCCLUDED), seed=0, p=1.0)
+    assert by_name.class_probabilities() == by_bits.class_probabilities()
+    assert A.to_dict(by_name)["transform"]["exclude"] == ["truncated", "occluded"]
+    flagged = [c for c in demo_bank.class_counts() if not _unflagged(demo_bank, c)]
+    assert flagged  # the demo has classes whose only objects are truncated or occluded
+    with pytest.raises(ValueError, match="every object of these classes is flagged truncated, occluded"):
+        CopyPaste(demo_bank, classes=flagged[:1], exclude=["truncated", "occluded"])
+
+
+def _unflagged(bank, category_id):
+    """Whether the bank holds an object of ``category_id`` with neither flag."""
+    from ltaug.pixels.bank import Flag
+
+    objects = bank.objects
+    rows = objects["category_id"] == category_id
+    return bool(((objects["flags"][rows] & int(Flag.TRUNCATED | Flag.OCCLUDED)) == 0).any())
