@@ -5,6 +5,7 @@ in ltaug/__init__.py."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,14 @@ from conftest import DEMO, ROOT
 import ltaug
 
 pytestmark = pytest.mark.slow  # a fresh venv and package installs: a minute or two
+
+
+@pytest.fixture
+def tmp_path(tmp_path):
+    """The test's folder, removed afterwards: its venvs (about 6 GB with torch) would otherwise stay
+    in pytest's last three base folders."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def run(*args, **kw):
