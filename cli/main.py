@@ -47,7 +47,7 @@ Inputs are never modified; outputs are written atomically."""
 EPILOG = """exit status:
   0    success
   1    bad input (a file, image or record that cannot be used: the message names it) or,
-       for `ltaug validate`, problems found
+       for `ltaug validate`, errors found (warnings alone: 0; with --strict: any problem)
   2    usage error (a flag or parameter value the command does not take: the message names it)
   3    internal error (a bug: please report it; LTAUG_DEBUG=1 shows the traceback)
   4    the system refused a read or write (disk full, file too large, read-only or
