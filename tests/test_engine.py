@@ -156,6 +156,77 @@ def test_lvis_input_gives_lvis_output(tmp_path, demo_train_path):
         assert not present & set(im["neg_category_ids"])
 
 
+COCO_URL = "http://images.cocodataset.org/"
+
+
+def lvis_v1_style(demo_train_path: Path, path: Path) -> Path:
+    """The demo as LVIS v1 stores its images: LVIS categories and image lists, and each image
+    named by ``coco_url`` alone (``http://images.cocodataset.org/train2017/NAME``, no ``file_name``)."""
+    ds = to_lvis(load_dataset(demo_train_path), rare_max=2, common_max=5)
+    ds.save(path)
+    doc = json.loads(path.read_text())
+    for im in doc["images"]:
+        assert im["coco_url"] == f"{COCO_URL}train2017/{im['file_name']}"
+        del im["file_name"]
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_lvis_output_names_every_image_by_a_coco_url_into_the_output(tmp_path, demo_train_path):
+    """The rule of the engine's docstring: every image record of an LVIS output, kept or new, has
+    coco_url = http://images.cocodataset.org/ + its path under OUT/images/ (./NAME without a
+    folder), and that file is there: the input's own file for a kept image, the image of the
+    record's size for every one. (tests/test_recipes.py has mmdetection, ultralytics and
+    detectron2's LVIS loaders resolve these URLs.)"""
+    from lvis import LVIS
+    from PIL import Image
+
+    ds = load_dataset(lvis_v1_style(demo_train_path, tmp_path / "lvis_v1.json"))
+    assert ds.kind == "lvis"
+    input_records = json.loads(json.dumps(ds.images))
+    out = tmp_path / "out"
+    run_pipeline(ds, IMAGES, out, [Resample(method="rfs", seed=0, threshold=0.1),
+                                   Paste(weighting="uniform", objects=3, prob=0.5, seed=1),
+                                   Mosaic(count=3, seed=2), Mixup(count=2, seed=3)], workers=2, progress=False)
+    assert ds.images == input_records  # the input's records are not changed
+    doc = json.loads((out / "annotations.json").read_text())
+    kinds = {"kept": 0, "paste": 0, "mosaic": 0, "mixup": 0}
+    for im in doc["images"]:
+        name = image_file_name(im)
+        assert im["coco_url"] == COCO_URL + (name if "/" in name else "./" + name)
+        path = out / "images" / im["coco_url"][len(COCO_URL):]
+        with Image.open(path) as f:
+            assert f.size == (im["width"], im["height"])
+        op = im.get("ltaug", {}).get("op", "")
+        if "file_name" in im:  # made by a pixel step
+            assert name.startswith("ltaug/step") and op in ("paste", "mosaic", "mixup")
+            kinds[op] += 1
+        else:  # kept: the input file itself, linked
+            assert os.path.samefile(path, IMAGES / name) and op.startswith("resample")
+            kinds["kept"] += 1
+    assert all(kinds.values()), kinds
+    on_disk = {p.relative_to(out / "images").as_posix() for p in (out / "images").rglob("*") if p.is_file()}
+    assert {os.path.normpath(im["coco_url"][len(COCO_URL):]) for im in doc["images"]} == on_disk
+    lvis = LVIS(str(out / "annotations.json"))  # lvis-api loads it
+    assert sorted(lvis.imgs) == sorted(im["id"] for im in doc["images"])
+    again = load_dataset(out / "annotations.json")  # and ltaug reads the same files from it
+    assert again.kind == "lvis" and [image_file_name(im) for im in again.images] == [
+        image_file_name(im) for im in doc["images"]]
+
+
+def test_coco_output_coco_urls_are_as_before(runs, demo_train_path):
+    """A COCO output keeps the input's coco_url on a kept image, and has none on an image a
+    pixel step made or replaced (the LVIS rule is for LVIS outputs only)."""
+    ds, base = runs
+    urls = {im["file_name"]: im["coco_url"] for im in ds.images}
+    doc = json.loads((base / "w1" / "annotations.json").read_text())
+    made = [im for im in doc["images"] if im["file_name"].startswith("ltaug/")]
+    kept = [im for im in doc["images"] if not im["file_name"].startswith("ltaug/")]
+    assert made and kept
+    assert all("coco_url" not in im for im in made)
+    assert all(im["coco_url"] == urls[im["file_name"]] for im in kept)
+
+
 def test_errors_are_one_line_and_inputs_untouched(tmp_path, demo_train_path):
     ds = load_dataset(demo_train_path)
     before = file_sha256(demo_train_path)

@@ -27,6 +27,22 @@ shards without a result file. Work happens in ``.OUT.partial/`` beside the outpu
                          re-encoded)
       run.json           input, steps with their parameters, seed, per-step and per-class counts
 
+An LVIS output (an LVIS input's) gives every image record, kept and new alike, the ``coco_url``
+``http://images.cocodataset.org/`` + the file's path under ``OUT/images/``, a path without a
+folder written ``./NAME`` (``..././000000000071.jpg`` for a kept input image,
+``.../ltaug/step1_paste_71.jpg`` for a new one); not percent-encoded. So the trainers that find
+LVIS v1 images by that URL find the output's files, with ``OUT/images/`` as their image folder:
+mmdetection's ``LVISV1Dataset`` removes the prefix and joins the rest to ``data_prefix['img']``;
+ultralytics' ``convert_coco(lvis=True)`` takes the URL relative to
+``http://images.cocodataset.org`` (pathlib drops the ``.``) as the image's path under its
+``images/`` folder and its label file's under ``labels/``; detectron2's ``load_lvis_json`` joins
+the URL's last two components to its ``image_root`` (``.`` and the name for a kept image: hence
+the ``./``; a name two or more folders deep, from an input whose file names are, is beyond
+that rule). The URL is a locator inside the output, not a download address: an input image's
+``train2017/...`` URL is replaced, since the file is not there in the output (the input file
+keeps it; ``source_image_ids`` lead to it). COCO outputs are left as they were: a replaced image
+drops the input's ``coco_url``, a new one has none.
+
 Every image a pixel step writes and every annotation it adds carries ``"ltaug"`` provenance:
 op, step, seed, source image ids, source annotation ids, and the recipe's own parameters (the
 step's parameters are in ``run.json``). A pasted image's ``source_image_ids`` is the image
@@ -63,6 +79,7 @@ from ltaug.run.limits import class_limits, log_shortfalls
 SHARD_MAX = 32
 FORMAT = "ltaug-output"
 NEW_IMAGES = "ltaug"  # sub-folder of images/ for the images the engine makes
+COCO_URL_ROOT = "http://images.cocodataset.org/"  # an LVIS output's coco_url: this + its path under images/
 WORK_FORMAT = 4  # of .OUT.partial/: a work folder of another layout is not resumed (4: file hashes)
 
 MapShards = Callable[[Callable[..., Any], Iterable[Any], int], AbstractContextManager[Iterator[Any]]]
@@ -590,7 +607,7 @@ def _merge(current: Dataset, step: PixelOperation, k: int, recipes: list, items:
             original = records[recipe["image_id"]]
             record = {**original, "file_name": recipe["file_name"]}
             if "coco_url" in record:
-                del record["coco_url"]  # the new file is not that URL
+                del record["coco_url"]  # the new file is not that URL (an LVIS output gets its own below)
             by_id = {a["id"]: a for a in anns_of.get(recipe["image_id"], ())}
             anns = [by_id[a] if isinstance(a, int) else a for a in item["kept"]] + anns
         if lvis:
@@ -613,6 +630,8 @@ def _merge(current: Dataset, step: PixelOperation, k: int, recipes: list, items:
     else:
         images = current.images + list(new_images.values())
         annotations = current.annotations + [a for anns in new_anns.values() for a in anns]
+    if lvis:
+        images = [_with_coco_url(im) for im in images]
     report = {"op": step.name, "step": k, "params": step.params(), "recipes": len(recipes),
               "images_written": len(recipes) - len(skipped), "images_skipped": skipped,
               "added_per_class": _count(added), "removed_per_class": _count(removed),
@@ -630,6 +649,16 @@ def _ann_order(images: list) -> Callable[[dict], int]:
     """Sort key keeping annotations grouped by image in image order (stable within an image)."""
     pos = {im["id"]: i for i, im in enumerate(images)}
     return lambda a: pos[a["image_id"]]
+
+
+def _with_coco_url(record: dict) -> dict:
+    """An LVIS output's image record with the ``coco_url`` of its file in the output (the rule is in
+    the module docstring): the record itself when it already has that URL, else a copy (records
+    of the input are never changed)."""
+    name = image_file_name(record)
+    assert name is not None  # every image has a file name (_check_originals; the new ones are named here)
+    url = COCO_URL_ROOT + (name if "/" in name else "./" + name)
+    return record if record.get("coco_url") == url else {**record, "coco_url": url}
 
 
 def _lvis_lists(record: dict, sources: list, anns: list) -> None:
