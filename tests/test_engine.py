@@ -212,6 +212,12 @@ def test_lvis_output_names_every_image_by_a_coco_url_into_the_output(tmp_path, d
     again = load_dataset(out / "annotations.json")  # and ltaug reads the same files from it
     assert again.kind == "lvis" and [image_file_name(im) for im in again.images] == [
         image_file_name(im) for im in doc["images"]]
+    # a pipeline of annotation steps only: its images too
+    run_pipeline(ds, IMAGES, tmp_path / "resampled", [Resample(method="rfs", seed=0, threshold=0.1)], workers=1,
+                 progress=False)
+    doc = json.loads((tmp_path / "resampled" / "annotations.json").read_text())
+    assert all(im["coco_url"] == COCO_URL + "./" + image_file_name(im) for im in doc["images"])
+    assert all((tmp_path / "resampled" / "images" / image_file_name(im)).is_file() for im in doc["images"])
 
 
 def test_coco_output_coco_urls_are_as_before(runs, demo_train_path):

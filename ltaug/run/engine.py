@@ -630,8 +630,6 @@ def _merge(current: Dataset, step: PixelOperation, k: int, recipes: list, items:
     else:
         images = current.images + list(new_images.values())
         annotations = current.annotations + [a for anns in new_anns.values() for a in anns]
-    if lvis:
-        images = [_with_coco_url(im) for im in images]
     report = {"op": step.name, "step": k, "params": step.params(), "recipes": len(recipes),
               "images_written": len(recipes) - len(skipped), "images_skipped": skipped,
               "added_per_class": _count(added), "removed_per_class": _count(removed),
@@ -686,6 +684,8 @@ def _finish(dataset: Dataset, final: Dataset, steps: list[Operation], reports: l
     _link_originals(sorted(referenced - made), images_dir, work / "images", link)
     for name in sorted(made - referenced):
         (work / "images" / name).unlink(missing_ok=True)
+    if final.kind == "lvis":  # every image, a pipeline of annotation steps only included
+        final = final.replace(images=[_with_coco_url(im) for im in final.images])
     final.save(work / "annotations.json", inputs=[dataset.path] if dataset.path else ())
     job = {k: v for k, v in read_json(work / "job.json").items() if k != "work_format"}  # the work folder's own
     summary = {"format": FORMAT, **job,
