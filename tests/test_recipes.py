@@ -404,3 +404,31 @@ def test_detectron2_recipe_parts_that_run_here(tmp_path):
     finally:
         os.chdir(ROOT)
     assert after > before
+
+
+SUPERVISION_LOAD = """
+import json, sys
+import supervision as sv
+out = sys.argv[1]
+ds = sv.DetectionDataset.from_yolo(images_directory_path=f"{out}/images", annotations_directory_path=f"{out}/labels",
+                                   data_yaml_path=f"{out}/data.yaml", force_masks=True)
+print(json.dumps({"images": len(ds), "classes": len(ds.classes), "objects": sum(len(d) for _, _, d in ds)}))
+"""
+
+
+@pytest.mark.slow
+def test_supervision_loads_the_yolo_export_of_a_resampled_file(tmp_path, ultralytics_python):
+    """supervision refuses a COCO file that names one image twice (a resampled file); its YOLO export
+    (each repeat under its own name, STEP_repK) loads, every repeat with its objects and masks."""
+    python = ultralytics_python  # supervision beside ultralytics: both need opencv-python
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "supervision"], check=True, capture_output=True)
+    rs = tmp_path / "rfs.json"
+    shell(f"ltaug resample {DEMO / 'annotations' / 'train.json'} --method rfs --threshold 0.3 -o {rs}", tmp_path)
+    out = tmp_path / "yolo"
+    shell(f"ltaug convert {rs} --to yolo --images {DEMO / 'images' / 'train'} -o {out}", tmp_path)
+    proc = subprocess.run([str(python), "-c", SUPERVISION_LOAD, str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    doc = json.loads(rs.read_text())
+    assert got == {"images": len(doc["images"]), "classes": len(doc["categories"]),
+                   "objects": sum(not a.get("iscrowd") for a in doc["annotations"])}
