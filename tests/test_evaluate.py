@@ -381,3 +381,27 @@ def test_errors(val_ds, change, kwargs, message):
     dets = [good, bad]
     with pytest.raises(ValueError, match=message):
         evaluate(val_ds, dets, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")  # lvis-api's logger.warn
+def test_a_converted_coco_file_scores_the_same_in_lvis_api(tmp_path):
+    """The README's "equal to lvis-api" on `ltaug convert --to lvis` output of a COCO file with crowd
+    regions (the demo has 6): the conversion removes them (LVIS has none), so ltaug's LVIS rules and
+    lvis-api agree on the same detections."""
+    lvis = pytest.importorskip("lvis")
+    from ltaug.stats.frequency import to_lvis
+
+    coco = load_dataset(DEMO_TRAIN)
+    assert coco.index.ann_iscrowd.sum() == 6
+    converted = to_lvis(coco, rare_max=2, common_max=5).save(tmp_path / "lvis.json")
+    doc = json.loads(converted.read_text())
+    dets = synthetic_detections(doc, _ann_to_rle(doc), seed=3)
+    ours = evaluate(converted, dets, iou_types=("bbox",))["bbox"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(np, "float", float, raising=False)  # lvis-api 0.5.3 still uses np.float (gone in numpy 2)
+        gt = lvis.LVIS(str(converted))
+        ev = lvis.LVISEval(gt, lvis.LVISResults(gt, for_reference(dets, "bbox")), "bbox")
+        ev.run()
+    ref = ev.get_results()
+    for name in METRICS:
+        assert ours[name] == pytest.approx(ref[name], abs=1e-6), name
