@@ -55,7 +55,8 @@ Conventions chosen here
   tolerance) and are clipped to it, with a warning. Anything further out is an error.
 * Images get ids 1..N in sorted file-name order (the path relative to the images folder).
   Annotations get ids 1..M in image order, then line order. Sizes come from the image
-  header (PIL, no decode). EXIF orientation is not applied.
+  header (PIL, no decode), upright: a photo's EXIF orientation applied, as ultralytics'
+  ``exif_size`` does (its labels are normalised to the upright image).
 
 Writing: class ids are 0..K-1 (ultralytics refuses others: "80-class dataset requires class
 indices 0-79"), in the order of the input's class ids (each category's ``yolo_id`` when all are
