@@ -241,7 +241,7 @@ def test_torchrun_two_cpu_ranks_split_the_epoch(tmp_path):
 
     script = tmp_path / "run.py"
     script.write_text(
-        "import sys\nfrom trainer.engine import TrainConfig, train\n"
+        "import sys\nfrom ltaug.trainer.engine import TrainConfig, train\n"
         "cfg = TrainConfig(train=sys.argv[1], images=sys.argv[2], out=sys.argv[3], epochs=1, warmup_iters=2,\n"
         "                  workers=0, threads=1, seed=3, preset='cpu', device='cpu', record_samples=True,\n"
         "                  sampler='rfs', rfs_threshold=0.1)\ntrain(cfg, progress=False)\n")
