@@ -9,9 +9,12 @@ On the shared COCO-LT train set (or ``--annotations`` / ``--images``), in one ru
    fresh temporary folder; images/s and the ratio to (1) (the bank also rasterises every
    mask, computes occlusion and writes the crops);
 3. the bank's size on disk against the JPEGs it was cut from;
-4. getting every object once in random order: ``Bank.get`` (memory-map slices +
-   ``unpackbits``) against what pasting would do without a bank (decode the source image,
-   rasterise the mask, crop both).
+4. getting every object once in random order: ``Bank.get`` (two reads and the object's
+   decoding) against what pasting would do without a bank (decode the source image, rasterise
+   the mask, crop both).
+
+The bank is built with the default codec (jpeg) unless ``--codec`` says otherwise;
+``bench_bank_codec.py`` compares the codecs.
 
 Each timing is the best of ``--repeat`` runs (the first build warms the page cache like
 the baseline does). The load average is printed: other work on the machine inflates timings.
@@ -54,13 +57,16 @@ def main() -> None:
     from ltaug import load_dataset
     from ltaug.io.geometry import decode
     from ltaug.io.paths import image_file_name
-    from ltaug.pixels.bank import IMREAD_FLAGS, Bank, build_bank
+    from ltaug.pixels.bank import Bank, build_bank
+
+    IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # how ltaug reads a JPEG without EXIF turns
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--annotations", type=Path, default=COCO_LT / "annotations" / "instances_train.json")
     ap.add_argument("--images", type=Path, default=COCO_LT / "images" / "train2017")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--codec", default="jpeg", help="jpeg (the default), png or raw")
     args = ap.parse_args()
 
     print(f"load average at start: {os.getloadavg()[0]:.2f}  (cpus: {os.cpu_count()})")
@@ -89,12 +95,12 @@ def main() -> None:
             for _ in range(args.repeat):
                 if summary is not None:
                     shutil.rmtree(summary["path"])  # untimed: each build writes a fresh folder
-                summary = build_bank(ds, args.images, Path(tmp) / "bank", workers=w, progress=False)
+                summary = build_bank(ds, args.images, Path(tmp) / "bank", workers=w, progress=False, codec=args.codec)
                 t = min(t, summary["seconds"])
             print(f"{f'build_bank, {w} worker(s)':<42}{t:8.3f}{n / t:9.1f}{t / t_plain:10.2f}")
         out = Path(summary["path"])
         sizes = {f.name: f.stat().st_size for f in out.iterdir()}
-        print(f"\nbank: {summary['objects']} objects, {summary['bytes'] / MIB:.1f} MiB on disk "
+        print(f"\nbank ({summary['codec']}): {summary['objects']} objects, {summary['bytes'] / MIB:.1f} MiB on disk "
               f"({summary['bytes'] / jpeg_bytes:.2f}x the {jpeg_bytes / MIB:.1f} MiB of JPEGs): "
               + ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in sorted(sizes.items())))
         print(f"flags: {summary['flags']}")

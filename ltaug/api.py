@@ -507,22 +507,58 @@ def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: fl
 
 def build_bank(dataset: DatasetLike, images: PathLike, output: PathLike, *, workers: int | None = None,
                min_area: int = BankParams.min_area, occluded_fraction: float = BankParams.occluded_fraction,
-               on_error: str = "raise", strict: bool = False, progress: bool = False) -> dict:
-    """``ltaug bank``: cut every non-crowd object out once (crop, mask, class, source ids, quality
+               classes: Sequence[int | str] | str | None = None, bins: Sequence[str] | str | None = None,
+               rare_max: int | None = None, common_max: int | None = None, max_per_class: int | None = None,
+               seed: int = 0, codec: str = "jpeg", quality: int | None = None, on_error: str = "raise",
+               strict: bool = False, progress: bool = False) -> dict:
+    """``ltaug bank``: cut the non-crowd objects out once (crop, mask, class, source ids, quality
     flags) into an object bank folder ``output`` for copy-paste (:func:`ltaug.pixels.bank.build_bank`;
     open it with :class:`ltaug.pixels.bank.Bank`).
 
     ``workers``: processes (default: all cores; the bank is the same bytes for any number).
     ``min_area`` / ``occluded_fraction``: the thresholds of the too-small and occluded flags.
-    Returns the summary: ``path``, ``objects``, ``images``, ``flags``, ``bytes``, ``seconds``, ...
+    What goes in: the classes ``classes`` (names or ids, a list or one comma-separated string)
+    and those of the frequency ``bins`` (``"r,c"`` or ``["r", "c"]``: the bins of
+    :func:`class_stats`, an LVIS file's own unless ``rare_max`` / ``common_max`` are given, else by
+    image counts with 10 / 100); both given: their union; neither: every class. ``max_per_class``:
+    at most that many objects of each class, a choice seeded by ``seed`` that prefers unflagged,
+    larger and less occluded objects (:data:`ltaug.pixels.bank_select.RULE`). How the crops are
+    stored: ``codec`` ``jpeg`` (at ``quality``, default 91), ``png`` (lossless) or ``raw``
+    (:mod:`ltaug.pixels.bank_codec`). The selection and the codec are recorded in ``meta.json``.
+    Returns the summary: ``path``, ``objects``, ``source_objects``, ``left_out``, ``images``,
+    ``flags``, ``codec``, ``bytes``, ``bytes_per_object``, ``seconds``, ...
     """
     from ltaug.pixels.bank import build_bank as build
+    from ltaug.pixels.bank_select import split_names
+    from ltaug.stats.frequency import BINS, dataset_bins, uses_stored_frequency
 
     if not Path(images).is_dir():
         raise UsageError(f"{images}: image folder not found")
     ds = _load(dataset, on_error, strict=strict)
+    named = split_names(classes)
+    asked: dict[str, Any] = {}
+    if bins is None:
+        if rare_max is not None or common_max is not None:
+            _log.warning("rare_max / common_max choose the frequency bins of `bins`; without bins they change nothing")
+    else:
+        wanted = [str(b) for b in split_names(bins) or []]
+        wrong = [b for b in wanted if b not in BINS]
+        if wrong or not wanted:
+            raise SpecError("bins", f"takes {', '.join(BINS)} (comma-separated), got {', '.join(wrong) or 'nothing'}")
+        of_class = dataset_bins(ds, rare_max=rare_max, common_max=common_max)
+        from_file = uses_stored_frequency(ds, rare_max, common_max)
+        in_bins = [int(c) for c, b in zip(ds.index.category_ids.tolist(), of_class) if b in wanted]
+        if not in_bins and not named:
+            how = "the file's own frequency" if from_file else "by image counts"
+            raise SpecError("bins", f"{','.join(wanted)}: no class of the dataset is in these bins ({how})")
+        asked = {"bins": wanted, "bins_from": "file" if from_file else "image_counts",
+                 "rare_max": None if from_file else (RARE_MAX if rare_max is None else rare_max),
+                 "common_max": None if from_file else (COMMON_MAX if common_max is None else common_max),
+                 "bin_classes": len(in_bins)}
+        named = [*(named or []), *in_bins]
     summary = build(ds, images, output, workers=workers, min_area=min_area, occluded_fraction=occluded_fraction,
-                    on_error=on_error, progress=progress)
+                    on_error=on_error, progress=progress, classes=named, max_per_class=max_per_class, seed=seed,
+                    codec=codec, quality=quality, asked={"classes": split_names(classes), **asked})
     _write_fixes(ds, output, folder=True)
     return summary
 

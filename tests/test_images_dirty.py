@@ -237,7 +237,8 @@ def dirty(tmp_path_factory, doc):
     out = {"d": d, "made": made, "ann": ann}
     out["validate"] = ltaug("validate", ann, "--images", d.images)
     out["validate_json"] = ltaug("validate", ann, "--images", d.images, "--json")
-    out["bank"] = ltaug("bank", ann, "--images", d.images, "-o", root / "bank", "--workers", 1)
+    out["bank"] = ltaug("bank", ann, "--images", d.images, "-o", root / "bank", "--workers", 1,
+                        "--codec", "raw")  # lossless: its crops are compared with the pixels read
     out["paste"] = ltaug("paste", ann, "--images", d.images, "-o", root / "out", "--workers", 1, "--seed", 0)
     out["validate_out"] = ltaug("validate", root / "out" / "annotations.json", "--images", root / "out" / "images")
     return out

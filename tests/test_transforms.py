@@ -225,7 +225,7 @@ def test_pasted_pixels_have_the_source_objects_rgb_colours(demo_bank, demo_train
                 continue
             want = rgb_file(int(demo_bank.objects[o["row"]]["image_id"]))[y0:y1, x0:x1][on].astype(int)
             got = out["image"][o["y"]:o["y"] + o["h"], o["x"]:o["x"] + o["w"]][on].astype(int)
-            assert np.abs(got - want).mean() < 1.0, (seed, o)
+            assert np.abs(got - want).mean() < 4.0, (seed, o)  # the bank's jpeg crops: ~38 dB, mean error ~2.5
             if np.abs(want[:, 0] - want[:, 2]).mean() > 20:  # red and blue differ: swapped channels would show
                 assert np.abs(got - want[:, ::-1]).mean() > 10
                 coloured += 1

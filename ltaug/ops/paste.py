@@ -195,7 +195,8 @@ examples:
         ``skipped_per_class``) and the category names ``names`` (id: name). Each: ``category_id``,
         ``name``, ``asked``, ``got``, ``missing`` (objects by reason, :data:`~ltaug.pixels.copy_paste.MISSING`;
         they add up to asked - got), ``in_bank``, ``left_out`` (the class's bank objects the step
-        may not paste, by flag name) and ``why`` (one line). Rarest first (most missing)."""
+        may not paste, by flag name), ``why`` (one line) and, for a class the bank was built
+        without, ``in_selection`` False. Rarest first (most missing)."""
         if (r.get("params") or {}).get("weighting") != "budget":
             return []
         params = r.get("params") or {}
@@ -215,6 +216,8 @@ examples:
                 missing["other"] = other
             entry = {"category_id": cid, "name": names.get(cid, str(cid)), "asked": int(c["asked"]), "got": int(got),
                      "missing": missing, "in_bank": int(c.get("in_bank", 0)), "left_out": dict(c.get("left_out", {}))}
+            if c.get("in_selection") is False:
+                entry["in_selection"] = False  # the bank was built without the class
             entry["why"] = _why(entry, params)
             out.append(entry)
         out.sort(key=lambda e: (-(e["asked"] - e["got"]), e["category_id"]))
@@ -222,23 +225,37 @@ examples:
 
     @staticmethod
     def report_lines(r: dict, *, most: int = 10) -> list[str]:
-        """Lines below the step's summary (the command line's): under ``budget``, each class that
-        got fewer objects than asked, with why (or, when more than ``most``, how many per reason
-        and which classes); under uniform / inverse, the dataset's classes of which no object may
-        be pasted. (A target that asks for nothing is a logged warning, and the plan info's ``note``.)"""
+        """Lines below the step's summary (the command line's): first, when the bank was built for
+        some classes only (``ltaug bank --classes / --bins``), one line naming the classes the step
+        asks for (budget: with a deficit; uniform / inverse: with instances) that it lacks; then,
+        for the others, under ``budget``, each class that got fewer objects than asked, with why
+        (or, when more than ``most``, how many per reason and which classes); under uniform /
+        inverse, the dataset's classes of which no object may be pasted. (A target that asks for
+        nothing is a logged warning, and the plan info's ``note``.)"""
         plan = r.get("plan") or {}
         lines = []
         short = r.get("shortfalls") or []
+        unusable = _by_id(plan.get("not_pastable"))
+        lacking = [(e["category_id"], e["name"], e["asked"]) for e in short if e.get("in_selection") is False]
+        lacking += [(cid, v.get("name", str(cid)), 0) for cid, v in unusable.items() if v.get("in_selection") is False]
+        if lacking:  # the bank was built for some classes only: one line for those it lacks
+            objects = sum(n for _, _, n in lacking)
+            named = ", ".join(f"{name} (id {cid})" for cid, name, _ in lacking[:2 * most])
+            lines.append(f"the bank was built for some classes only and lacks {len(lacking)} of the classes the step asks for"
+                         + (f" ({objects} objects)" if objects else "") + f": {named}"
+                         + (f", ... ({len(lacking) - 2 * most} more in run.json)" if len(lacking) > 2 * most else ""))
+            short = [e for e in short if e.get("in_selection") is not False]
+            unusable = {cid: v for cid, v in unusable.items() if v.get("in_selection") is not False}
         if short:
-            asked = sum(c["asked"] for c in _by_id(plan.get("classes")).values())
-            lines.append(f"{len(short)} of {len(plan.get('classes') or {})} classes got fewer objects than asked "
+            classes = [c for c in _by_id(plan.get("classes")).values() if c.get("in_selection") is not False]
+            asked = sum(c["asked"] for c in classes)
+            lines.append(f"{len(short)} of {len(classes)} classes got fewer objects than asked "
                          f"({sum(e['asked'] - e['got'] for e in short)} of {asked} objects missing):")
             if len(short) <= most:
                 lines += [f"  {e['name']} (id {e['category_id']}): asked {e['asked']}, got {e['got']}: {e['why']}"
                           for e in short]
             else:
                 lines += [f"  {line}" for line in _by_reason(short, r.get("params") or {})]
-        unusable = _by_id(plan.get("not_pastable"))
         if unusable:
             shown = [f"{v.get('name', cid)} ({_unusable(v)})" for cid, v in list(unusable.items())[:most]]
             lines.append(f"{len(unusable)} classes of the data can never be pasted: " + ", ".join(shown)
@@ -265,6 +282,8 @@ def _unusable(c: dict) -> str:
 def _reason(key: str, n: int, entry: dict, params: dict) -> str:
     """One reason of a class's shortfall in words (``n`` objects)."""
     if key == "no_bank_object":
+        if entry.get("in_selection") is False:
+            return "not in the bank: it was built without the class (its classes / bins)"
         return "no object of the class in the bank"
     if key == "excluded":
         return _unusable(entry)

@@ -208,7 +208,15 @@ def place_objects(bank: Bank, bank_rows, dst_hw, boxes: list, spec, rng: np.rand
 
 def is_box_only(bank: Bank, row: int) -> bool:
     """Whether bank object ``row`` has no segmentation (it is pasted, and annotated, as its box)."""
-    return bool(int(bank.objects[row]["flags"]) & BOX_ONLY)
+    return bool(int(_record(bank, row)["flags"]) & BOX_ONLY)
+
+
+def _record(bank: Bank, row: int):
+    """Bank object ``row``'s table row, read on its own where the bank can (:meth:`Bank.record`): the
+    renderers read only the rows they paste, never a whole column, so a worker's memory does not
+    grow with the bank."""
+    record = getattr(bank, "record", None)
+    return record(row) if record is not None else bank.objects[row]
 
 
 def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tuple[list, Occlusion, dict]:
@@ -313,11 +321,14 @@ class Availability:
     ``eligible`` (those it may paste: :func:`eligible_rows`) and ``left_out`` (the others, by
     the flag that leaves them out: a flag of ``exclude``, or ``box_only`` for box-only objects
     left out because other objects have masks; an object with two excluded flags counts under
-    both), each by category id (classes without any left out)."""
+    both), each by category id (classes without any left out); ``selected``: the classes the
+    bank was built for (:attr:`Bank.selected_classes <ltaug.pixels.bank.Bank.selected_classes>`;
+    None: every class)."""
 
     in_bank: dict[int, int]
     eligible: dict[int, int]
     left_out: dict[int, dict[str, int]]
+    selected: frozenset[int] | None = None
 
     @classmethod
     def of(cls, bank: Bank, rows: np.ndarray, spec) -> Availability:
@@ -337,17 +348,24 @@ class Availability:
                 continue
             for cid, n in _per_class(cats[hit]).items():
                 left_out.setdefault(cid, {})[str(flag.name).lower()] = n
-        return cls(_per_class(cats), _per_class(cats[rows]), left_out)
+        return cls(_per_class(cats), _per_class(cats[rows]), left_out, getattr(bank, "selected_classes", None))
+
+    def lacks(self, cid: int) -> bool:
+        """Whether the bank was built without class ``cid`` (its ``classes`` / ``bins`` left it out)."""
+        return self.selected is not None and cid not in self.selected
 
     def entry(self, cid: int, asked: int) -> dict:
         """The plan info's record of class ``cid`` asked for ``asked`` objects: ``asked``,
         ``planned`` (placed so far), ``in_bank``, ``eligible``, ``left_out`` (by flag) and
-        ``missing`` (objects not placed, by reason: :data:`MISSING`)."""
+        ``missing`` (objects not placed, by reason: :data:`MISSING`); ``in_selection``: False
+        when the bank was built without the class (only then)."""
         in_bank, eligible = self.in_bank.get(cid, 0), self.eligible.get(cid, 0)
         entry: dict[str, Any] = {"asked": int(asked), "planned": 0, "in_bank": in_bank, "eligible": eligible,
                                  "left_out": dict(self.left_out.get(cid, {})), "missing": {}}
         if asked and not eligible:
             entry["missing"]["excluded" if in_bank else "no_bank_object"] = int(asked)
+        if self.lacks(cid):
+            entry["in_selection"] = False
         return entry
 
 
@@ -461,9 +479,11 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
 
 
 def _not_pastable(idx, availability: Availability) -> dict:
-    """The dataset's classes (with instances) of which the bank holds no eligible object."""
+    """The dataset's classes (with instances) of which the bank holds no eligible object
+    (``in_selection``: False for those the bank was built without)."""
     return {cid: {"name": name, "in_bank": availability.in_bank.get(cid, 0),
-                  "left_out": dict(availability.left_out.get(cid, {}))}
+                  "left_out": dict(availability.left_out.get(cid, {})),
+                  **({"in_selection": False} if availability.lacks(cid) else {})}
             for cid, name, n in zip(idx.category_ids.tolist(), idx.category_names, idx.instance_counts.tolist())
             if n > 0 and not availability.eligible.get(cid, 0)}
 
@@ -535,7 +555,7 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         if not is_box_only(bank, o["row"]):
             ann["segmentation"] = rle_to_json(rle)
         ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],
-                        "source_image_id": int(bank.objects[o["row"]]["image_id"]), "size": [o["w"], o["h"]],
+                        "source_image_id": int(_record(bank, o["row"])["image_id"]), "size": [o["w"], o["h"]],
                         "flip": o["flip"]}
         pasted.append(ann)
     kept = [a for a in (_occlude(a, occlusion, spec.min_visible, counts) for a in annotations) if a is not None]
