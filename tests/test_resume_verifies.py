@@ -316,3 +316,16 @@ def test_an_input_changed_while_the_run_runs_is_never_published(tmp_path):
     with pytest.raises(UsageError, match=f"changed while the run ran .*first: {victim.name}"):
         run_pipeline(ds, images, tmp_path / "out", STEPS, workers=1, progress=False, map_shards=edits_an_input)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_refused_before_any_work_leaves_no_work_folder(tmp_path):
+    """A bad input found once the run has started (here: --bank names a folder that is not a bank)
+    is refused in one line; it leaves no .OUT.partial, so the corrected command runs without --resume."""
+    not_a_bank = tmp_path / "notabank"
+    not_a_bank.mkdir()
+    args = ["paste", TRAIN, "--images", IMAGES, "-o", tmp_path / "out", "--workers", "1"]
+    r = ltaug(*args, "--bank", not_a_bank)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not partial_dir(tmp_path / "out").exists()
+    r = ltaug(*args)
+    assert r.returncode == 0, r.stderr

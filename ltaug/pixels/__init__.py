@@ -4,6 +4,8 @@
 - :mod:`~ltaug.pixels.masks`: mask arithmetic on RLE (occlusion, warps);
   :mod:`~ltaug.pixels.imagefile`: reading image files with one-line errors;
 - :mod:`~ltaug.pixels.bank`: the object bank (crops, masks, flags) that copy-paste draws from;
+  :mod:`~ltaug.pixels.bank_codec`: how its crops and masks are stored (jpeg, png, raw);
+  :mod:`~ltaug.pixels.bank_select`: which objects go in (classes, bins, a seeded cap per class);
 - :mod:`~ltaug.pixels.copy_paste`, :mod:`~ltaug.pixels.mosaic`, :mod:`~ltaug.pixels.mixup`:
   each operation's planning (seeded, pure) and rendering of one recipe.
 

@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from ltaug.errors import InputError, SpecError, UsageError
+from ltaug.errors import InputError, LtaugError, SpecError, UsageError
 from ltaug.io.dataset import Dataset
 from ltaug.io.jsonio import dumps, file_sha256, read_json, write_json_atomic
 from ltaug.io.lock import output_lock
@@ -386,8 +386,22 @@ def run_pipeline(dataset: Dataset, images_dir: str | os.PathLike, out_dir: str |
     _check_output(out_dir, images_dir, overwrite or resume)
     _check_unique_annotation_ids(dataset)
     with output_lock(out_dir):  # one writer per output, from here to the published folder
-        return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards,
-                           link, verify_images)
+        fresh = not partial_dir(out_dir).exists()
+        try:
+            return _run_locked(dataset, images_dir, out_dir, steps, workers, resume, on_error, progress, map_shards,
+                               link, verify_images)
+        except LtaugError:
+            if fresh:
+                _drop_if_empty(partial_dir(out_dir))
+            raise
+
+
+def _drop_if_empty(work: Path) -> None:
+    """Remove the work folder of a run that failed (a bad input, not an interruption) before it
+    finished any shard or step: there is nothing to resume, and the next run should not have to
+    say --resume."""
+    if work.is_dir() and not any(work.glob("step-*/result.json")) and not any(work.glob("step-*/shards/*.json")):
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _run_locked(dataset: Dataset, images_dir: Path, out_dir: Path, steps: list[Operation], workers: int,
