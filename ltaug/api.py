@@ -281,7 +281,7 @@ class ConvertResult:
     dataset: Dataset
     """The dataset written (for a YOLO output: the input)."""
     yolo: dict | None = None
-    """A YOLO output's summary (:func:`ltaug.io.yolo.write_yolo`): images, objects, labels, crowd
+    """A YOLO output's summary (:func:`ltaug.io.yolo_export.write_yolo`): images, objects, labels, crowd
     regions skipped, images placed."""
 
 
@@ -298,7 +298,7 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
     YOLO output). ``split``: the split read from a YOLO folder. ``rare_max`` / ``common_max``:
     the bins of an LVIS output. A YOLO output's class ids are 0..K-1 (the summary's ``id_map``:
     input id -> id written, also in its data.yaml), or with ``keep_ids`` the input's own, gaps
-    filled with placeholder classes (:func:`ltaug.io.yolo.write_yolo`). ``val`` (its images under
+    filled with placeholder classes (:func:`ltaug.io.yolo_export.write_yolo`). ``val`` (its images under
     ``val_images``): for a YOLO output, the validation split written beside (``images/train``,
     ``images/val``, one data.yaml naming both).
     """
@@ -315,7 +315,7 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
     else:
         ds = _load(dataset, on_error, split, strict=strict)
     if fmt == "yolo":
-        from ltaug.io.yolo import write_yolo
+        from ltaug.io.yolo_export import write_yolo
 
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: exists and is not a folder; YOLO output is a folder")

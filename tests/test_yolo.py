@@ -17,7 +17,8 @@ from ltaug import load_dataset
 from ltaug.errors import InputError, SpecError, UsageError
 from ltaug.io import geometry
 from ltaug.io.dataset import Dataset
-from ltaug.io.yolo import read_yolo, write_yolo
+from ltaug.io.yolo import read_yolo
+from ltaug.io.yolo_export import write_yolo
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco-lt"
 TRAIN_JSON = SHARED / "annotations" / "instances_train.json"
