@@ -78,13 +78,15 @@ step's one-key mapping ``{name: params}``."""
 
 # -- shared -------------------------------------------------------------------------------------
 
-def _load(dataset: DatasetLike, on_error: str, split: str = "train", strict: bool = False) -> Dataset:
-    """``dataset`` itself, or the file or folder it names, loaded. What the reader did is logged,
-    one line per kind and action (:func:`ltaug.io.policy.summary_lines`): warnings as warnings,
-    fixes and skips as information."""
+def _load(dataset: DatasetLike, on_error: str, split: str = "train", strict: bool = False,
+          images: PathLike | None = None) -> Dataset:
+    """``dataset`` itself, or the file or folder it names, loaded (``images``: a YOLO folder's
+    images, read instead of data.yaml's). What the reader did is logged, one line per kind and
+    action (:func:`ltaug.io.policy.summary_lines`): warnings as warnings, fixes and skips as
+    information."""
     if isinstance(dataset, Dataset):
         return dataset
-    ds = load_dataset(dataset, on_error=on_error, split=split, strict=strict)
+    ds = load_dataset(dataset, on_error=on_error, split=split, strict=strict, images=images)
     for action, line in summary_lines(ds.findings):
         _log.log(logging.WARNING if action == "warned" else logging.INFO, "%s: %s", dataset, line)
     if ds.skipped and not ds.findings:  # a reader that lists no findings
@@ -116,6 +118,25 @@ def _write_fixes(ds: Dataset, output: PathLike, *, folder: bool = False) -> Path
                              "records": listed}, indent=True)
     _log.info("%s: %d record(s) fixed and %d skipped on reading, each listed", path, counts["fixed"], counts["skipped"])
     return path
+
+
+def _write_results(result: Resampled | PlanResult, dataset: DatasetLike, document: tuple[str, PathLike | None, Any],
+                   output: PathLike | None, plot: PathLike | None, shift: Any, title: str) -> None:
+    """What resample and plan write, each recorded in ``result.written``: ``document`` (its key,
+    path and content: the repeat factors, the plan), the dataset to ``output`` with its fix report
+    (:func:`_write_fixes`), and the before/after ``plot`` of ``shift``."""
+    from ltaug.io.jsonio import write_json_atomic
+    from ltaug.rebalance.shift import plot_shift
+
+    key, path, content = document
+    if path:
+        write_json_atomic(path, content)
+        result.written[key] = Path(path)
+    if output:
+        result.written["output"] = result.dataset.save(output, inputs=[_source(dataset)])
+        _write_fixes(result.input, output)
+    if plot:
+        result.written["plot"] = plot_shift(shift, plot, title=title)
 
 
 def _source(dataset: DatasetLike) -> Path | None:
@@ -308,12 +329,8 @@ def convert(dataset: DatasetLike, output: PathLike, *, to: str | None = None, im
     out = Path(output)
     fmt = to or ("yolo" if out.suffix.lower() != ".json" else None)
     refuse_overwriting_inputs(out, [_source(dataset), images])
-    if images is not None and not isinstance(dataset, Dataset) and is_yolo_source(dataset):
-        ds = load_dataset(dataset, on_error=on_error, split=split, strict=strict, images=images)
-        for action, line in summary_lines(ds.findings):  # as _load logs them
-            _log.log(logging.WARNING if action == "warned" else logging.INFO, "%s: %s", dataset, line)
-    else:
-        ds = _load(dataset, on_error, split, strict=strict)
+    yolo_input = not isinstance(dataset, Dataset) and is_yolo_source(dataset)
+    ds = _load(dataset, on_error, split, strict=strict, images=images if yolo_input else None)
     if fmt == "yolo":
         from ltaug.io.yolo_export import write_yolo
 
@@ -405,9 +422,8 @@ def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike |
     ``plot`` (before/after class histogram). ``rare_max`` / ``common_max``: the bins of the
     per-class table.
     """
-    from ltaug.io.jsonio import write_json_atomic
     from ltaug.rebalance.resample import repeat_factor_document, resample_counts
-    from ltaug.rebalance.shift import class_shift, plot_shift
+    from ltaug.rebalance.shift import class_shift
 
     if isinstance(method, Resample):
         spec = method.replace(**params) if params else method
@@ -419,14 +435,8 @@ def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike |
     shift = class_shift(ds, drawn.counts, rare_max=rare_max, common_max=common_max)
     result = Resampled(input=ds, spec=spec, counts=drawn.counts, shift=shift,
                        repeat_factors=repeat_factor_document(ds, drawn), note=drawn.note)
-    if repeat_factors:
-        write_json_atomic(repeat_factors, result.repeat_factors)
-        result.written["repeat_factors"] = Path(repeat_factors)
-    if output:
-        result.written["output"] = result.dataset.save(output, inputs=[_source(dataset)])
-        _write_fixes(ds, output)
-    if plot:
-        result.written["plot"] = plot_shift(shift, plot, title=f"{_shown(dataset)}: resample --method {spec.method}")
+    _write_results(result, dataset, ("repeat_factors", repeat_factors, result.repeat_factors), output, plot,
+                   shift, f"{_shown(dataset)}: resample --method {spec.method}")
     return result
 
 
@@ -483,23 +493,15 @@ def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: fl
     count) for image repeats. Nothing is written unless asked: ``plan_json`` (the plan),
     ``output`` (the planned COCO/LVIS file), ``plot`` (before/after class histogram).
     """
-    from ltaug.io.jsonio import write_json_atomic
     from ltaug.rebalance.planning import Target, make_plan
-    from ltaug.rebalance.shift import plot_shift
 
     target = Target(min_instances=min_instances, exponent=exponent, max_factor=max_factor)
     _refuse_over_input(dataset, output, plan_json, plot)
     ds = _load(dataset, on_error, strict=strict)
     result = PlanResult(input=ds, target=target,
                         plan=make_plan(ds, target, rare_max=rare_max, common_max=common_max))
-    if plan_json:
-        write_json_atomic(plan_json, result.plan)
-        result.written["plan_json"] = Path(plan_json)
-    if output:
-        result.written["output"] = result.dataset.save(output, inputs=[_source(dataset)])
-        _write_fixes(ds, output)
-    if plot:
-        result.written["plot"] = plot_shift(result.plan, plot, title=f"{_shown(dataset)}: plan")
+    _write_results(result, dataset, ("plan_json", plan_json, result.plan), output, plot, result.plan,
+                   f"{_shown(dataset)}: plan")
     return result
 
 
