@@ -4,7 +4,8 @@
   included) and its atomic save; :mod:`~ltaug.io.read`: :func:`load_dataset` (json or YOLO folder);
 - :mod:`~ltaug.io.index`: the columnar index (numpy arrays over images and annotations, per-class
   counts) every later step reads instead of the records;
-- :mod:`~ltaug.io.validate`: record checks with ids; :mod:`~ltaug.io.imagecheck`: image files;
+- :mod:`~ltaug.io.validate`: record checks with ids; :mod:`~ltaug.io.imagecheck`: image files
+  (:mod:`~ltaug.io.jpeghead`: a plain JPEG's header from its markers);
   :mod:`~ltaug.io.policy`: every problem kind's severity and fix; :mod:`~ltaug.io.fix`:
   ``--on-error fix``; :mod:`~ltaug.io.geometry`: polygons, RLE and boxes through pycocotools;
 - :mod:`~ltaug.io.yolo`: reading YOLO-seg folders; :mod:`~ltaug.io.yolo_export`: writing them;
