@@ -18,13 +18,22 @@ is hidden; they used Gaussian and Poisson blending):
   target's. OpenCV needs a margin around the mask inside the image; an object within 2 px
   of the image border, or one OpenCV refuses (it asserts on masks only a few pixels
   across), is blended ``gaussian`` instead (:func:`paste_object` says which mode it used).
+* ``poisson_mixed``: the same with mixed gradients (``MIXED_CLONE``): at each pixel the
+  stronger of the object's and the target's gradient, so the target's texture shows through
+  the object's flat parts; same margin and fallback (:mod:`ltaug.pixels.blending`).
+
+Colour harmonisation (``harmonize="lab"``, :func:`ltaug.pixels.blending.harmonize`) matches the
+object's L*a*b* mean and spread to a band around it (Reinhard et al. 2001) before any blend.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-BLENDS = ("hard", "gaussian", "poisson")
+from ltaug.pixels import blending
+from ltaug.pixels.blending import BAND, HARMONIZE
+
+BLENDS = ("hard", "gaussian", "poisson", "poisson_mixed")
 JPEG_QUALITY = 95
 PAD_VALUE = 114  # grey of empty canvas, as mmdetection and ultralytics pad mosaics
 
@@ -69,39 +78,31 @@ def blend_alpha(region: np.ndarray, obj: np.ndarray, alpha: np.ndarray) -> None:
 
 
 def paste_object(image: np.ndarray, obj: np.ndarray, mask: np.ndarray, x: int, y: int,
-                 blend: str = "gaussian", sigma: float = 1.0) -> str:
+                 blend: str = "gaussian", sigma: float = 1.0, *, harmonize: str = "none", band: int = BAND,
+                 rgb: bool = False) -> str:
     """Paste ``obj`` (h x w x 3) with ``mask`` (h x w) into ``image`` at top-left (x, y), in place.
 
-    The object must lie inside the image. Returns the mode used (``poisson`` falls back to
-    ``gaussian`` when the object lies within 2 px of the image border, its mask is empty, or
-    OpenCV refuses it).
+    The object must lie inside the image. ``harmonize``: one of :data:`HARMONIZE`; ``lab``
+    first matches the object's colours to a ``band`` px band of ``image`` around the mask
+    (:func:`ltaug.pixels.blending.harmonize`; ``rgb``: the arrays are RGB, which only that
+    colour conversion needs to know). Returns the blend mode used (``poisson`` and
+    ``poisson_mixed`` fall back to ``gaussian`` when the object lies within 2 px of the image
+    border, its mask is empty, or OpenCV refuses it).
     """
     h, w = mask.shape
     H, W = image.shape[:2]
     if not (0 <= x and 0 <= y and x + w <= W and y + h <= H):
         raise ValueError(f"object {w}x{h} at ({x}, {y}) is not inside the {W}x{H} image")
+    if harmonize not in HARMONIZE:
+        raise ValueError(f"harmonize must be one of {', '.join(HARMONIZE)}, got {harmonize!r}")
+    if harmonize == "lab":
+        obj = blending.harmonize(obj, mask, image, x, y, band, rgb=rgb)
     region = image[y:y + h, x:x + w]
     if blend == "hard":
         np.copyto(region, obj, where=mask[..., None].astype(bool))
         return "hard"
-    if blend == "poisson" and x >= 2 and y >= 2 and x + w + 2 <= W and y + h + 2 <= H and mask.any():
-        # seamlessClone wants the mask inside its patch (a zero frame) and, as measured with
-        # OpenCV 5.0, a destination strictly larger than the patch (an equal-sized one is
-        # silently left as it was): patch = object + 1 px, destination = object's surroundings
-        # + 2 px. It centres the mask's bounding rectangle at `center`.
-        m = cv2.copyMakeBorder(mask * np.uint8(255), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        src = cv2.copyMakeBorder(obj, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-        ys, xs = np.nonzero(m)
-        x0, y0 = int(xs.min()), int(ys.min())
-        center = (1 + x0 + (int(xs.max()) - x0 + 1) // 2, 1 + y0 + (int(ys.max()) - y0 + 1) // 2)
-        around = np.ascontiguousarray(image[y - 2:y + h + 2, x - 2:x + w + 2])
-        try:
-            out = cv2.seamlessClone(src, around, m, center, cv2.NORMAL_CLONE)
-        except cv2.error:  # OpenCV 5.0 asserts on masks a few pixels across: blend those gaussian
-            out = None
-        if out is not None:
-            np.copyto(region, out[2:2 + h, 2:2 + w], where=mask[..., None].astype(bool))
-            return "poisson"
+    if blend in blending.CLONE_FLAGS and blending.seamless_paste(image, obj, mask, x, y, blend):
+        return blend
     if blend not in BLENDS:
         raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     blend_alpha(region, obj, feather_alpha(mask, sigma))
