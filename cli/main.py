@@ -20,8 +20,10 @@ from . import (
     bank,
     clean,
     compare,
+    concurrence,
     convert,
     evaluate,
+    openimages,
     operations,
     plan,
     recount,
@@ -35,8 +37,8 @@ from . import (
 )
 from .common import check_bin_thresholds, library_messages
 
-COMMANDS = (stats, validate, convert, recount, resample, plan, bank, operations, run, report, clean, train, evaluate,
-            tau_sweep, compare)
+COMMANDS = (stats, validate, convert, openimages, concurrence, recount, resample, plan, bank, operations, run, report,
+            clean, train, evaluate, tau_sweep, compare)
 
 DESCRIPTION = """\
 ltaug: rebalance long-tailed COCO / LVIS detection and instance-segmentation datasets.

@@ -33,7 +33,8 @@ presets: cpu (default without a GPU): MobileNetV2 + FPN, 320 px short side (512 
   sampled RoIs per image, early backbone frozen; gpu: 640/1024 px, 512 RoIs, all layers,
   mixed precision. --backbone, --min-size and --max-size override the preset's.
 losses: ce, bce, focal, cb, eql, eql_softmax, eqlv2, seesaw, seesaw_mmdet, bags, federated,
-  concurrent_softmax (parameters with --loss-param key=value; see trainer/losses.py).
+  concurrent_softmax (parameters with --loss-param key=value; see trainer/losses.py);
+  concurrent_softmax takes its concurrence rates from --concurrence FILE (`ltaug concurrence`).
   seesaw is the single-softmax variant (K + 1 logits); seesaw_mmdet is Seesaw as mmdetection
   runs it on LVIS (K class logits with the seesaw factors + a 2-way objectness branch), with
   --classifier cosine (--classifier-tau 20) for its cosine classifier. --loss bags alone trains
@@ -79,6 +80,8 @@ def add_parser(sub) -> None:
     p.add_argument("--loss", help="box classification loss (default ce; bags with --stage2 bags)")
     p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
                    help="loss parameter, repeatable (e.g. --loss-param gamma=2.0)")
+    p.add_argument("--concurrence", metavar="FILE.json",
+                   help="concurrence rates of --loss concurrent_softmax, from `ltaug concurrence` on the training file")
     p.add_argument("--sampler", choices=("plain", "rfs", "cas", "repeat-factors"),
                    help="default plain; cas with --stage2 crt")
     p.add_argument("--rfs-threshold", type=float, default=0.001, metavar="T")
@@ -165,8 +168,8 @@ def run(args) -> int:
     sampler = args.sampler or ("cas" if args.stage2 == "crt" else "plain")
     loss = args.loss or ("bags" if args.stage2 == "bags" else "ce")
     cfg = TrainConfig(train=args.train, images=args.images, val=args.val, val_images=args.val_images, out=args.out,
-                      loss=loss, loss_params=_loss_params(args.loss_param), sampler=sampler,
-                      rfs_threshold=args.rfs_threshold, repeat_factors=args.repeat_factors,
+                      loss=loss, loss_params=_loss_params(args.loss_param), concurrence=args.concurrence,
+                      sampler=sampler, rfs_threshold=args.rfs_threshold, repeat_factors=args.repeat_factors,
                       counts_from=args.counts_from, masks=args.masks, backbone_weights=args.backbone_weights,
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_iters=args.warmup_iters,
                       workers=args.workers, threads=args.threads, seed=args.seed,

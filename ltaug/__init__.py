@@ -47,9 +47,13 @@ run_config: Callable[..., Any]
 """``ltaug run CONFIG``: :func:`ltaug.api.run_config`."""
 make_report: Callable[..., Any]
 """``ltaug report``: :func:`ltaug.api.make_report`."""
+read_openimages: Callable[..., Dataset]
+"""``ltaug openimages``: :func:`ltaug.api.read_openimages`."""
+concurrence: Callable[..., Any]
+"""``ltaug concurrence``: :func:`ltaug.api.concurrence`."""
 
 _API_FUNCTIONS = ("class_stats", "validate", "convert", "recount", "resample", "plan", "build_bank", "verify_bank",
-                  "clean", "run_steps", "run_config", "make_report")
+                  "clean", "run_steps", "run_config", "make_report", "read_openimages", "concurrence")
 # also served, not in __all__ (their home, and the reference's page, is ltaug.api)
 _API_TYPES = ("ConvertResult", "PlanResult", "Resampled", "RunResult", "ValidationResult")
 

@@ -19,10 +19,13 @@ a :class:`~ltaug.io.dataset.Dataset` already in memory. All are exported by ``lt
 | ``ltaug paste`` / ``mosaic`` / ``mixup`` | :func:`run_steps` with one :mod:`ltaug.ops` operation | :class:`RunResult` |
 | ``ltaug run CONFIG`` | :func:`run_config` (the YAML file), :func:`run_steps` (steps in Python) | :class:`RunResult` |
 | ``ltaug report`` | :func:`make_report` | the page's path |
+| ``ltaug openimages`` | :func:`read_openimages` | the LVIS dataset read from Open Images files |
+| ``ltaug concurrence`` | :func:`concurrence` | the rates (:class:`~ltaug.stats.concurrence.Concurrence`) |
 
 Three commands have other names here, because ``ltaug.stats``, ``ltaug.run`` and
 ``ltaug.report`` are the packages that hold their code: :func:`class_stats`, :func:`run_steps` /
-:func:`run_config` and :func:`make_report`. The companion trainer's commands (``ltaug train``,
+:func:`run_config` and :func:`make_report`; ``ltaug openimages`` is :func:`read_openimages`, a
+reader rather than an operation on a dataset. The companion trainer's commands (``ltaug train``,
 ``eval``, ``tau-sweep``, ``compare``) are not here: they live in the ``trainer`` package, behind
 the ``train`` extra (torch).
 
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ltaug.rebalance.planning import Target
+    from ltaug.stats.concurrence import Concurrence
 
 _log = logging.getLogger(__name__)
 
@@ -768,13 +772,53 @@ def make_report(output_dir: PathLike, output: PathLike | None = None, *, input: 
     return path
 
 
+def read_openimages(boxes: PathLike, classes: PathLike, images: PathLike, output: PathLike | None = None, *,
+                    hierarchy: PathLike | None = None, labels: Sequence[PathLike] = (), masks: PathLike | None = None,
+                    mask_dir: PathLike | None = None, rare_max: int = RARE_MAX, common_max: int = COMMON_MAX) -> Dataset:
+    """``ltaug openimages``: Open Images boxes (class descriptions, images; optionally the hierarchy,
+    image-level labels, masks) as an LVIS dataset, labels expanded up the hierarchy, one
+    annotation per label of an object sharing its ``object_id``, negatives in ``neg_category_ids``
+    (the rules: :mod:`ltaug.io.openimages`); categories counted and binned by ``rare_max`` /
+    ``common_max``. Written to ``output`` when given. What was skipped is logged."""
+    from ltaug.io.openimages import read_openimages as read
+    from ltaug.stats.frequency import recount as count
+
+    inputs = [boxes, classes, hierarchy, *labels, masks]
+    if output is not None:
+        refuse_overwriting_inputs(output, inputs)
+    got = read(boxes, classes, images, hierarchy=hierarchy, labels=labels, masks=masks, mask_dir=mask_dir)
+    for what, n in sorted(got.counts.items()):
+        _log.info("%s: %d %s", boxes, n, what)
+    ds = count(got.dataset, rare_max=rare_max, common_max=common_max)
+    if output is not None:
+        ds.save(output, inputs=inputs)
+    return ds
+
+
+def concurrence(dataset: DatasetLike, output: PathLike | None = None, *, hierarchy: bool = True,
+                on_error: str = "raise", strict: bool = False) -> Concurrence:
+    """``ltaug concurrence``: the concurrence rates r_ij of concurrent softmax from the labels that
+    share an object and (``hierarchy``) the categories' ``parent_ids``
+    (:func:`ltaug.stats.concurrence.concurrence_rates`), written to ``output`` when given, for
+    ``ltaug train --loss concurrent_softmax --concurrence FILE``."""
+    from ltaug.stats.concurrence import concurrence_rates, write_concurrence
+
+    if output is not None:
+        refuse_overwriting_inputs(output, [_source(dataset)])
+    rates = concurrence_rates(_load(dataset, on_error, strict=strict), hierarchy=hierarchy)
+    if output is not None:
+        write_concurrence(rates, output, source=None if isinstance(dataset, Dataset) else str(dataset))
+    return rates
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "stats": class_stats, "validate": validate, "convert": convert, "recount": recount, "resample": resample,
     "plan": plan, "bank": build_bank, "run": run_config, "report": make_report, "clean": clean,
+    "openimages": read_openimages, "concurrence": concurrence,
 }
 """The function of each data command of ``ltaug`` (the pixel commands, one per registered
 :class:`~ltaug.ops.PixelOperation`, are :func:`run_steps` with that operation)."""
 
 __all__ = ["COMMANDS", "ConvertResult", "DatasetLike", "PlanResult", "Resampled", "RunResult", "Step",
-           "ValidationResult", "build_bank", "class_stats", "clean", "convert", "make_report", "plan", "recount", "resample",
-           "run_config", "run_steps", "validate", "verify_bank"]
+           "ValidationResult", "build_bank", "class_stats", "clean", "concurrence", "convert", "make_report", "plan", "recount", "resample",
+           "read_openimages", "run_config", "run_steps", "validate", "verify_bank"]

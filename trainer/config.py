@@ -37,6 +37,7 @@ class TrainConfig:
     val_images: str | None = None
     loss: str = "ce"
     loss_params: dict = field(default_factory=dict)
+    concurrence: str | None = None          # concurrence-rate file of concurrent_softmax (`ltaug concurrence`)
     sampler: str = "plain"
     rfs_threshold: float = 0.001
     repeat_factors: str | None = None
@@ -86,6 +87,10 @@ class TrainConfig:
             raise ValueError(f"eval_every must be >= 0 (0: evaluate only at the end), got {self.eval_every}")
         if self.eval_every and not self.val:
             raise ValueError("eval_every needs a validation file (--val)")
+        if self.concurrence is not None and self.loss != "concurrent_softmax":
+            raise ValueError(f"a concurrence file (--concurrence) is for loss concurrent_softmax, got loss {self.loss}")
+        if self.concurrence is not None and "concurrence" in self.loss_params:
+            raise ValueError("concurrence given twice: as a file (--concurrence) and as a loss parameter")
         if self.stage2 is not None and self.stage2 not in STAGE2:
             raise ValueError(f"stage2 must be one of {', '.join(STAGE2)}, got {self.stage2!r}")
         if (self.stage2 is None) != (self.init_from is None):
@@ -119,10 +124,16 @@ def run_preset(cfg: TrainConfig) -> Preset:
 
 
 def build_run_model(cfg: TrainConfig, freq):
-    """The configured detector; ``freq`` (an ltaug Dataset) gives the classes and their counts."""
+    """The configured detector; ``freq`` (an ltaug Dataset) gives the classes and their counts, and
+    the order in which a concurrence file's rates are given to the loss."""
     ix = freq.index
+    params = cfg.loss_params
+    if cfg.concurrence is not None:
+        from ltaug.stats.concurrence import read_concurrence
+
+        params = {**params, "concurrence": read_concurrence(cfg.concurrence, ix.category_ids)}
     return build_model(num_classes=ix.num_categories, preset=run_preset(cfg), masks=cfg.masks, loss=cfg.loss,
-                       loss_params=cfg.loss_params, class_instance_counts=ix.instance_counts.tolist(),
+                       loss_params=params, class_instance_counts=ix.instance_counts.tolist(),
                        class_image_counts=ix.image_counts.tolist(), num_images=ix.num_images,
                        backbone_weights=cfg.backbone_weights, anchor_sizes=cfg.anchor_sizes,
                        classifier=cfg.classifier, classifier_tau=cfg.classifier_tau)
@@ -133,7 +144,7 @@ def build_run_model(cfg: TrainConfig, freq):
 # epochs may be raised; every other field must agree
 RESUME_FREE = ("val", "val_images", "out", "workers", "threads", "record_samples", "device", "backbone_weights",
                "resume", "eval_every", "max_iters_per_epoch")
-PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from")
+PATH_FIELDS = ("train", "images", "repeat_factors", "counts_from", "init_from", "concurrence")
 PRESET_FIELDS = ("backbone", "min_size", "max_size")  # compared as the run uses them (default: the preset's)
 
 

@@ -152,7 +152,8 @@ def load_run(path, *, train: str | None = None, device: str = "cpu") -> Run:
     state = read_torch_file(ckpt, map_location=device, what="checkpoint")
     if not isinstance(state, dict) or not {"model", "config", "epoch"} <= set(state):
         raise ValueError(f"{ckpt}: not a checkpoint written by `ltaug train`")
-    cfg = TrainConfig(**{**state["config"], "device": device, "backbone_weights": None})
+    # concurrence rates only shape the training loss (postprocess is a plain softmax): not read again
+    cfg = TrainConfig(**{**state["config"], "device": device, "backbone_weights": None, "concurrence": None})
     if train is not None:
         cfg.train = train
     for name in ("train", "counts_from"):

@@ -705,8 +705,8 @@ class ConcurrentSoftmaxLoss(ClassificationLoss):
 
     def equivalence(self) -> str | None:
         if not bool(self.concurrence.any()):
-            return "concurrent_softmax with no concurrence (none given, or all zero) is ce exactly: give a " \
-                   "concurrence matrix (trainer.losses.ConcurrentSoftmaxLoss)"
+            return "concurrent_softmax with no concurrence (none given, or all zero) is ce exactly: derive the " \
+                   "rates with `ltaug concurrence` and train with --concurrence FILE"
         return None
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
