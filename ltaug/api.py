@@ -788,7 +788,8 @@ def read_openimages(boxes: PathLike, classes: PathLike, images: PathLike, output
         refuse_overwriting_inputs(output, inputs)
     got = read(boxes, classes, images, hierarchy=hierarchy, labels=labels, masks=masks, mask_dir=mask_dir)
     for what, n in sorted(got.counts.items()):
-        _log.info("%s: %d %s", boxes, n, what)
+        if n:
+            _log.info("%s: %d %s", boxes, n, what)
     ds = count(got.dataset, rare_max=rare_max, common_max=common_max)
     if output is not None:
         ds.save(output, inputs=inputs)

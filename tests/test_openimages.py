@@ -244,3 +244,21 @@ def test_rows_of_images_not_in_the_folder_are_skipped_and_counted(tmp_path, samp
     assert [im["openimages_id"] for im in got.dataset.images] == [p.stem for p in kept]
     rows = len(sample["boxes"].read_text().splitlines()) - 1
     assert got.counts["box rows of images not in the folder"] + len(got.dataset.annotations) == rows
+
+
+def test_v7_class_header_parts_and_a_label_under_two_parents(tmp_path, sample):
+    classes = tmp_path / "classes.csv"
+    classes.write_text("LabelName,DisplayName\n" + sample["classes"].read_text())  # v7 writes a header
+    toy = "/m/super_toy"
+    classes.write_text(classes.read_text() + f"{toy},Toy\n")
+    tree = json.loads(sample["hierarchy"].read_text())
+    car = {"LabelName": class_mid(3)}
+    tree["Subcategory"].append({"LabelName": toy, "Subcategory": [car], "Part": [{"LabelName": class_mid(1)}]})
+    (tmp_path / "tree.json").write_text(json.dumps(tree))
+    ds = read_openimages(sample["boxes"], classes, sample["images"], hierarchy=tmp_path / "tree.json").dataset
+    cat = {c["label_name"]: c for c in ds.categories}
+    assert "LabelName" not in cat and cat[class_mid(1)]["parent_ids"] == [cat[super_mid("person")]["id"]]
+    assert cat[class_mid(3)]["parent_ids"] == sorted([cat[super_mid("vehicle")]["id"], cat[toy]["id"]])
+    cars = [anns for anns in by_object(ds).values() if anns[0]["category_id"] == cat[class_mid(3)]["id"]]
+    assert cars and all(sorted(a["category_id"] for a in anns[1:]) == cat[class_mid(3)]["parent_ids"]
+                        for anns in cars)
