@@ -82,9 +82,10 @@ def band_mask(mask: np.ndarray, x: int, y: int, height: int, width: int,
 
 
 def lab_stats(lab: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation (float64, population) of ``lab[where]``."""
-    px = lab[where].astype(np.float64)
-    return px.mean(axis=0), px.std(axis=0)
+    """Per-channel mean and standard deviation (population, float64) of the 3-channel ``lab`` over the
+    pixels where ``where`` (bool or 0/1, ``lab``'s height and width) is set (OpenCV ``meanStdDev``)."""
+    mean, sd = cv2.meanStdDev(lab, mask=where.view(np.uint8) if where.dtype == bool else where)
+    return mean.ravel(), sd.ravel()
 
 
 def harmonize(obj: np.ndarray, mask: np.ndarray, image: np.ndarray, x: int, y: int, band: int = BAND,
