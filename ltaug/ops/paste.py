@@ -13,6 +13,7 @@ from ltaug.ops.base import Param, PixelOperation, StepContext, register
 from ltaug.pixels.bank import Flag
 from ltaug.pixels.copy_paste import DEFAULT_EXCLUDE, WEIGHTINGS
 from ltaug.pixels.functional import BLENDS
+from ltaug.pixels.placement import REGIONS
 from ltaug.rebalance.planning import TARGET_FIELDS, Target
 
 if TYPE_CHECKING:
@@ -42,6 +43,20 @@ blending (--blend): hard | gaussian (mask blurred by --sigma px, cut back to the
 of the source background) | poisson (OpenCV seamlessClone; objects within 2 px of the image
 border fall back to gaussian and are counted).
 
+affine objects: --rotate / --shear turn and shear each object by angles drawn from [-DEG, DEG]
+(masks and boxes through the same map, exactly); box-only objects are pasted as their rectangle
+with an edge feathered over --box-feather x its short side (provenance: box_only).
+
+placement rules (all optional; ltaug.pixels.placement has the exact rules):
+  --classes A,B           paste only objects of these classes
+  --onto-classes A,B      only onto images holding one of these; --not-onto-classes: none of these
+  --inside CLASS          each pasted box inside an object of CLASS (--region box|mask, --margin PX within)
+  --outside A,B           pasted boxes clear of these classes' boxes or masks (--margin PX away)
+  --scale-to CLASS        an object keeps its size relative to CLASS's objects (mean box area in the
+                          target image against its source image), not to the image
+  the plan counts only placements that keep the rules; what could not be placed is counted per
+  class and reason (no image the rules allow; no spot inside / outside the regions).
+
 occlusion: objects covered by pasted ones get their masks cut and boxes recomputed; those
 left with less than --min-visible of their area are removed (and counted per class).
 
@@ -59,7 +74,9 @@ and mixup copy objects whatever the target, so a limit is reported, not enforced
 examples:
   ltaug paste train.json --images train2017/ -o out/paste --weighting inverse --objects 3
   ltaug paste train.json --images train2017/ -o out/paste --weighting budget --min-instances 50 --max-factor 10
-  ltaug paste train.json --images train2017/ --bank bank/ -o out/paste --blend poisson --workers 2"""
+  ltaug paste train.json --images train2017/ --bank bank/ -o out/paste --blend poisson --workers 2
+  ltaug paste parts.json --images img/ -o out/defects --classes scratch --inside part --region mask --margin 4 \
+      --rotate 30 --scale-to part"""
 
     name = "paste"
     summary = "copy-paste rare-class objects onto images (gaussian/poisson blending)"
@@ -86,6 +103,27 @@ examples:
                     choices=tuple(n.lower() for n in Flag.__members__), metavar="FLAGS",
                     group="which objects")
     box_only = Param(False, "paste box-only objects as rectangles even if masks exist", group="which objects")
+    box_feather = Param(0.1, "box-only objects: feather the rectangle's edge over F x its short side (0: hard)",
+                        type=float, low=0, high=0.5, metavar="F", group="placement and blending")
+    rotate = Param(0.0, "turn each object by an angle drawn from [-DEG, DEG]", type=float, low=0, high=180,
+                   metavar="DEG", group="placement and blending")
+    shear = Param(0.0, "shear each object by an angle drawn from [-DEG, DEG]", type=float, low=0, high=45,
+                  metavar="DEG", group="placement and blending")
+    classes = Param((), "paste only objects of these classes (names or ids)", type=str, nargs="*", metavar="A,B",
+                    group="placement rules")
+    onto_classes = Param((), "paste only onto images holding one of these classes", type=str, nargs="*",
+                         metavar="A,B", group="placement rules")
+    not_onto_classes = Param((), "paste only onto images holding none of these classes", type=str, nargs="*",
+                             metavar="A,B", group="placement rules")
+    inside = Param(None, "keep each pasted box inside an object of this class", type=str, optional=True,
+                   metavar="CLASS", group="placement rules")
+    outside = Param((), "keep pasted boxes off the objects of these classes", type=str, nargs="*", metavar="A,B",
+                    group="placement rules")
+    region = Param("box", "inside / outside: an object's box or its mask", choices=REGIONS, group="placement rules")
+    margin = Param(0, "inside: this far within the region; outside: this far from it", low=0, metavar="PX",
+                   group="placement rules")
+    scale_to = Param(None, "size each object relative to this class's objects (not to its image)", type=str,
+                     optional=True, metavar="CLASS", group="placement rules")
     bank = Param(None, "object bank from `ltaug bank` (default: built from the input)", type=str, optional=True,
                  metavar="BANK")
 
@@ -144,7 +182,8 @@ examples:
                      "removed": counts["removed"], "pasted_removed": counts["pasted_removed"], "blend": counts["blend"]}
 
     def recipe_params(self, recipe: dict) -> dict:
-        return {"objects": [{key: o[key] for key in ("annotation_id", "category_id", "x", "y", "w", "h", "flip")}
+        return {"objects": [{key: o[key] for key in ("annotation_id", "category_id", "x", "y", "w", "h", "flip",
+                                                     "angle", "shear", "size") if key in o}
                             for o in recipe["objects"]]}
 
     @staticmethod
@@ -290,6 +329,8 @@ def _reason(key: str, n: int, entry: dict, params: dict) -> str:
     return {"too_few_images": f"{n} beyond the images x objects ({params.get('objects')}) the step can place",
             "too_small": f"{n} under 2 px at the drawn size",
             "no_room": f"{n} found no room (max_overlap {params.get('max_overlap')})",
+            "no_target": f"{n} beyond what the images the placement rules allow can take",
+            "no_region": f"{n} found no spot that keeps the placement rules (inside / outside)",
             "hidden": f"{n} hidden by later pastes (min_visible {params.get('min_visible')})",
             "skipped": f"{n} on unreadable images (skipped)",
             }.get(key, f"{n} for other reasons")
@@ -310,6 +351,8 @@ def _by_reason(short: list[dict], params: dict, names_shown: int = 8) -> list[st
              "too_few_images": f"beyond images x objects ({params.get('objects')})",
              "too_small": "under 2 px at the drawn size",
              "no_room": f"no room (max_overlap {params.get('max_overlap')})",
+             "no_target": "beyond the images the placement rules allow",
+             "no_region": "no spot inside / outside the rules' regions",
              "hidden": f"hidden by later pastes (min_visible {params.get('min_visible')})",
              "skipped": "on unreadable images", "other": "other"}
     lines = []

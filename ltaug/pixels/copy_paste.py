@@ -58,13 +58,25 @@ from pycocotools import mask as mask_utils
 from ltaug.io.geometry import rle_to_json
 from ltaug.pixels import masks
 from ltaug.pixels.bank import Bank, Flag
-from ltaug.pixels.functional import paste_object, resize_object
+from ltaug.pixels.functional import blend_alpha, paste_object, resize_object
+from ltaug.pixels.placement import (
+                                    Rules,
+                                    Scene,
+                                    affine_matrix,
+                                    allowed_images,
+                                    draw_affine,
+                                    feathered_rectangle,
+                                    mean_areas,
+                                    resolve_rules,
+                                    warp_object,
+)
 
 WEIGHTINGS = ("uniform", "inverse", "budget")
 PLACEMENT_TRIES = 10
 MIN_SIDE = 2  # px: a pasted object smaller than this either way is not pasted
 BOX_ONLY = int(Flag.BOX_ONLY)  # a plain int: IntFlag arithmetic runs in Python, per object
 DEFAULT_EXCLUDE = Flag.TOO_SMALL | Flag.TRUNCATED | Flag.OCCLUDED | Flag.EMPTY | Flag.CLIPPED
+FEATHERED_BOX = "feathered-rectangle"  # how a box-only object is blended with box_feather > 0
 PLAN_STREAM = 0x9A57E  # the planner's generator is default_rng([seed, PLAN_STREAM])
 
 
@@ -142,65 +154,112 @@ def place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
     return None if isinstance(spot, str) else spot
 
 
-TOO_SMALL, NO_ROOM = "too_small", "no_room"  # why :func:`_place` found no spot
+TOO_SMALL, NO_ROOM, NO_REGION = "too_small", "no_room", "no_region"  # why :func:`_place` found no spot
 
 
-def _place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator):
+def _place(obj_wh, src_hw, dst_hw, boxes: list, spec, rng: np.random.Generator, scene: Scene | None = None,
+           base: float | None = None):
     """:func:`place` (the same draws), or why the object found no spot: :data:`TOO_SMALL` (under
-    ``MIN_SIDE`` px either way at its drawn size) or :data:`NO_ROOM` (every try covers more than
-    ``max_overlap`` of a box already there)."""
+    ``MIN_SIDE`` px either way at its drawn size), :data:`NO_ROOM` (every try covers more than
+    ``max_overlap`` of a box already there) or :data:`NO_REGION` (no try keeps the ``scene``'s
+    placement rules, :class:`~ltaug.pixels.placement.Scene`).
+
+    ``base``: the size factor before the jitter (default: sqrt of the area ratio of target and
+    source image; ``scale_to``: the reference class's). With the ``rotate`` / ``shear`` of
+    ``spec`` set, the angles are drawn after the flip and the spot is
+    ``(x, y, w, h, flip, angle, shear, w0, h0)``: (w, h) the turned object's box, (w0, h0) its
+    size before turning; without, ``(x, y, w, h, flip)`` from the draws of before."""
     (ow, oh), (sh, sw), (H, W) = obj_wh, src_hw, dst_hw
     lo, hi = spec.scale
-    s = math.sqrt((H * W) / (sh * sw)) * math.exp(rng.uniform(math.log(lo), math.log(hi)))
-    s = min(s, W / ow, H / oh)
-    w, h = max(1, min(W, round(ow * s))), max(1, min(H, round(oh * s)))
+    s = (math.sqrt((H * W) / (sh * sw)) if base is None else base) * math.exp(rng.uniform(math.log(lo), math.log(hi)))
     flip = bool(rng.random() < 0.5) if spec.flip else False
+    turned = getattr(spec, "rotate", 0) or getattr(spec, "shear", 0)
+    angle, shear = draw_affine(spec, rng) if turned else (0.0, 0.0)
+    host = None
+    ax0, ay0, ax1, ay1 = 0, 0, W, H  # where the box may lie: the image, or a host's region
+    if scene is not None and scene.rules.inside is not None:
+        if not scene.hosts:
+            return NO_REGION
+        host = int(rng.integers(len(scene.hosts)))
+        ax0, ay0, ax1, ay1 = scene.hosts[host]
+    AW, AH = ax1 - ax0, ay1 - ay0
+    if turned:
+        a, _, _ = affine_matrix(ow, oh, angle, shear)
+        s = min(s, AW / (abs(a[0, 0]) * ow + abs(a[0, 1]) * oh), AH / (abs(a[1, 0]) * ow + abs(a[1, 1]) * oh))
+        w0, h0 = max(1, round(ow * s)), max(1, round(oh * s))
+        _, w, h = affine_matrix(w0, h0, angle, shear)
+        while (w > AW or h > AH) and min(w0, h0) > 1:  # rounding up the corners' box may pass the region by 1 px
+            w0, h0 = max(1, w0 - 1), max(1, h0 - 1)
+            _, w, h = affine_matrix(w0, h0, angle, shear)
+        if w > AW or h > AH or min(w0, h0) < MIN_SIDE:
+            return TOO_SMALL
+    else:
+        s = min(s, AW / ow, AH / oh)
+        w, h = max(1, min(AW, round(ow * s))), max(1, min(AH, round(oh * s)))
     if w < MIN_SIDE or h < MIN_SIDE:
         return TOO_SMALL
-    xs = rng.integers(0, W - w + 1, size=PLACEMENT_TRIES).tolist()  # all tries drawn at once,
-    ys = rng.integers(0, H - h + 1, size=PLACEMENT_TRIES).tolist()  # the first that fits wins
+    xs = rng.integers(ax0, ax1 - w + 1, size=PLACEMENT_TRIES).tolist()  # all tries drawn at once,
+    ys = rng.integers(ay0, ay1 - h + 1, size=PLACEMENT_TRIES).tolist()  # the first that fits wins
     limit = spec.max_overlap  # >= 0: a box the try does not meet never stops it
+    skip = None if host is None else scene.host_boxes[host]  # type: ignore[union-attr]
+    kept_rules = False
     for x, y in zip(xs, ys):  # plain Python numbers, not numpy: a few boxes, and most first tries fit
+        if scene is not None and not scene.free(x, y, w, h, host):
+            continue
+        kept_rules = True
         x1, y1 = x + w, y + h
-        for bx0, by0, bx1, by1 in boxes:  # covered = intersection / box area (no area: 1 if met)
+        for box in boxes:  # covered = intersection / box area (no area: 1 if met)
+            bx0, by0, bx1, by1 = box
             iw = (bx1 if bx1 < x1 else x1) - (bx0 if bx0 > x else x)
             if iw <= 0:
                 continue
             ih = (by1 if by1 < y1 else y1) - (by0 if by0 > y else y)
-            if ih <= 0:
+            if ih <= 0 or box == skip:
                 continue
             area = (bx1 - bx0) * (by1 - by0)
             if (iw * ih / area if area > 0 else 1.0) > limit:
                 break
         else:
             boxes.append((x, y, x1, y1))
-            return x, y, w, h, flip
-    return NO_ROOM
+            return (x, y, w, h, flip, angle, shear, w0, h0) if turned else (x, y, w, h, flip)
+    return NO_ROOM if kept_rules or scene is None else NO_REGION
 
 
 def place_objects(bank: Bank, bank_rows, dst_hw, boxes: list, spec, rng: np.random.Generator,
-                  missed: list | None = None) -> tuple[list, int]:
+                  missed: list | None = None, scene: Scene | None = None,
+                  reference: tuple[dict, float] | None = None) -> tuple[list, int]:
     """Placements of the bank objects ``bank_rows``, in order, in an image of ``dst_hw`` = (H, W)
     (:func:`place`; ``boxes`` as there), and how many found no room (or were too small to paste).
 
     A placement: ``{"row", "annotation_id", "category_id", "x", "y", "w", "h", "flip"}`` (bank
-    row, its source annotation id and class; the pasted box; mirrored or not). ``missed``, if
-    given, gets ``(category_id, why)`` of each object not placed (:data:`NO_ROOM` / :data:`TOO_SMALL`).
+    row, its source annotation id and class; the pasted box; mirrored or not), and for a turned
+    object ``"angle"``, ``"shear"`` (degrees) and ``"size"`` (its w, h before turning). ``missed``,
+    if given, gets ``(category_id, why)`` of each object not placed (:data:`NO_ROOM` /
+    :data:`TOO_SMALL` / :data:`NO_REGION`). ``scene``: the target's placement rules;
+    ``reference``: with ``scale_to``, the mean area of the reference class per source image id
+    and over the dataset (:func:`~ltaug.pixels.placement.mean_areas`).
     """
     obj = bank.objects
     placed, no_room = [], 0
     for r in bank_rows:
         o = obj[r]
+        base = None
+        if reference is not None and scene is not None:
+            source_area = reference[0].get(int(o["image_id"]), reference[1])
+            base = math.sqrt(scene.ref_area / source_area) if source_area > 0 else None
         spot = _place((int(o["width"]), int(o["height"])), (int(o["image_height"]), int(o["image_width"])),
-                      dst_hw, boxes, spec, rng)
+                      dst_hw, boxes, spec, rng, scene, base)
         if isinstance(spot, str):
             no_room += 1
             if missed is not None:
                 missed.append((int(o["category_id"]), spot))
             continue
-        x, y, w, h, flip = spot
-        placed.append({"row": int(r), "annotation_id": int(o["annotation_id"]),
-                       "category_id": int(o["category_id"]), "x": x, "y": y, "w": w, "h": h, "flip": flip})
+        x, y, w, h, flip = spot[:5]
+        p = {"row": int(r), "annotation_id": int(o["annotation_id"]), "category_id": int(o["category_id"]),
+             "x": x, "y": y, "w": w, "h": h, "flip": flip}
+        if len(spot) > 5:
+            p.update(angle=spot[5], shear=spot[6], size=[spot[7], spot[8]])
+        placed.append(p)
     return placed, no_room
 
 
@@ -231,12 +290,23 @@ def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tupl
     H, W = image.shape[:2]
     resized: list[np.ndarray] = []
     blend: dict[str, int] = {}
+    feather = float(getattr(spec, "box_feather", 0.0))
     for o in placements:
         crop, mask = bank.get(o["row"])
-        if is_box_only(bank, o["row"]):
+        box = is_box_only(bank, o["row"])
+        if box:
             mask = np.ones_like(mask)
-        crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
-        used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
+        if "size" in o:  # turned: resized to its size before turning, then turned
+            crop, mask = resize_object(crop, mask, o["size"][0], o["size"][1], o["flip"])
+            crop, mask = warp_object(crop, mask, o["angle"], o["shear"])
+        else:
+            crop, mask = resize_object(crop, mask, o["w"], o["h"], o["flip"])
+        if box and feather > 0:
+            x, y = o["x"], o["y"]
+            blend_alpha(image[y:y + o["h"], x:x + o["w"]], crop, feathered_rectangle(mask, feather))
+            used = FEATHERED_BOX
+        else:
+            used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
         blend[used] = blend.get(used, 0) + 1
         resized.append(mask)
     cover = np.zeros((H, W), bool)
@@ -308,7 +378,9 @@ MISSING = {  # why an object a paste step asked for is not in its output: the re
     "excluded": "every bank object of the class is left out",
     "too_few_images": "more objects than images x objects: not placed",
     "too_small": f"under {MIN_SIDE} px at its drawn size",
+    "no_target": "more objects than the images the placement rules allow x objects: not placed",
     "no_room": "no room within max_overlap",
+    "no_region": "no spot that keeps the placement rules (inside / outside)",
     "hidden": "hidden by later pastes (under min_visible)",
     "skipped": "its target image was unreadable (skipped)",
 }
@@ -379,14 +451,15 @@ def _miss(classes: dict, cid: int, why: str, n: int = 1) -> None:
     missing[why] = missing.get(why, 0) + n
 
 
-def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng,
-                    availability: Availability | None = None) -> tuple[list, dict, dict]:
+def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng, availability: Availability | None = None,
+                    only: frozenset[int] | None = None) -> tuple[list, dict, dict]:
     """Bank rows to paste under ``budget``, the per-class table of what was asked, and the
     per-class records of :meth:`Availability.entry` (classes asked for objects).
 
     Class c (n_c instances in the dataset this step receives) gets T_c - n_c objects, T_c the
     planner's target (:meth:`ltaug.rebalance.planning.Target.per_class`, caps included), cycling through
-    the class's eligible objects in a seeded order (each object once before any twice).
+    the class's eligible objects in a seeded order (each object once before any twice). ``only``:
+    the classes the placement rules paste (None: every class).
     """
     from ltaug.rebalance.planning import Target
 
@@ -397,7 +470,7 @@ def _budget_objects(idx, bank: Bank, rows: np.ndarray, spec, rng,
     wanted, deficits, classes = [], {}, {}
     for cid, n, goal in zip(idx.category_ids.tolist(), before.tolist(), target.astype(np.int64).tolist()):
         need = goal - n
-        if need <= 0:
+        if need <= 0 or (only is not None and cid not in only):
             continue
         own = rows[cats == cid]
         deficits[cid] = {"deficit": need, "bank_objects": int(own.size)}
@@ -442,50 +515,68 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
     """
     rng = np.random.default_rng([spec.seed, PLAN_STREAM])
     idx = dataset.index
-    rows, box_only = eligible_rows(bank, idx.category_ids, spec)
+    rules = resolve_rules(spec, idx.category_ids, idx.category_names)
+    only = None if rules is None else rules.classes
+    rows, box_only = eligible_rows(bank, idx.category_ids if only is None else sorted(only), spec)
     availability = Availability.of(bank, rows, spec)
     summary: dict[str, Any] = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0,
                                "unplaced_budget": 0}
+    allowed = None
+    if rules is not None:
+        allowed = allowed_images(rules, idx)
+        summary["rules"] = {**rules.describe(dict(zip(idx.category_ids.tolist(), idx.category_names))),
+                            "images_allowed": int(allowed.sum())}
+        if not allowed.any():
+            summary["note"] = "no image meets the placement rules (onto_classes / not_onto_classes / inside / scale_to)"
+            logging.getLogger(__name__).warning("paste: %s", summary["note"])
     if spec.weighting == "budget":
         _budget_note(idx, spec, summary)
     if rows.size == 0:
         if spec.weighting == "budget":
-            _, summary["deficits"], summary["classes"] = _budget_objects(idx, bank, rows, spec, rng, availability)
+            _, summary["deficits"], summary["classes"] = _budget_objects(idx, bank, rows, spec, rng, availability, only)
         else:
             summary["classes"] = {}
-            summary["not_pastable"] = _not_pastable(idx, availability)
+            summary["not_pastable"] = _not_pastable(idx, availability, only)
         return iter(()), summary, 0
     if spec.weighting == "budget":
-        wanted, summary["deficits"], classes = _budget_objects(idx, bank, rows, spec, rng, availability)
+        wanted, summary["deficits"], classes = _budget_objects(idx, bank, rows, spec, rng, availability, only)
         order = rng.permutation(idx.num_images)
+        if allowed is not None:
+            order = order[allowed[order]]
+        room = order.size
         per_image = [wanted[i:i + spec.objects] for i in range(0, len(wanted), spec.objects)]
-        if len(per_image) > idx.num_images:
-            summary["unplaced_budget"] = sum(len(p) for p in per_image[idx.num_images:])
+        if len(per_image) > room:
+            summary["unplaced_budget"] = sum(len(p) for p in per_image[room:])
             cats = np.asarray(bank.objects["category_id"])
-            for cid, n in _per_class(cats[np.concatenate(per_image[idx.num_images:]).astype(np.int64)]).items():
-                _miss(classes, cid, "too_few_images", n)
-            per_image = per_image[:idx.num_images]
+            why = "too_few_images" if allowed is None else "no_target"
+            for cid, n in _per_class(cats[np.concatenate(per_image[room:]).astype(np.int64)]).items():
+                _miss(classes, cid, why, n)
+            per_image = per_image[:room]
         assignments = dict(zip(sorted(order[:len(per_image)].tolist()), per_image))
     else:
         pool = ObjectPool.build(bank, rows, idx.category_ids, idx.instance_counts, spec.weighting, spec.power)
         chosen = np.flatnonzero(rng.random(idx.num_images) < spec.prob)
+        if allowed is not None:
+            chosen = chosen[allowed[chosen]]
         objs = pool.draw(rng, (chosen.size, spec.objects))
         assignments = dict(zip(chosen.tolist(), objs.tolist()))
         drawn = _per_class(np.asarray(bank.objects["category_id"])[objs.ravel()].astype(np.int64))
         classes = {cid: availability.entry(cid, n) for cid, n in drawn.items()}
-        summary["not_pastable"] = _not_pastable(idx, availability)
+        summary["not_pastable"] = _not_pastable(idx, availability, only)
     summary["classes"] = classes
-    return _placed(assignments, idx, bank, spec, rng, summary), summary, len(assignments)
+    annotations = dataset.annotations if rules is not None and rules.per_image else None
+    return _placed(assignments, idx, bank, spec, rng, summary, rules, annotations), summary, len(assignments)
 
 
-def _not_pastable(idx, availability: Availability) -> dict:
-    """The dataset's classes (with instances) of which the bank holds no eligible object
-    (``in_selection``: False for those the bank was built without)."""
+def _not_pastable(idx, availability: Availability, only: frozenset[int] | None = None) -> dict:
+    """The dataset's classes (with instances; of ``only`` when the rules name the classes to
+    paste) of which the bank holds no eligible object (``in_selection``: False for those the bank
+    was built without)."""
     return {cid: {"name": name, "in_bank": availability.in_bank.get(cid, 0),
                   "left_out": dict(availability.left_out.get(cid, {})),
                   **({"in_selection": False} if availability.lacks(cid) else {})}
             for cid, name, n in zip(idx.category_ids.tolist(), idx.category_names, idx.instance_counts.tolist())
-            if n > 0 and not availability.eligible.get(cid, 0)}
+            if n > 0 and not availability.eligible.get(cid, 0) and (only is None or cid in only)}
 
 
 def _budget_note(idx, spec, summary: dict) -> None:
@@ -498,14 +589,28 @@ def _budget_note(idx, spec, summary: dict) -> None:
         logging.getLogger(__name__).warning("%s", note)
 
 
-def _placed(assignments: dict, idx, bank: Bank, spec, rng, summary: dict) -> Iterator[dict]:
-    """The recipe of each image of ``assignments`` (image position -> bank rows) that fits an object."""
+def _placed(assignments: dict, idx, bank: Bank, spec, rng, summary: dict, rules: Rules | None = None,
+            annotations: list | None = None) -> Iterator[dict]:
+    """The recipe of each image of ``assignments`` (image position -> bank rows) that fits an object.
+    With placement rules that need each image's objects (``inside``, ``outside``, ``scale_to``),
+    ``annotations`` (the dataset's, in index order) give their masks."""
     boxes_of = _image_boxes(idx)
     classes = summary["classes"]
+    scenes = rules is not None and rules.per_image
+    reference = mean_areas(idx, rules.scale_to) if rules is not None and rules.scale_to is not None else None
+    if scenes:
+        order, bounds = idx.annotations_by_image()
     for pos, bank_rows in assignments.items():
         hw = (int(idx.image_heights[pos]), int(idx.image_widths[pos]))
         missed: list[tuple[int, str]] = []
-        placed, no_room = place_objects(bank, bank_rows, hw, boxes_of(pos), spec, rng, missed)
+        boxes = boxes_of(pos)
+        scene = None
+        if scenes:
+            assert rules is not None and annotations is not None
+            mine = order[bounds[pos]:bounds[pos + 1]].tolist()
+            scene = Scene(rules, hw, [(int(idx.ann_category_ids[a]), b, annotations[a].get("segmentation"),
+                                       bool(idx.ann_iscrowd[a])) for a, b in zip(mine, boxes)])
+        placed, no_room = place_objects(bank, bank_rows, hw, boxes, spec, rng, missed, scene, reference)
         summary["no_room"] += no_room
         for cid, why in missed:
             _miss(classes, cid, why)
@@ -552,11 +657,16 @@ def render_paste(image: np.ndarray, annotations: list[dict], recipe: dict, bank:
         rle, area = shown
         ann = {"image_id": recipe["image_id"], "category_id": o["category_id"],
                "bbox": masks.tight_bbox(rle), "area": area, "iscrowd": 0}
-        if not is_box_only(bank, o["row"]):
+        box_only = is_box_only(bank, o["row"])
+        if not box_only:
             ann["segmentation"] = rle_to_json(rle)
         ann["ltaug"] = {"op": "paste", "source_annotation_id": o["annotation_id"],
                         "source_image_id": int(_record(bank, o["row"])["image_id"]), "size": [o["w"], o["h"]],
                         "flip": o["flip"]}
+        if "angle" in o:
+            ann["ltaug"].update(angle=o["angle"], shear=o["shear"], size_before_turning=o["size"])
+        if box_only:
+            ann["ltaug"]["box_only"] = FEATHERED_BOX if getattr(spec, "box_feather", 0.0) > 0 else "rectangle"
         pasted.append(ann)
     kept = [a for a in (_occlude(a, occlusion, spec.min_visible, counts) for a in annotations) if a is not None]
     return kept, pasted, counts
