@@ -7,9 +7,10 @@ Where things go:
   (:class:`PixelOperation`: plan, then render images in worker processes;
   :class:`AnnotationOperation`: annotations only) and the registry :data:`OPERATIONS`;
 - one module per operation: :mod:`~ltaug.ops.resample`, :mod:`~ltaug.ops.paste`,
-  :mod:`~ltaug.ops.mosaic`, :mod:`~ltaug.ops.mixup`. Each holds the operation's class (its
-  parameters, its ``--help`` text, and the calls into the pure planning and pixel functions of
-  :mod:`ltaug.rebalance.resample`, :mod:`ltaug.pixels.copy_paste`, :mod:`ltaug.pixels.mosaic`, :mod:`ltaug.pixels.mixup`).
+  :mod:`~ltaug.ops.mosaic`, :mod:`~ltaug.ops.mixup`, :mod:`~ltaug.ops.augment`. Each holds the
+  operation's class (its parameters, its ``--help`` text, and the calls into the pure planning and
+  pixel functions of :mod:`ltaug.rebalance.resample`, :mod:`ltaug.pixels.copy_paste`,
+  :mod:`ltaug.pixels.mosaic`, :mod:`ltaug.pixels.mixup`, :mod:`ltaug.pixels.augment`).
 
 A new operation is one module: subclass :class:`PixelOperation` (or
 :class:`AnnotationOperation`), declare its :class:`Param` attributes, implement ``plan`` and
@@ -22,6 +23,7 @@ is named there.
 
 May import: errors, params, io, rebalance, pixels.
 """
+from ltaug.ops.augment import Augment
 from ltaug.ops.base import (
                    OPERATIONS,
                    AnnotationOperation,
@@ -44,5 +46,5 @@ from ltaug.ops.resample import Resample
 
 # isort: on
 
-__all__ = ["OPERATIONS", "AnnotationOperation", "Mixup", "Mosaic", "Operation", "Param", "Paste", "PixelOperation",
-           "Registry", "Resample", "StepContext", "add_arguments", "from_args", "from_mapping", "register"]
+__all__ = ["OPERATIONS", "AnnotationOperation", "Augment", "Mixup", "Mosaic", "Operation", "Param", "Paste",
+           "PixelOperation", "Registry", "Resample", "StepContext", "add_arguments", "from_args", "from_mapping", "register"]

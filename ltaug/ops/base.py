@@ -39,6 +39,7 @@ class Operation(Declared):
 
     summary: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    paths: ClassVar[tuple[str, ...]] = ()  # parameters that name files: `ltaug run` reads them relative to its YAML
 
     seed = Param(0, "random seed; same seed, same output bytes", type=int)
 
@@ -85,7 +86,8 @@ class PixelOperation(Operation):
         """``(image, item)`` for one recipe. ``loaded``: ``(image, image record, annotations)`` per
         source. ``item["new"]``: the output's new annotations (no ids yet; each with an ``ltaug``
         record naming its ``source_annotation_id``), ``item["removed"]``: category ids of the
-        objects dropped; a replacing operation also returns ``item["kept"]``."""
+        objects dropped; a replacing operation also returns ``item["kept"]``. ``item["params"]``
+        (optional, JSON-able): what rendering drew, added to the image's provenance ``params``."""
         raise NotImplementedError
 
     def recipe_params(self, recipe: dict) -> dict:

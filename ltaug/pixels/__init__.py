@@ -6,10 +6,11 @@
 - :mod:`~ltaug.pixels.bank`: the object bank (crops, masks, flags) that copy-paste draws from;
   :mod:`~ltaug.pixels.bank_codec`: how its crops and masks are stored (jpeg, png, raw);
   :mod:`~ltaug.pixels.bank_select`: which objects go in (classes, bins, a seeded cap per class);
-- :mod:`~ltaug.pixels.copy_paste`, :mod:`~ltaug.pixels.mosaic`, :mod:`~ltaug.pixels.mixup`:
-  each operation's planning (seeded, pure) and rendering of one recipe.
+- :mod:`~ltaug.pixels.copy_paste`, :mod:`~ltaug.pixels.mosaic`, :mod:`~ltaug.pixels.mixup`,
+  :mod:`~ltaug.pixels.augment`: each operation's planning (seeded, pure) and rendering of one recipe.
 
 An operation's parameters are declared in :mod:`ltaug.ops`, not here.
 
-May import: errors, params, pool, io, rebalance (the planner's target gives copy-paste its budget).
+May import: errors, params, pool, io, stats (augment's frequency bins), rebalance (the planner's target gives
+copy-paste its budget).
 """

@@ -619,7 +619,8 @@ def _merge(current: Dataset, step: PixelOperation, k: int, recipes: list, items:
                   "width": item["size"][0], "height": item["size"][1]}
         if step.replaces_images:
             original = records[recipe["image_id"]]
-            record = {**original, "file_name": recipe["file_name"]}
+            record = {**original, "file_name": recipe["file_name"],  # the size as rendered (augment may crop)
+                      "width": item["size"][0], "height": item["size"][1]}
             if "coco_url" in record:
                 del record["coco_url"]  # the new file is not that URL (an LVIS output gets its own below)
             by_id = {a["id"]: a for a in anns_of.get(recipe["image_id"], ())}
@@ -628,7 +629,7 @@ def _merge(current: Dataset, step: PixelOperation, k: int, recipes: list, items:
             _lvis_lists(record, [records[s] for s in sources], anns)
         record["ltaug"] = {"op": step.name, "step": k, "seed": seed, "source_image_ids": sources,
                            "source_annotation_ids": [a["ltaug"]["source_annotation_id"] for a in item["new"]],
-                           "params": step.recipe_params(recipe)}
+                           "params": {**step.recipe_params(recipe), **item.get("params", {})}}
         new_images[recipe["image_id"]] = record
         new_anns[recipe["image_id"]] = anns
     if step.replaces_images:

@@ -18,9 +18,10 @@ Format (paths are relative to the config file's folder)::
       - mixup: {count: 50, alpha: 1.5}
 
 Each step is a one-key mapping from a registered operation's name (:data:`ltaug.ops.OPERATIONS`:
-resample, paste, mosaic, mixup, and any registered by the user) to its parameters, named as
-the operation declares them (the command-line flags, with ``_`` for ``-``: ``ltaug paste --help``
-lists them). A paste step's ``bank`` is relative to this file, like the other paths.
+resample, paste, mosaic, mixup, augment, and any registered by the user) to its parameters, named
+as the operation declares them (the command-line flags, with ``_`` for ``-``: ``ltaug paste
+--help`` lists them). A paste step's ``bank`` and the files an operation lists in its ``paths``
+(an augment step's ``pipeline``) are relative to this file, like the other paths.
 """
 from __future__ import annotations
 
@@ -94,9 +95,10 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
             step = make_step(op, params, seed + k)
         except SpecError as exc:
             raise UsageError(f"{path}: step {k + 1}: {exc}") from None
-        bank = getattr(step, "bank", None)
-        if bank is not None:
-            step = step.replace(bank=str(path.parent / bank))
+        for key in ("bank", *type(step).paths):  # files named by a step: relative to this file
+            value = getattr(step, key, None)
+            if value is not None:
+                step = step.replace(**{key: str(path.parent / value)})
         steps.append(step)
     base = path.parent
     return Pipeline(input=base / str(doc["input"]), images=base / str(doc["images"]), output=base / str(doc["output"]),
