@@ -177,9 +177,11 @@ def test_train_refuses_a_concurrence_file_of_other_classes(demo_oi, tmp_path, ca
     assert "is for loss concurrent_softmax, got loss ce" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_open_images_sample_to_a_trainer_run_with_derived_concurrence(demo_oi, tmp_path, capsys):
     """The user's path: `ltaug openimages` (done by the fixture, as the CLI does), `ltaug concurrence`,
-    then two iterations of `ltaug train --loss concurrent_softmax --concurrence FILE` (about 9 s on 2 cores)."""
+    then two iterations of `ltaug train --loss concurrent_softmax --concurrence FILE` (9 s on 2 idle cores,
+    24 s with the machine loaded: slow, as the other training runs)."""
     pytest.importorskip("torch")
     from conftest import shared_path
 
