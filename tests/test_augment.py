@@ -4,6 +4,8 @@ the same bytes for any worker count."""
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import albumentations as A
@@ -16,12 +18,13 @@ from pycocotools.coco import COCO
 from test_engine import same_tree
 
 from ltaug import load_dataset
-from ltaug.api import run_config, run_steps
+from ltaug.api import make_report, run_config, run_steps
 from ltaug.cli.main import main
 from ltaug.errors import InputError, UsageError
-from ltaug.ops import Augment, Resample, StepContext
+from ltaug.ops import Augment, PixelOperation, Resample
 from ltaug.pixels.augment import augment as augment_one
 from ltaug.pixels.augment import build, image_seed, read_pipeline, seed_pipeline, spatial_names
+from ltaug.run.engine import run_pipeline
 from ltaug.stats.frequency import frequency_bins
 
 IMAGES = DEMO / "images" / "train"
@@ -258,16 +261,39 @@ def test_the_example_pipeline_runs_with_its_relative_paths(tmp_path):
     COCO(str(tmp_path / "o" / "annotations.json"))
 
 
-def test_a_resume_refuses_a_changed_pipeline_file(tmp_path, demo_train_path):
-    pipeline = _save([A.Blur(p=1.0)], tmp_path / "p.yaml")
-    ctx = StepContext(load_dataset(demo_train_path), IMAGES, tmp_path / "work", 1)
-    ctx.work.mkdir()
-    step = Augment(pipeline=str(pipeline))
-    first = step.prepare(ctx)
-    assert step.prepare(ctx) == first  # unchanged: the same again
-    _save([A.Blur(p=0.5)], pipeline)
-    with pytest.raises(UsageError, match="the pipeline file changed since the interrupted run started"):
-        step.prepare(ctx)
+class _Stop(Exception):
+    """Stands for a kill: the run stops after its first shard, leaving its work folder."""
+
+
+@contextmanager
+def _first_shard_then_stop(fn, shards, workers):
+    def results():
+        for i, shard in enumerate(shards):
+            if i == 1:
+                raise _Stop
+            yield fn(shard)
+    yield results()
+
+
+@pytest.mark.skipif(not hasattr(PixelOperation, "input_files"),
+                    reason="the engine's fingerprints of the files a step reads (PixelOperation.input_files) are not in")
+def test_a_resume_refuses_a_changed_pipeline_file_and_finishes_on_the_same(tmp_path, resampled_runs,
+                                                                           demo_train_path):
+    pipeline = tmp_path / "photometric.yaml"
+    pipeline.write_bytes(PHOTOMETRIC.read_bytes())
+    steps = [Resample(method="rfs", threshold=0.1, seed=0), Augment(pipeline=str(pipeline), seed=1)]
+    ds, out = load_dataset(demo_train_path), tmp_path / "out"
+    with pytest.raises(_Stop):
+        run_pipeline(ds, IMAGES, out, steps, workers=1, progress=False, map_shards=_first_shard_then_stop)
+    assert list((tmp_path / ".out.partial").glob("step-1/shards/*.json"))
+    before = pipeline.stat()
+    _save([A.Blur(p=1.0)], pipeline)
+    with pytest.raises(UsageError, match=f"file\\(s\\) a step reads changed .*{pipeline.name}"):
+        run_pipeline(ds, IMAGES, out, steps, workers=1, progress=False, resume=True)
+    pipeline.write_bytes(PHOTOMETRIC.read_bytes())
+    os.utime(pipeline, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run_pipeline(ds, IMAGES, out, steps, workers=1, progress=False, resume=True)
+    assert same_tree(out, resampled_runs / "w1")  # the uninterrupted run's bytes
 
 
 def test_a_transform_refusing_an_image_names_it(tmp_path):
@@ -291,3 +317,9 @@ def test_the_transforms_of_a_pipeline_draw_independently():
         seen[key] = seen.get(key, 0) + 1
     assert set(seen) == {(), ("RandomBrightnessContrast",), ("Blur",), ("RandomBrightnessContrast", "Blur")}
     assert all(60 <= n <= 140 for n in seen.values()), seen  # 100 expected each; 4 sd is about 35
+
+
+def test_the_report_shows_augmented_images(resampled_runs, tmp_path):
+    make_report(resampled_runs / "w1", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "augment, step 1" in page  # a sample's caption names the step that made it

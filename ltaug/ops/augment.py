@@ -1,12 +1,10 @@
 """``augment``: an albumentations pipeline file applied to chosen images (pixels: :mod:`ltaug.pixels.augment`)."""
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ltaug.errors import UsageError
 from ltaug.ops.base import Param, PixelOperation, StepContext, register
 from ltaug.pixels.augment import SELECT
 
@@ -70,24 +68,17 @@ examples:
     # -- the engine's side ------------------------------------------------------------------
 
     def prepare(self, ctx: StepContext) -> dict:
-        """The pipeline read and checked (one-line errors naming the file), and its SHA-256. The
-        first run keeps a copy of that in the work folder; a resumed run refuses a file that
-        changed since (the images made before would come from another pipeline)."""
-        from ltaug.io.jsonio import read_json, write_json_atomic
+        """The pipeline read and checked (one-line errors naming the file), and its SHA-256."""
+        from ltaug.io.jsonio import file_sha256
         from ltaug.pixels.augment import read_pipeline
 
-        data = Path(self.pipeline).read_bytes() if Path(self.pipeline).is_file() else b""
         doc = read_pipeline(self.pipeline)
-        digest = hashlib.sha256(data).hexdigest()
-        saved = Path(ctx.work) / f"augment-{hashlib.sha256(str(Path(self.pipeline).resolve()).encode()).hexdigest()[:16]}.json"
-        if saved.is_file():
-            old = read_json(saved)
-            if old["sha256"] != digest:
-                raise UsageError(f"{self.pipeline}: the pipeline file changed since the interrupted run started; "
-                                 f"restore it, or remove {ctx.work} to start afresh")
-        else:
-            write_json_atomic(saved, {"file": str(self.pipeline), "sha256": digest})
-        return {"pipeline": doc, "file": str(self.pipeline), "sha256": digest}
+        return {"pipeline": doc, "file": str(self.pipeline), "sha256": file_sha256(self.pipeline)}
+
+    def input_files(self) -> list[Path]:
+        """The pipeline file: a resumed run (and the run before it publishes) refuses it changed,
+        since the images made before would come from another pipeline."""
+        return [Path(self.pipeline)] if Path(self.pipeline).is_file() else []
 
     def plan(self, dataset: Dataset, prepared: dict) -> tuple[list[dict], dict, int]:
         """One recipe per chosen image: ``{"image_id", "seed", "before"}`` (its own seed,

@@ -549,7 +549,7 @@ def _sample_section(out_dir: Path, after: Dataset, samples: int, seed: int, widt
         n_pasted = sum(bool(pasted.get(a["id"])) for a in anns)
         what = {"paste": f"paste, step {lt.get('step')}",
                 "mosaic": f"mosaic of {len(lt.get('source_image_ids', []))} images, step {lt.get('step')}",
-                "mixup": f"mixup, step {lt.get('step')}"}[lt["op"]]
+                "mixup": f"mixup, step {lt.get('step')}"}.get(lt["op"], f"{lt['op']}, step {lt.get('step')}")
         sources = ", ".join(str(i) for i in lt.get("source_image_ids", []))
         lam = (lt.get("params") or {}).get("lam")
         if lt["op"] == "mixup" and lam is not None and len(lt.get("source_image_ids", [])) == 2:
