@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=$(scripts/setup.sh)
 # The package and its subpackages (pdoc documents their modules too), and the modules that a
 # package's __all__ leaves out (pdoc follows __all__): every module of ltaug gets a page.
-MODULES="ltaug ltaug.errors ltaug.params ltaug.pool ltaug.transforms ltaug.io ltaug.stats ltaug.rebalance ltaug.pixels ltaug.ops ltaug.ops.base ltaug.ops.resample ltaug.ops.paste ltaug.ops.mosaic ltaug.ops.mixup ltaug.run ltaug.report"
+MODULES="ltaug ltaug.errors ltaug.params ltaug.pool ltaug.transforms ltaug.io ltaug.stats ltaug.rebalance ltaug.pixels ltaug.ops ltaug.ops.base ltaug.ops.resample ltaug.ops.paste ltaug.ops.mosaic ltaug.ops.mixup ltaug.ops.augment ltaug.run ltaug.report"
 rm -rf docs/api
 # shellcheck disable=SC2086  # MODULES is a list of words
 NO_ALBUMENTATIONS_UPDATE=1 "$VENV/bin/pdoc" -o docs/api $MODULES

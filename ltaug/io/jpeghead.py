@@ -17,7 +17,7 @@ segment makes the file a multi-picture one (Pillow's format MPO): left to Pillow
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 _SOF_PLAIN = (0xC0, 0xC1, 0xC2)  # the frame types read here; any other SOF goes to Pillow
 _SOF_ALL = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # DHT, JPG and DAC share the range
@@ -90,7 +90,7 @@ def _exif_orientation(tiff: bytes) -> int | None:
     tag); None when the structure is not a plain, intact one."""
     if len(tiff) < 8 or tiff[:4] not in (b"II*\0", b"MM\0*"):
         return None
-    order = "little" if tiff[0] == 0x49 else "big"
+    order: Literal["little", "big"] = "little" if tiff[0] == 0x49 else "big"
     ifd = int.from_bytes(tiff[4:8], order)
     if ifd < 8 or ifd + 2 > len(tiff):
         return None

@@ -78,6 +78,16 @@ class PixelOperation(Operation):
         """The image ids a recipe reads (decoded for :meth:`render`, in this order)."""
         return recipe["sources"]
 
+    def files(self, recipe: dict) -> list[tuple[str, str]]:
+        """Image files a recipe reads besides the dataset's (paste: its background), decoded after
+        the sources, in this order: ``(path, what it is)``, the second for messages."""
+        return []
+
+    def input_files(self) -> list[Path]:
+        """Files the step reads besides the dataset's images and its bank (paste: the backgrounds):
+        a resumed run, and the run before it publishes, refuses them changed."""
+        return []
+
     def open(self, prepared: dict) -> Any:
         """What :meth:`render` reads besides the images (paste: the bank), opened in a worker."""
         return None

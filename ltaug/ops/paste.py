@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 from ltaug.errors import SpecError
 from ltaug.ops.base import Param, PixelOperation, StepContext, register
+from ltaug.pixels.backgrounds import FITS
 from ltaug.pixels.bank import Flag
+from ltaug.pixels.blending import BAND, HARMONIZE
 from ltaug.pixels.copy_paste import DEFAULT_EXCLUDE, WEIGHTINGS
 from ltaug.pixels.functional import BLENDS
 from ltaug.pixels.placement import REGIONS
@@ -41,7 +43,8 @@ box already there (10 tries, else not pasted and counted).
 
 blending (--blend): hard | gaussian (mask blurred by --sigma px, cut back to the mask: no halo
 of the source background) | poisson (OpenCV seamlessClone; objects within 2 px of the image
-border fall back to gaussian and are counted).
+border fall back to gaussian and are counted) | poisson_mixed (seamlessClone's mixed gradients:
+the target's texture shows through where it is stronger).
 
 affine objects: --rotate / --shear turn and shear each object by angles drawn from [-DEG, DEG]
 (masks and boxes through the same map, exactly); box-only objects are pasted as their rectangle
@@ -56,6 +59,15 @@ placement rules (all optional; ltaug.pixels.placement has the exact rules):
                           target image against its source image), not to the image
   the plan counts only placements that keep the rules; what could not be placed is counted per
   class and reason (no image the rules allow; no spot inside / outside the regions).
+
+backgrounds (--backgrounds DIR): new images, each a background photo (kept, resized or tiled:
+--background-fit) with --objects objects pasted by the same rules, --background-ratio R times the
+dataset's images, added to them (the dataset's images are left as they are: a second paste step
+pastes onto those). --background-annotations JSON (COCO) annotates the backgrounds, e.g. the parts
+a defect must sit on (--inside part); its annotations stay on the new images.
+
+colour (--harmonize lab): each object's LAB mean and std moved to those of a --band px ring around
+it before blending (Reinhard et al. 2001; the std ratio kept within [1/2, 2]).
 
 occlusion: objects covered by pasted ones get their masks cut and boxes recomputed; those
 left with less than --min-visible of their area are removed (and counted per class).
@@ -79,8 +91,7 @@ examples:
       --rotate 30 --scale-to part"""
 
     name = "paste"
-    summary = "copy-paste rare-class objects onto images (gaussian/poisson blending)"
-    replaces_images = True
+    summary = "copy-paste rare-class objects onto images or new backgrounds (gaussian/poisson blending)"
 
     weighting = Param("inverse", "how objects are chosen", choices=WEIGHTINGS, group="which objects")
     power = Param(1.0, "inverse: p_c ~ n_c^-P", type=float, low=0, metavar="P", group="which objects")
@@ -124,6 +135,23 @@ examples:
                    group="placement rules")
     scale_to = Param(None, "size each object relative to this class's objects (not to its image)", type=str,
                      optional=True, metavar="CLASS", group="placement rules")
+    harmonize = Param("none", "match each object's colours to its surroundings (lab: mean and std in LAB, "
+                      "Reinhard et al. 2001)", choices=HARMONIZE, group="placement and blending")
+    band = Param(BAND, "harmonize: width of the ring around the object whose colours it matches", low=1,
+                 metavar="PX", group="placement and blending")
+    backgrounds = Param(None, "a folder of background images: add new images of pasted objects on them (the "
+                        "dataset's images are left as they are)", type=str, optional=True, metavar="DIR",
+                        group="backgrounds")
+    background_annotations = Param(None, "a COCO file annotating the backgrounds (classes matched by name; what "
+                                   "--onto-classes, --inside, --outside and --scale-to see)", type=str, optional=True,
+                                   metavar="JSON", group="backgrounds")
+    background_ratio = Param(1.0, "new images on backgrounds per image of the dataset (budget: at most)", type=float,
+                             above=0, metavar="R", group="backgrounds")
+    background_fit = Param("keep", "keep each background as it is, resize it to cover --background-size (cut "
+                           "around the centre), or tile it", choices=FITS, group="backgrounds")
+    background_size = Param((640, 640), "resize / tile: the new images' size", type=int, nargs=2, above=0,
+                            metavar=("W", "H"), group="backgrounds")
+    paths = ("backgrounds", "background_annotations")  # `ltaug run` reads them relative to its YAML (and the bank)
     bank = Param(None, "object bank from `ltaug bank` (default: built from the input)", type=str, optional=True,
                  metavar="BANK")
 
@@ -137,6 +165,13 @@ examples:
             raise SpecError("target", f"is for weighting 'budget', not {self.weighting!r}")
         if self.target:
             Target(**self.target)
+        if self.background_annotations is not None and self.backgrounds is None:
+            raise SpecError("background_annotations", "is for backgrounds: give backgrounds too")
+
+    @property
+    def replaces_images(self) -> bool:  # type: ignore[override]
+        """Pasting onto the dataset's images replaces them; onto backgrounds, adds new images."""
+        return self.backgrounds is None
 
     @property
     def exclude_flags(self) -> int:
@@ -162,10 +197,30 @@ examples:
         from ltaug.pixels.bank import Bank
         from ltaug.pixels.copy_paste import iter_plan_paste
 
+        if self.backgrounds is not None:
+            from ltaug.pixels.backgrounds import iter_plan_backgrounds, read_backgrounds
+
+            return iter_plan_backgrounds(dataset, Bank(prepared["bank"]), self,
+                                         read_backgrounds(self.backgrounds, dataset, self))
         return iter_plan_paste(dataset, Bank(prepared["bank"]), self)
 
     def sources(self, recipe: dict) -> list:
-        return [recipe["image_id"]]
+        return [] if "background" in recipe else [recipe["image_id"]]
+
+    def files(self, recipe: dict) -> list[tuple[str, str]]:
+        if "background" not in recipe:
+            return []
+        assert self.backgrounds is not None
+        return [(str(Path(self.backgrounds) / recipe["background"]), f"background {recipe['background']}")]
+
+    def input_files(self) -> list[Path]:
+        if self.backgrounds is None:
+            return []
+        from ltaug.pixels.backgrounds import SUFFIXES
+
+        root = Path(self.backgrounds)
+        found = [p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()] if root.is_dir() else []
+        return sorted(found) + ([Path(self.background_annotations)] if self.background_annotations else [])
 
     def open(self, prepared: dict) -> Bank:
         from ltaug.pixels.bank import Bank
@@ -175,28 +230,50 @@ examples:
     def render(self, recipe: dict, loaded: list, opened: Bank) -> tuple[np.ndarray, dict]:
         from ltaug.pixels.copy_paste import render_paste
 
+        if "background" in recipe:
+            return self._render_background(recipe, loaded, opened)
         (img, _, anns), = loaded
         kept, new, counts = render_paste(img, anns, recipe, opened, self)
         untouched = {id(a) for a in anns}  # render_paste keeps these records as they are: sent back as ids
         return img, {"kept": [a["id"] if id(a) in untouched else a for a in kept], "new": new,
                      "removed": counts["removed"], "pasted_removed": counts["pasted_removed"], "blend": counts["blend"]}
 
+    def _render_background(self, recipe: dict, loaded: list, opened: Bank) -> tuple[np.ndarray, dict]:
+        """A new image: the background fitted, the recipe's objects pasted, the background's own
+        annotations kept (cut where covered; ``ltaug`` names their id in ``background_annotations``)."""
+        from ltaug.pixels.backgrounds import fit_background
+        from ltaug.pixels.copy_paste import render_paste
+
+        (img, _, _), = loaded
+        img = fit_background(img, self.background_fit, self.background_size)
+        kept, new, counts = render_paste(img, recipe["annotations"], recipe, opened, self)
+        own = [{**{k: v for k, v in a.items() if k not in ("id", "ltaug")},
+                "ltaug": {**a.get("ltaug", {}), "op": "background", "source_annotation_id": a["id"]}} for a in kept]
+        return img, {"new": own + new, "removed": counts["removed"], "pasted_removed": counts["pasted_removed"],
+                     "blend": counts["blend"]}
+
     def recipe_params(self, recipe: dict) -> dict:
-        return {"objects": [{key: o[key] for key in ("annotation_id", "category_id", "x", "y", "w", "h", "flip",
-                                                     "angle", "shear", "size") if key in o}
-                            for o in recipe["objects"]]}
+        out = {"objects": [{key: o[key] for key in ("annotation_id", "category_id", "x", "y", "w", "h", "flip",
+                                                    "angle", "shear", "size") if key in o}
+                           for o in recipe["objects"]]}
+        if "background" in recipe:
+            out = {"background": recipe["background"], "fit": self.background_fit, **out}
+        return out
 
     @staticmethod
     def report_parts(r: dict) -> list[str]:
         added, removed = sum(r["added_per_class"].values()), sum(r["removed_per_class"].values())
         blends = ", ".join(f"{k} {v}" for k, v in sorted(r["blend"].items()))
-        parts = [f"{added} objects pasted ({blends})"]
+        pasted = sum(r["blend"].values())  # every pasted object is blended once; the rest are backgrounds' own
+        hidden = sum(r["pasted_removed_per_class"].values())
+        parts = [f"{pasted - hidden} objects pasted ({blends})"]
+        if added > pasted - hidden:
+            parts.append(f"{added - pasted + hidden} annotations of the backgrounds carried")
         plan = r.get("plan", {})
         if plan.get("no_room"):
             parts.append(f"{plan['no_room']} found no room")
         if plan.get("unplaced_budget"):
             parts.append(f"{plan['unplaced_budget']} of the budget not placed (too few images for --objects)")
-        hidden = sum(r["pasted_removed_per_class"].values())
         parts.append(f"{removed} existing objects removed as occluded"
                      + (f", {hidden} pasted ones hidden by later pastes" if hidden else ""))
         return parts

@@ -278,8 +278,10 @@ def _record(bank: Bank, row: int):
     return record(row) if record is not None else bank.objects[row]
 
 
-def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tuple[list, Occlusion, dict]:
+def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec,
+                  rgb: bool = False) -> tuple[list, Occlusion, dict]:
     """Paste placed bank objects into ``image`` (in place), each later one on top of the earlier.
+    ``rgb``: the image and the crops are RGB (only colour harmonisation needs to know).
 
     A box-only object's mask is its whole crop. Returns ``(visible, occlusion, blend)``:
     per placement, ``(rle, area)`` of the part of its mask that no later paste hides, or None
@@ -306,7 +308,8 @@ def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec) -> tupl
             blend_alpha(image[y:y + o["h"], x:x + o["w"]], crop, feathered_rectangle(mask, feather))
             used = FEATHERED_BOX
         else:
-            used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma)
+            used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma,
+                                harmonize=getattr(spec, "harmonize", "none"), band=getattr(spec, "band", 8), rgb=rgb)
         blend[used] = blend.get(used, 0) + 1
         resized.append(mask)
     cover = np.zeros((H, W), bool)

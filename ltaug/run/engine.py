@@ -212,7 +212,12 @@ def _fingerprints(images: dict, steps: list[Operation]) -> dict:
     from ltaug.pixels.bank import MASKS, META, OBJECTS, PIXELS
 
     banks: dict[str, dict[str, Any]] = {}
+    files: dict[str, list[int]] = {}
     for step in steps:
+        if isinstance(step, PixelOperation):
+            for path in step.input_files():
+                st = path.stat()
+                files[str(path)] = [st.st_size, st.st_mtime_ns]
         bank = getattr(step, "bank", None)
         if bank is not None and bank not in banks and Path(bank).is_dir():
             folder = Path(bank)
@@ -221,7 +226,7 @@ def _fingerprints(images: dict, steps: list[Operation]) -> dict:
                 if (folder / f).is_file():
                     st = (folder / f).stat()
                     banks[bank][f] = [st.st_size, st.st_mtime_ns]
-    return {"images": images, "banks": banks}
+    return {"images": images, "banks": banks, "files": files}
 
 
 def _check_inputs(work: Path, now: dict, when: str = "since the interrupted run started") -> None:
@@ -233,6 +238,11 @@ def _check_inputs(work: Path, now: dict, when: str = "since the interrupted run 
     if changed:
         raise UsageError(f"{work}: {len(changed)} input image file(s) changed {when} "
                          f"(size, time or content; first: {sorted(changed)[0]}); remove the folder to start afresh")
+    old_files, new_files = saved.get("files", {}), now.get("files", {})
+    changed = sorted(f for f in old_files.keys() | new_files.keys() if old_files.get(f) != new_files.get(f))
+    if changed:
+        raise UsageError(f"{work}: {len(changed)} file(s) a step reads changed {when} (first: {changed[0]}); "
+                         f"remove the folder to start afresh")
     for bank in saved["banks"].keys() | now["banks"].keys():
         old, new = saved["banks"].get(bank, {}), now["banks"].get(bank, {})
         if old != new:
@@ -531,7 +541,9 @@ def _pixel_step(current: Dataset, source_dataset: Dataset, images_dir: Path, ste
                 pbar.update(len(chunk))
                 continue
             yield str(path), [(r, [(source_path(image_file_name(images[s])), images[s], anns_of.get(s, []))
-                                   for s in step.sources(r)], os.path.join(work_images, r["file_name"]))
+                                   for s in step.sources(r)]
+                               + [(f, {"id": what, "height": None, "width": None}, []) for f, what in step.files(r)],
+                               os.path.join(work_images, r["file_name"]))
                               for r in chunk]
 
     with bar(total=tried) as pbar, map_shards(functools.partial(_render_shard, stage=stage), tasks(),
@@ -678,7 +690,7 @@ def _lvis_lists(record: dict, sources: list, anns: list) -> None:
     """LVIS image lists of an output image: a class is verified absent (``neg_category_ids``) only
     if it was in every source and is not in the output; not-exhaustive if it was in any source."""
     present = {a["category_id"] for a in anns}
-    neg = set.intersection(*(set(s.get("neg_category_ids", ())) for s in sources)) - present
+    neg = set.intersection(*(set(s.get("neg_category_ids", ())) for s in sources)) - present if sources else set()
     not_exhaustive = set().union(*(set(s.get("not_exhaustive_category_ids", ())) for s in sources))
     record["neg_category_ids"] = sorted(neg)
     record["not_exhaustive_category_ids"] = sorted(not_exhaustive)
