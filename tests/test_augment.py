@@ -21,7 +21,7 @@ from ltaug import load_dataset
 from ltaug.api import make_report, run_config, run_steps
 from ltaug.cli.main import main
 from ltaug.errors import InputError, UsageError
-from ltaug.ops import Augment, PixelOperation, Resample
+from ltaug.ops import Augment, Resample
 from ltaug.pixels.augment import augment as augment_one
 from ltaug.pixels.augment import build, image_seed, read_pipeline, seed_pipeline, spatial_names
 from ltaug.run.engine import run_pipeline
@@ -275,8 +275,6 @@ def _first_shard_then_stop(fn, shards, workers):
     yield results()
 
 
-@pytest.mark.skipif(not hasattr(PixelOperation, "input_files"),
-                    reason="the engine's fingerprints of the files a step reads (PixelOperation.input_files) are not in")
 def test_a_resume_refuses_a_changed_pipeline_file_and_finishes_on_the_same(tmp_path, resampled_runs,
                                                                            demo_train_path):
     pipeline = tmp_path / "photometric.yaml"

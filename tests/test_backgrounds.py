@@ -187,3 +187,24 @@ def test_a_changed_background_is_refused_on_resume(tmp_path, folder, demo_train_
             engine._check_inputs(tmp_path / "w", after)
     finally:
         victim.write_bytes(data)
+
+
+def test_the_rare_case_example_runs_from_one_file(tmp_path):
+    """examples/rare_case.yaml: resample, augment the repeats, paste the "defects" onto annotated
+    backgrounds inside the "parts": one file, one archived COCO dataset."""
+    from pycocotools.coco import COCO
+
+    from ltaug.api import run_config
+
+    res = run_config(DEMO.parent / "rare_case.yaml", tmp_path / "o", workers=1)
+    resample, augment, paste = res.steps
+    assert augment["images_written"] > 0 and paste["images_written"] > 0
+    doc, new, by = new_images(tmp_path / "o")
+    assert all(im["ltaug"]["params"]["background"] for im in new)
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    pasted = [a for im in new for a in by[im["id"]] if a["ltaug"]["op"] == "paste"]
+    assert pasted and {names[a["category_id"]] for a in pasted} <= {"cup", "knife", "book"}
+    augmented = [im for im in doc["images"] if im.get("ltaug", {}).get("op") == "augment"]
+    drawn = [bool(im["ltaug"]["params"]["applied"]) for im in augmented]  # a few draw no transform at all
+    assert augmented and sum(drawn) > len(drawn) / 2
+    COCO(str(tmp_path / "o" / "annotations.json"))
