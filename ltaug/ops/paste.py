@@ -114,7 +114,7 @@ examples:
                     choices=tuple(n.lower() for n in Flag.__members__), metavar="FLAGS",
                     group="which objects")
     box_only = Param(False, "paste box-only objects as rectangles even if masks exist", group="which objects")
-    box_feather = Param(0.1, "box-only objects: feather the rectangle's edge over F x its short side (0: hard)",
+    box_feather = Param(0.05, "box-only objects: feather the rectangle's edge over F x its short side (0: hard)",
                         type=float, low=0, high=0.5, metavar="F", group="placement and blending")
     rotate = Param(0.0, "turn each object by an angle drawn from [-DEG, DEG]", type=float, low=0, high=180,
                    metavar="DEG", group="placement and blending")
