@@ -226,3 +226,53 @@ def test_plot_many_classes_and_bad_suffix(tmp_path):
     with pytest.raises(UsageError):
         plot_class_histogram(st, tmp_path / "many.notaformat")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.png", "many.svg"]
+
+
+def _lvis_like(n_f=405, n_c=461, n_r=337, seed=0):
+    """Bins (shuffled) and instance counts of an LVIS-like class spread, zeros among the rare."""
+    rng = np.random.default_rng(seed)
+    bins = np.array(["f"] * n_f + ["c"] * n_c + ["r"] * n_r)
+    counts = np.concatenate([rng.integers(101, 50_000, n_f), rng.integers(11, 101, n_c), rng.integers(0, 11, n_r)])
+    order = rng.permutation(bins.size)
+    return bins[order], counts[order]
+
+
+def test_curve_at_lvis_class_count(tmp_path):
+    from matplotlib.colors import to_rgb
+    from matplotlib.container import BarContainer
+
+    from ltaug.stats.plotting import BIN_COLORS, class_curve_figure
+
+    bins, before = _lvis_like()
+    after = np.where(bins == "r", before + 20, before)
+    fig, ax, order = class_curve_figure(tmp_path / "c.png", bins, before, after=after)
+    # x: frequent, common, rare, each by instances descending: one contiguous range per bin
+    assert bins[order].tolist() == ["f"] * 405 + ["c"] * 461 + ["r"] * 337
+    for lo, hi in ((0, 405), (405, 866), (866, 1203)):
+        assert np.all(np.diff(before[order][lo:hi]) <= 0)
+    # three shaded bands in the bin colours over exactly their classes, labelled with count and shares
+    bands = sorted((p.get_x(), p.get_x() + p.get_width(), p.get_facecolor()[:3]) for p in ax.patches)
+    assert [(lo, hi) for lo, hi, _ in bands] == [(-0.5, 404.5), (404.5, 865.5), (865.5, 1202.5)]
+    assert [c for _, _, c in bands] == [to_rgb(BIN_COLORS[b]) for b in "fcr"]
+    texts = [t.get_text() for t in ax.texts]
+    share_r = (before[bins == "r"].sum() / before.sum(), after[bins == "r"].sum() / after.sum())
+    assert f"rare (r)\n337 classes\n{100 * share_r[0]:.1f}% → {100 * share_r[1]:.1f}% of instances" in texts
+    assert not [c for c in ax.containers if isinstance(c, BarContainer)]  # no bars
+    labels = {line.get_label() for line in ax.lines}
+    assert {"instances per class, before", "instances per class, after"} <= labels
+    # the after line: each bin's counts sorted on their own; zeros leave gaps on the log axis
+    after_y = np.concatenate([line.get_ydata() for line in ax.lines if line.get_color() == "#7b2cbf"])
+    assert np.allclose(after_y[866:], np.sort(after[bins == "r"])[::-1])
+    before_y = np.concatenate([line.get_ydata() for line in ax.lines if line.get_color() == "#1d1f23"])
+    assert np.isnan(before_y).sum() == np.count_nonzero(before == 0) > 0
+    assert "with no instance" in ax.get_xlabel()
+
+
+def test_plot_lvis_class_count_is_a_curve(tmp_path):
+    bins, counts = _lvis_like(40, 40, 40)  # 120 classes: over MAX_LABELLED_CLASSES
+    st = dataset_stats(make_dataset([max(1, int(c) // 100) for c in counts], frequency=bins.tolist()))
+    out = plot_class_histogram(st, tmp_path / "lvis.png", title="LVIS-like")
+    with Image.open(out) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    blue = np.array([255 + 0.13 * (v - 255) for v in (0x1F, 0x77, 0xB4)])  # the frequent band's shade
+    assert np.mean(np.abs(rgb - blue).max(axis=2) <= 3) > 0.05

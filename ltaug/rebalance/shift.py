@@ -111,11 +111,25 @@ def plot_shift(shift: dict, path: str | os.PathLike, *, title: str | None = None
     """Instances per class before (bars, coloured by bin) and after (black ticks), log scale.
 
     Classes are sorted by their original instance count, largest first, so the tail is on
-    the right and its lift is visible at a glance.
+    the right and its lift is visible at a glance. Above ``MAX_LABELLED_CLASSES`` classes
+    (LVIS), the before and after frequency curves in shaded r/c/f bands instead
+    (:func:`ltaug.stats.plotting.class_curve_figure`).
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
+    from ltaug.stats.plotting import class_curve_figure
+
+    s = shift["summary"]
+    details = (f"images {s['images']['before']:,} → {s['images']['after']:,} · instances "
+               f"{s['before']['instances']:,} → {s['after']['instances']:,} · min per class "
+               f"{s['before']['instances_per_class']['min']:,} → {s['after']['instances_per_class']['min']:,}")
+    if len(shift["classes"]) > MAX_LABELLED_CLASSES:
+        rows = shift["classes"]
+        fig, _, _ = class_curve_figure(path, [r["bin"] for r in rows], [r["before_instances"] for r in rows],
+                                       after=[r["after_instances"] for r in rows],
+                                       title=f"{title or 'Instances per class, before and after'}\n{details}")
+        return save_figure(fig, path)
     classes = sorted(shift["classes"], key=lambda c: (-c["before_instances"], c["id"]))
     before = np.array([c["before_instances"] for c in classes], dtype=np.float64)
     after = np.array([c["after_instances"] for c in classes], dtype=np.float64)
@@ -130,9 +144,5 @@ def plot_shift(shift: dict, path: str | os.PathLike, *, title: str | None = None
     handles: list[Artist] = [Patch(color=BIN_COLORS[b], alpha=0.55, label=f"before, {BIN_NAMES[b]}") for b in present]
     handles.append(Line2D([], [], color="black", marker="_", linestyle="none", markersize=10, label="after"))
     ax.legend(handles=handles, loc="upper right", frameon=False, fontsize=9)
-    s = shift["summary"]
-    details = (f"images {s['images']['before']} → {s['images']['after']} · instances {s['before']['instances']} → "
-               f"{s['after']['instances']} · min per class {s['before']['instances_per_class']['min']} → "
-               f"{s['after']['instances_per_class']['min']}")
     ax.set_title(f"{title or 'Instances per class, before and after'}\n{details}", fontsize=11)
     return save_figure(fig, path)

@@ -24,7 +24,7 @@ import html
 import json
 import os
 import tempfile
-from collections.abc import Container, Iterable
+from collections.abc import Collection, Container, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 from ltaug import __version__
 from ltaug.errors import InputError, LtaugError, UsageError
 from ltaug.io.dataset import Dataset
-from ltaug.io.jsonio import file_sha256, read_json, write_bytes_atomic
+from ltaug.io.jsonio import file_sha256, gc_paused, read_json, write_bytes_atomic
 from ltaug.io.paths import image_file_name
 from ltaug.io.read import load_dataset
 from ltaug.pixels import masks
@@ -43,7 +43,7 @@ from ltaug.rebalance.shift import _summary as shift_summary
 from ltaug.rebalance.shift import plot_shift
 from ltaug.run.engine import FORMAT
 from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
-from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES
+from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES
 
 REPORT_NAME = "report.html"
 SAMPLES = 12
@@ -109,6 +109,12 @@ def _op(record: dict) -> Any:
     return lt.get("op") if isinstance(lt, dict) else None
 
 
+def pasted_positions(annotations: list) -> np.ndarray:
+    """Positions (in file order) of the annotations a paste step placed (``ltaug.op`` "paste")."""
+    return np.fromiter((k for k, a in enumerate(annotations)
+                        if isinstance(lt := a.get("ltaug"), dict) and lt.get("op") == "paste"), np.int64)
+
+
 def _made(record: dict) -> bool:
     """Whether a pixel step made this image (its provenance names the step; a resample's does not)."""
     lt = record.get("ltaug")
@@ -116,7 +122,7 @@ def _made(record: dict) -> bool:
 
 
 def class_table(before: Dataset, after: Dataset, run: dict, *, rare_max: int | None = None,
-                common_max: int | None = None) -> dict:
+                common_max: int | None = None, pasted_at: np.ndarray | None = None) -> dict:
     """The per-class before/after document (the shape of :func:`ltaug.rebalance.shift.class_shift`, so that
     :func:`ltaug.rebalance.shift.plot_shift` draws it) with the report's own columns.
 
@@ -125,13 +131,14 @@ def class_table(before: Dataset, after: Dataset, run: dict, *, rare_max: int | N
     the output made by a paste step), ``removed`` (existing objects removed as occluded, summed
     over the paste steps of run.json), ``dropped`` (cut remnants dropped by mosaic / mixup) and
     ``factor`` (after / before instances; None when before is 0). Classes are in the input's
-    order; a class only in the output is added with zeros before.
+    order; a class only in the output is added with zeros before. ``pasted_at``: the
+    :func:`pasted_positions` of ``after``'s annotations, if already known.
     """
     bix, aix = before.index, after.index
     bins = dataset_bins(before, rare_max=rare_max, common_max=common_max)
     after_pos = {int(c): k for k, c in enumerate(aix.category_ids)}
-    pasted_cats = [a["category_id"] for a in after.annotations if _op(a) == "paste"]
-    pasted = dict(zip(*(v.tolist() for v in np.unique(np.asarray(pasted_cats, np.int64), return_counts=True))))
+    pasted_cats = aix.ann_category_ids[pasted_positions(after.annotations) if pasted_at is None else pasted_at]
+    pasted = dict(zip(*(v.tolist() for v in np.unique(pasted_cats, return_counts=True))))
     removed = _per_class(run["steps_run"], ("paste",), "removed_per_class")
     dropped = _per_class(run["steps_run"], ("mosaic", "mixup"), "removed_per_class")
     classes: list[dict] = []
@@ -155,24 +162,47 @@ def class_table(before: Dataset, after: Dataset, run: dict, *, rare_max: int | N
 
 # -- samples ------------------------------------------------------------------------------------
 
-def pick_samples(images: list, n: int, seed: int = 0, pasted_in: Container[int] | None = None) -> list:
+def _first_copy(image: dict) -> bool:
+    """Whether ``image`` is an input image as the output holds it: no provenance, or the first
+    copy (``repeat`` 0) of an image a resample step repeats."""
+    lt = image.get("ltaug")
+    return not isinstance(lt, dict) or (lt.get("repeat", 0) == 0 and "step" not in lt)
+
+
+def pick_samples(images: list, n: int, seed: int = 0, pasted_in: Container[int] | None = None,
+                 rare_in: Mapping[int, Collection[int]] | None = None) -> list:
     """Up to ``n`` images made by a pixel step, a seeded mix of ops (round robin over the ops in
-    pipeline order); of the paste outputs, those with a pasted object come first."""
+    pipeline order), chosen from the rare classes first.
+
+    ``rare_in``: image id -> the rare classes (ids) it shows. Each op's images are shuffled
+    with ``numpy.random.default_rng(seed)``, then stably ordered: images showing a rare class
+    first, and within each kind those with a pasted object (``pasted_in``) first; each turn
+    takes the first image of its op that shows a rare class not shown yet (else its first
+    image), so the grid covers as many rare classes as it can. An output no pixel step made
+    (resampling only) shows its input images that hold a rare class (the first copy of each).
+    """
+    rare_in = rare_in or {}
+    pool = [(im["ltaug"]["step"], _op(im), im) for im in images if _made(im)]
+    if not pool:  # resampling only: the input images that hold a rare class
+        pool = [(0, "input", im) for im in images if im["id"] in rare_in and _first_copy(im)]
     groups: dict = {}
-    for im in sorted((im for im in images if _made(im)), key=lambda im: im["ltaug"]["step"]):
-        groups.setdefault(_op(im), []).append(im)
+    for _, op, im in sorted(pool, key=lambda t: t[0]):  # stable: file order within a step
+        groups.setdefault(op, []).append(im)
     rng = np.random.default_rng(seed)
     queues = []
-    for op, group in groups.items():
+    for group in groups.values():
         order = [group[i] for i in rng.permutation(len(group))]
-        if op == "paste" and pasted_in is not None:
-            order.sort(key=lambda im: im["id"] not in pasted_in)  # stable: the shuffle stays within each kind
+        order.sort(key=lambda im: (not rare_in.get(im["id"]),  # stable: the shuffle stays within each kind
+                                   pasted_in is not None and im["id"] not in pasted_in))
         queues.append(order)
     picked: list[dict] = []
+    shown: set = set()
     while len(picked) < n and any(queues):
         for q in queues:
             if q and len(picked) < n:
-                picked.append(q.pop(0))
+                k = next((k for k, im in enumerate(q) if not shown.issuperset(rare_in.get(im["id"], ()))), 0)
+                picked.append(q.pop(k))
+                shown.update(rare_in.get(picked[-1]["id"], ()))
     return picked
 
 
@@ -228,10 +258,15 @@ def _dashed(img: np.ndarray, contour: np.ndarray, color: tuple, thickness: int) 
 
 
 def draw_sample(image: np.ndarray, annotations: list, names: dict, colors: dict, pasted: dict,
-                width: int = THUMB_WIDTH) -> np.ndarray:
+                width: int = THUMB_WIDTH, rare: Container[int] = ()) -> np.ndarray:
     """A thumbnail ``width`` px wide (never enlarged) of ``image`` (BGR) with every annotation's
     mask filled and outlined in its class colour and its class name written at its box;
-    pasted objects (``pasted[ann id]``) get a thick dashed outline, yellow over black."""
+    pasted objects (``pasted[ann id]``) get a thick dashed outline, yellow over black.
+
+    Names never cover one another (LVIS images hold dozens of objects, a mosaic four times
+    that): they are placed in order, pasted objects first, then objects of the ``rare`` classes
+    (category ids), then the others largest first, and a name that would overlap one already
+    written is left out."""
     H, W = image.shape[:2]
     s = min(1.0, width / W)
     tw, th = max(1, round(W * s)), max(1, round(H * s))
@@ -254,21 +289,31 @@ def draw_sample(image: np.ndarray, annotations: list, names: dict, colors: dict,
                 _dashed(thumb, c, PASTED_BGR, 2)
         else:
             cv2.drawContours(thumb, contours, -1, color, 1, cv2.LINE_AA)
-    for a, color, _ in shapes:  # labels over every outline
+    placed: list[tuple] = []
+    by_priority = sorted(shapes, key=lambda t: (not pasted.get(t[0]["id"]), t[0]["category_id"] not in rare,
+                                                -t[0]["bbox"][2] * t[0]["bbox"][3]))  # stable: file order on ties
+    for a, color, _ in by_priority:  # labels over every outline
         label = names.get(a["category_id"], str(a["category_id"]))
-        _label(thumb, label, a["bbox"][0] * s, a["bbox"][1] * s, color, pasted.get(a["id"], False))
+        _label(thumb, label, a["bbox"][0] * s, a["bbox"][1] * s, color, pasted.get(a["id"], False), placed)
     return thumb
 
 
-def _label(img: np.ndarray, text: str, x: float, y: float, color: tuple, pasted: bool) -> None:
+def _label(img: np.ndarray, text: str, x: float, y: float, color: tuple, pasted: bool, placed: list) -> bool:
+    """Write ``text`` on a filled box at (x, y) unless the box overlaps one in ``placed`` (then
+    nothing is drawn and False returned); the box drawn is appended to ``placed``."""
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
     (w, h), base = cv2.getTextSize(text, font, scale, 1)
     H, W = img.shape[:2]
     x0 = int(min(max(0, x), max(0, W - w - 4)))
     y0 = int(min(max(0, y - h - base - 2), max(0, H - h - base - 2)))
+    x1, y1 = x0 + w + 4, y0 + h + base + 2
+    if any(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1 for bx0, by0, bx1, by1 in placed):
+        return False
+    placed.append((x0, y0, x1, y1))
     bg = (0, 0, 0) if pasted else tuple(int(c * 0.55) for c in color)
-    cv2.rectangle(img, (x0, y0), (x0 + w + 4, y0 + h + base + 2), bg, -1)
+    cv2.rectangle(img, (x0, y0), (x1, y1), bg, -1)
     cv2.putText(img, text, (x0 + 2, y0 + h + 1), font, scale, PASTED_BGR if pasted else (255, 255, 255), 1, cv2.LINE_AA)
+    return True
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -307,8 +352,19 @@ def _params(params: dict) -> str:
     return ", ".join(parts)
 
 
+def _n(value: object) -> str:
+    """A count with thousands separators (``1,270,141``); anything else as it is, ``?`` for None."""
+    return "?" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def _plot_title(doc: dict) -> str:
+    if len(doc["classes"]) > MAX_LABELLED_CLASSES:
+        return "Instances per class before and after: frequency curves in r/c/f bands"
+    return "Instances per class, before (bars) and after (ticks)"
 
 
 def _histogram_png(doc: dict, title: str) -> bytes:
@@ -325,9 +381,9 @@ main{max-width:1280px;margin:0 auto;padding:24px 28px 48px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 10px;border-bottom:1px solid #d8dbe0;padding-bottom:4px}
 .sub{color:#5b6270;margin:0 0 16px}.note{color:#5b6270;font-size:13px;margin:6px 0}
 .warn{background:#fff4d6;border:1px solid #e8c76a;padding:8px 12px;border-radius:6px;margin:10px 0}
-.cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}
-.card{background:#fff;border:1px solid #dde0e5;border-radius:8px;padding:10px 14px;flex:1 1 140px}
-.card b{display:block;font-size:20px}.card span{color:#5b6270;font-size:12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:12px;margin:12px 0}
+.card{background:#fff;border:1px solid #dde0e5;border-radius:8px;padding:10px 14px}
+.card b{display:block;font-size:19px}.card span{color:#5b6270;font-size:12px}
 table{border-collapse:collapse;background:#fff;border:1px solid #dde0e5;font-size:13px}
 th,td{padding:4px 10px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top}
 th{background:#eef0f3;font-weight:600;position:sticky;top:0;max-width:110px}
@@ -340,10 +396,18 @@ code{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",monospace;color:#30343b;word-
 .bar div{color:#fff;font-size:11px;line-height:22px;padding-left:4px;white-space:nowrap;overflow:hidden}
 .fig{background:#fff;border:1px solid #dde0e5;border-radius:8px;padding:8px;max-width:100%}
 .fig img{max-width:100%;height:auto;display:block}
-.scroll{max-height:640px;overflow:auto;display:inline-block;max-width:100%}
+.scroll{max-height:560px;overflow:auto;display:inline-block;max-width:100%;border:1px solid #dde0e5}
+.scroll table{border:0}
+.tools{display:flex;flex-wrap:wrap;gap:10px;align-items:center;margin:8px 0}
+.tools input{font:inherit;padding:5px 9px;border:1px solid #c9cdd3;border-radius:6px;width:260px}
+.tools select{font:inherit;padding:4px 6px;border:1px solid #c9cdd3;border-radius:6px;background:#fff}
+table.sortable th{cursor:pointer;user-select:none}table.sortable th:hover{background:#e2e6eb}
+table.sortable th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}
+table.sortable th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
+figcaption .rare{color:#b42318;font-size:12px}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:14px;align-items:start}
 figure{margin:0;background:#fff;border:1px solid #dde0e5;border-radius:8px;overflow:hidden}
-figure img{width:100%;height:auto;display:block;background:#222}
+figure img{width:100%;height:auto;max-height:460px;object-fit:contain;display:block;background:#222}
 figcaption{padding:6px 10px;font-size:12.5px;color:#30343b}figcaption .f{color:#7a808b;font-size:11.5px}
 .legend{display:flex;gap:18px;align-items:center;flex-wrap:wrap;margin:6px 0 12px;font-size:13px}
 .legend svg{vertical-align:middle;margin-right:6px}
@@ -409,9 +473,9 @@ def _run_section(run: dict, out_dir: Path, before_path: Path, warnings: list) ->
     warn = "".join(f'<p class="warn">{_e(w)}</p>' for w in warnings)
     return (f"<h2>Run</h2>{warn}<table class=info>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in info)
             + "</table>"
-            + f"<p class=note>images {c.get('images_before', '?')} → {c.get('images_after', '?')} "
-              f"({c.get('images_written', '?')} written) · annotations {c.get('annotations_before', '?')} → "
-              f"{c.get('annotations_after', '?')} · {run.get('seconds', 0):.1f} s in all</p>"
+            + f"<p class=note>images {_n(c.get('images_before'))} → {_n(c.get('images_after'))} "
+              f"({_n(c.get('images_written'))} written) · annotations {_n(c.get('annotations_before'))} → "
+              f"{_n(c.get('annotations_after'))} · {run.get('seconds', 0):.1f} s in all</p>"
             + "<table><tr><th class=n>step</th><th>op</th><th>parameters</th><th>result</th><th class=n>s</th></tr>"
             + "".join(rows) + "</table>")
 
@@ -425,8 +489,8 @@ def _shift_section(doc: dict, bin_rule: str, hist_png: bytes) -> str:
         ib, ia = sum(c["before_instances"] for c in members), sum(c["after_instances"] for c in members)
         diff = 100 * (sa - sb)
         cls = "up" if diff > 0.05 else "down" if diff < -0.05 else ""
-        rows.append(f"<tr><td>{_bin_badge(b)} {BIN_NAMES[b]}</td><td class=n>{len(members)}</td>"
-                    f"<td class=n>{ib}</td><td class=n>{_pct(sb)}</td><td class=n>{ia}</td><td class=n>{_pct(sa)}</td>"
+        rows.append(f"<tr><td>{_bin_badge(b)} {BIN_NAMES[b]}</td><td class=n>{len(members):,}</td>"
+                    f"<td class=n>{ib:,}</td><td class=n>{_pct(sb)}</td><td class=n>{ia:,}</td><td class=n>{_pct(sa)}</td>"
                     f"<td class='n {cls}'>{diff:+.1f} pt</td></tr>")
     return ("<h2>r/c/f shift</h2>"
             f"<p class=note>Share of instances per frequency bin of the input ({_e(bin_rule)}); bins do not move.</p>"
@@ -435,36 +499,100 @@ def _shift_section(doc: dict, bin_rule: str, hist_png: bytes) -> str:
             f"<p class=note>before</p>{_share_bar(s['before']['bin_instance_share'])}"
             f"<p class=note>after</p>{_share_bar(s['after']['bin_instance_share'])}"
             "<h2>Instances per class, before and after</h2>"
-            f'<div class="fig"><img alt="instances per class before (bars) and after (ticks)" '
+            f'<div class="fig"><img alt="{_e(_plot_title(doc).lower())}" '
             f'src="{_uri("image/png", hist_png)}"></div>')
+
+
+LONG_TABLE = 15  # rows; a longer table scrolls in a box of its own, so the page stays short
+
+# The per-class table's search box, bin filter and sortable columns: plain inline JavaScript (a report
+# is opened offline, so nothing is fetched). Rows are hidden, never rebuilt, when filtering; a sort
+# re-appends the existing rows in one fragment. A numeric column sorts by each cell's data-v (or its
+# text), largest first on the first click.
+TABLE_SCRIPT = """
+(function () {
+  var table = document.getElementById("classes"), body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows), q = document.getElementById("classes-q");
+  var bin = document.getElementById("classes-bin"), count = document.getElementById("classes-n");
+  var text = rows.map(function (r) { return (r.cells[0].textContent + " " + r.cells[1].textContent).toLowerCase(); });
+  function filter() {
+    var s = q.value.trim().toLowerCase(), b = bin.value, n = 0;
+    rows.forEach(function (r, i) {
+      var show = (!s || text[i].indexOf(s) >= 0) && (!b || r.getAttribute("data-bin") === b);
+      r.hidden = !show; if (show) { n++; }
+    });
+    count.textContent = n + " of " + rows.length + " classes shown";
+  }
+  q.addEventListener("input", filter); bin.addEventListener("change", filter);
+  var heads = table.tHead.rows[0].cells, current = -1, dir = 1;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.tabIndex = 0; th.title = "sort by " + th.textContent;
+    function sort() {
+      var num = th.getAttribute("data-type") === "num";
+      dir = current === col ? -dir : (num ? -1 : 1); current = col;
+      var keys = rows.map(function (r) {
+        var c = r.cells[col], v = c.hasAttribute("data-v") ? c.getAttribute("data-v") : c.textContent;
+        if (!num) { return v.toLowerCase(); }
+        v = parseFloat(v.replace(/,/g, "")); return isNaN(v) ? -Infinity : v;
+      });
+      var idx = rows.map(function (_, i) { return i; });
+      idx.sort(function (a, b) { return keys[a] < keys[b] ? -dir : keys[a] > keys[b] ? dir : a - b; });
+      var frag = document.createDocumentFragment();
+      idx.forEach(function (i) { frag.appendChild(rows[i]); });
+      body.appendChild(frag);
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+    }
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sort(); } });
+  });
+})();
+"""
+
+
+def _boxed(table: str, rows: int) -> str:
+    """``table`` as it is, or in a scrolling box when it has more than ``LONG_TABLE`` rows."""
+    return f'<div class="scroll">{table}</div>' if rows > LONG_TABLE else table
 
 
 def _class_section(doc: dict) -> str:
     classes = sorted(doc["classes"], key=lambda c: (c["before_instances"], c["id"]))
     show_dropped = any(c["dropped"] for c in classes)
-    head = ("<tr><th class=n>id</th><th>name</th><th>bin</th><th class=n>before</th><th class=n>after</th>"
-            "<th class=n>pasted</th><th class=n>removed by occlusion</th>"
-            + ("<th class=n>cut remnants dropped</th>" if show_dropped else "")
-            + "<th class=n>factor</th><th class=n>images before</th><th class=n>images after</th></tr>")
+    cols = [("id", "num"), ("name", ""), ("bin", "num"), ("before", "num"), ("after", "num"), ("pasted", "num"),
+            ("removed by occlusion", "num")] + ([("cut remnants dropped", "num")] if show_dropped else []) \
+        + [("factor", "num"), ("images before", "num"), ("images after", "num")]
+    head = "<thead><tr>" + "".join(
+        f'<th{" class=n" if t and name != "bin" else ""}{" data-type=num" if t else ""}>{_e(name)}</th>'
+        for name, t in cols) + "</tr></thead>"
+    rank = {b: k for k, b in enumerate(BINS)}
     rows = []
     for c in classes:
         f = c["factor"]
         factor = ("new" if c["after_instances"] else "–") if f is None else f"{f:.2f}×"
-        rows.append(f"<tr><td class=n>{c['id']}</td><td>{_e(c['name'])}</td><td>{_bin_badge(c['bin'])}</td>"
-                    f"<td class=n>{c['before_instances']}</td><td class=n>{c['after_instances']}</td>"
-                    f"<td class=n>{c['pasted']}</td><td class=n>{c['removed']}</td>"
-                    + (f"<td class=n>{c['dropped']}</td>" if show_dropped else "")
-                    + f"<td class=n>{factor}</td><td class=n>{c['before_images']}</td>"
-                    f"<td class=n>{c['after_images']}</td></tr>")
-    return (f"<h2>Per class ({len(classes)} classes, rarest first)</h2>"
+        key = ("Infinity" if c["after_instances"] else "") if f is None else f"{f:.6g}"
+        rows.append(f"<tr data-bin={c['bin']}><td class=n>{c['id']}</td><td>{_e(c['name'])}</td>"
+                    f"<td data-v={rank.get(c['bin'], 9)}>{_bin_badge(c['bin'])}</td>"
+                    f"<td class=n>{c['before_instances']:,}</td><td class=n>{c['after_instances']:,}</td>"
+                    f"<td class=n>{c['pasted']:,}</td><td class=n>{c['removed']:,}</td>"
+                    + (f"<td class=n>{c['dropped']:,}</td>" if show_dropped else "")
+                    + f'<td class=n data-v="{key}">{factor}</td><td class=n>{c["before_images"]:,}</td>'
+                    f"<td class=n>{c['after_images']:,}</td></tr>")
+    options = "".join(f'<option value="{b}">{BIN_NAMES[b]} ({b}): '
+                      f'{sum(c["bin"] == b for c in classes):,}</option>' for b in BINS)
+    tools = (f'<div class="tools"><input id="classes-q" type="search" placeholder="filter by name or id" '
+             f'aria-label="filter classes by name or id"><select id="classes-bin" aria-label="bin">'
+             f'<option value="">all bins</option>{options}</select>'
+             f'<span id="classes-n" class=note>{len(classes):,} of {len(classes):,} classes shown</span>'
+             '<span class=note>click a column header to sort</span></div>')
+    return (f"<h2>Per class ({len(classes):,} classes, rarest first)</h2>"
             "<p class=note><b>before</b> / <b>after</b>: instances in the input / the output · "
             "<b>pasted</b>: objects placed by paste steps that are in the output (copies carried into mosaics "
             "or mixups not counted) · <b>removed by occlusion</b>: existing objects dropped because pasted ones "
             "hid them (all paste steps)" + (" · <b>cut remnants dropped</b>: objects cut by mosaic/mixup below "
                                             "their minimum visible part" if show_dropped else "")
-            + " · <b>factor</b>: after / before</p>"
-            + (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>' if len(classes) > 100
-               else f'<table>{head}{"".join(rows)}</table>'))
+            + " · <b>factor</b>: after / before</p>" + tools
+            + _boxed(f'<table id="classes" class="sortable">{head}<tbody>{"".join(rows)}</tbody></table>', len(rows))
+            + f"<script>{TABLE_SCRIPT}</script>")
 
 
 def _limits_section(run: dict) -> str:
@@ -493,8 +621,9 @@ def _limits_section(run: dict) -> str:
             f"<tr><td class=n>{e['category_id']}</td><td>{_e(e['name'])}</td><td>{_e(e['status'])}</td>"
             f"<td>{_e(e['rule'])}</td><td class=n>{e['before']}</td><td class=n>{e['asked']}</td>"
             f"<td class=n>{e['got']}</td><td>{_e(e['why'])}</td></tr>" for e in mine)
-        out.append("<table><tr><th class=n>id</th><th>name</th><th>status</th><th>limit</th><th class=n>before</th>"
-                   f"<th class=n>asked</th><th class=n>got</th><th>why</th></tr>{rows}</table>")
+        out.append(_boxed("<table><tr><th class=n>id</th><th>name</th><th>status</th><th>limit</th>"
+                          "<th class=n>before</th><th class=n>asked</th><th class=n>got</th><th>why</th></tr>"
+                          f"{rows}</table>", len(mine)))
     for k, r in enumerate(run.get("steps_run") or ()):
         short, plan = r.get("shortfalls") or [], r.get("plan") or {}
         unusable = plan.get("not_pastable") or {}
@@ -503,17 +632,17 @@ def _limits_section(run: dict) -> str:
                 f"<tr><td class=n>{e['category_id']}</td><td>{_e(e['name'])}</td><td class=n>{e['asked']}</td>"
                 f"<td class=n>{e['got']}</td><td>{_e(flag_names(list(e['left_out'])) if e['left_out'] else '')}"
                 f"</td><td>{_e(e['why'])}</td></tr>" for e in short)
-            out.append(f"<h3>Step {k} ({_e(r.get('op'))}): {len(short)} classes got fewer objects than asked</h3>"
-                       "<table><tr><th class=n>id</th><th>name</th><th class=n>asked</th><th class=n>got</th>"
-                       f"<th>bank flags left out</th><th>why</th></tr>{rows}</table>")
+            out.append(f"<h3>Step {k} ({_e(r.get('op'))}): {len(short):,} classes got fewer objects than asked</h3>"
+                       + _boxed("<table><tr><th class=n>id</th><th>name</th><th class=n>asked</th><th class=n>got</th>"
+                                f"<th>bank flags left out</th><th>why</th></tr>{rows}</table>", len(short)))
         if unusable:
             rows = "".join(f"<tr><td class=n>{cid}</td><td>{_e(v.get('name', cid))}</td>"
                            f"<td class=n>{v.get('in_bank', 0)}</td>"
                            f"<td>{_e(', '.join(f'{f} {n}' for f, n in (v.get('left_out') or {}).items()))}</td></tr>"
                            for cid, v in unusable.items())
-            out.append(f"<h3>Step {k} ({_e(r.get('op'))}): {len(unusable)} classes of the data can never be "
-                       "pasted</h3><table><tr><th class=n>id</th><th>name</th><th class=n>bank objects</th>"
-                       f"<th>left out by flag</th></tr>{rows}</table>")
+            out.append(f"<h3>Step {k} ({_e(r.get('op'))}): {len(unusable):,} classes of the data can never be "
+                       "pasted</h3>" + _boxed("<table><tr><th class=n>id</th><th>name</th><th class=n>bank objects</th>"
+                                              f"<th>left out by flag</th></tr>{rows}</table>", len(unusable)))
     return "".join(out)
 
 
@@ -527,41 +656,73 @@ def _legend() -> str:
             '</div>')
 
 
-def _sample_section(out_dir: Path, after: Dataset, samples: int, seed: int, width: int) -> str:
+def rare_images(after: Dataset, rare: Collection[int]) -> dict[int, list[int]]:
+    """Image id -> the ids of the ``rare`` classes it shows (images showing none left out)."""
+    ix = after.index
+    hit = np.isin(ix.ann_category_ids, np.fromiter(rare, np.int64, len(rare)))
+    pairs = np.unique(np.stack([ix.ann_image_ids[hit], ix.ann_category_ids[hit]], 1), axis=0)
+    out: dict[int, list[int]] = {}
+    for image_id, cid in pairs.tolist():
+        out.setdefault(image_id, []).append(cid)
+    return out
+
+
+def _caption(im: dict, anns: list, n_pasted: int, copies: int) -> str:
+    lt: dict[str, Any] = im["ltaug"] if _made(im) else {"op": "input"}
+    sources = ", ".join(str(i) for i in lt.get("source_image_ids", []))
+    what = {"paste": f"paste, step {lt.get('step')}",
+            "mosaic": f"mosaic of {len(lt.get('source_image_ids', []))} images, step {lt.get('step')}",
+            "mixup": f"mixup, step {lt.get('step')}",
+            "input": f"input image, {copies} cop{'y' if copies == 1 else 'ies'} in the output"}.get(
+                lt["op"], f"{lt['op']}, step {lt.get('step')}")  # augment, an operation registered by the user
+    lam = (lt.get("params") or {}).get("lam")
+    if lt["op"] == "mixup" and lam is not None and len(lt.get("source_image_ids", [])) == 2:
+        a_id, b_id = lt["source_image_ids"]
+        sources = f"{a_id} (weight {lam:.2f}), {b_id} (weight {1 - lam:.2f})"
+    origin = f" · from image(s) {_e(sources)}" if sources else ""
+    return (f"<b>{_e(what)}</b> · image {im['id']} · {len(anns)} objects, {n_pasted} pasted"
+            f"<br><span class=f>{_e(image_file_name(im))}{origin}</span>")
+
+
+def _sample_section(out_dir: Path, after: Dataset, samples: int, seed: int, width: int, rare: Collection[int],
+                    pasted_at: np.ndarray) -> str:
     if samples <= 0:
         return ""
-    anns_of: dict = {}
-    for a in after.annotations:
-        anns_of.setdefault(a["image_id"], []).append(a)
-    direct = {a["image_id"] for a in after.annotations if _op(a) == "paste"}
-    picked = pick_samples(after.images, samples, seed, pasted_in=direct)
+    ix = after.index
+    direct = set(ix.ann_image_ids[pasted_at].tolist())
+    rare_in = rare_images(after, rare)
+    picked = pick_samples(after.images, samples, seed, pasted_in=direct, rare_in=rare_in)
     if not picked:
         return "<h2>Sample outputs</h2><p class=note>No image in this output was made by a pixel step " \
-               "(paste, mosaic, mixup): nothing to show.</p>"
+               "(paste, mosaic, mixup), and none holds a rare class: nothing to show.</p>"
+    anns_of: dict = {}
+    for k in np.flatnonzero(np.isin(ix.ann_image_ids, [im["id"] for im in picked])).tolist():
+        anns_of.setdefault(after.annotations[k]["image_id"], []).append(after.annotations[k])
     pasted = pasted_flags(after.annotations, [a for im in picked for a in anns_of.get(im["id"], [])])
-    ix = after.index
     names = dict(zip(ix.category_ids.tolist(), ix.category_names))
     colors = {cid: class_color(k) for k, cid in enumerate(ix.category_ids.tolist())}
-    cells = []
+    copies: dict = {}
+    if not any(map(_made, picked)):
+        for im in after.images:
+            src = (im.get("ltaug") or {}).get("source_image_id", im["id"])
+            copies[src] = copies.get(src, 0) + 1
+    cells, shown = [], set()
     for im in picked:
-        lt, anns = im["ltaug"], anns_of.get(im["id"], [])
+        anns = anns_of.get(im["id"], [])
         name = image_file_name(im)
         n_pasted = sum(bool(pasted.get(a["id"])) for a in anns)
-        what = {"paste": f"paste, step {lt.get('step')}",
-                "mosaic": f"mosaic of {len(lt.get('source_image_ids', []))} images, step {lt.get('step')}",
-                "mixup": f"mixup, step {lt.get('step')}"}.get(lt["op"], f"{lt['op']}, step {lt.get('step')}")
-        sources = ", ".join(str(i) for i in lt.get("source_image_ids", []))
-        lam = (lt.get("params") or {}).get("lam")
-        if lt["op"] == "mixup" and lam is not None and len(lt.get("source_image_ids", [])) == 2:
-            a_id, b_id = lt["source_image_ids"]
-            sources = f"{a_id} (weight {lam:.2f}), {b_id} (weight {1 - lam:.2f})"
-        caption = (f"<b>{_e(what)}</b> · image {im['id']} · {len(anns)} objects, {n_pasted} pasted"
-                   f"<br><span class=f>{_e(name)} · from image(s) "
-                   f"{_e(sources)}</span>")
+        caption = _caption(im, anns, n_pasted, copies.get((im.get("ltaug") or {}).get("source_image_id", im["id"]), 1))
+        here = rare_in.get(im["id"], [])
+        shown.update(here)
+        pasted_cats = {a["category_id"] for a in anns if pasted.get(a["id"])}
+        if here:
+            caption += ("<br><span class=rare>rare: " + ", ".join(
+                _e(names.get(c, c)) + (" (pasted)" if c in pasted_cats else "") for c in here[:8])
+                + (f" and {len(here) - 8} more" if len(here) > 8 else "") + "</span>")
         try:
             assert name is not None  # every image of an engine output names its file
             img = read_image(out_dir / "images" / name, im["id"], im.get("height"), im.get("width"))
-            thumb = draw_sample(img, anns, names, colors, pasted, width)
+            thumb = draw_sample(img, anns, names, colors, pasted, width, rare=set(here))
             ok, buf = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
             if not ok:
                 raise InputError(f"image id {im['id']}: cannot encode the thumbnail")
@@ -571,8 +732,11 @@ def _sample_section(out_dir: Path, after: Dataset, samples: int, seed: int, widt
             body = f'<p class="warn">{_e(exc)}</p>'
         cells.append(f"<figure>{body}<figcaption>{caption}</figcaption></figure>")
     made = sum(map(_made, after.images))
-    return (f"<h2>Sample outputs ({len(picked)} of {made} images the engine made, seed {seed})</h2>"
-            + _legend() + f'<div class="grid">{"".join(cells)}</div>')
+    of_what = (f"{made:,} images the engine made" if made else
+               f"{len(rare_in):,} output images holding a rare class; no pixel step ran")
+    return (f"<h2>Sample outputs ({len(picked)} of {of_what}, seed {seed})</h2>"
+            f"<p class=note>Chosen from the rare classes first: {len(shown):,} of the {len(rare):,} rare classes "
+            "are in these images.</p>" + _legend() + f'<div class="grid">{"".join(cells)}</div>')
 
 
 def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.PathLike | None = None,
@@ -582,7 +746,17 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.Path
     """The report page of the output folder ``out_dir``: ``(html, class document, warnings)``.
 
     ``input_annotations`` replaces the input path recorded in run.json (a moved input).
+    Python's cyclic garbage collector is paused throughout (:func:`ltaug.io.jsonio.gc_paused`):
+    with two LVIS-sized datasets in memory (millions of acyclic dicts) every collection rescans
+    them all, and importing matplotlib alone triggers dozens.
     """
+    with gc_paused():
+        return _build_report(out_dir, input_annotations, samples, seed, thumb_width, rare_max, common_max, on_error)
+
+
+def _build_report(out_dir: str | os.PathLike, input_annotations: str | os.PathLike | None, samples: int, seed: int,
+                  thumb_width: int, rare_max: int | None, common_max: int | None,
+                  on_error: str) -> tuple[str, dict, list[str]]:
     if samples < 0:
         raise UsageError(f"--samples must be >= 0, got {samples}")
     if thumb_width < 64:
@@ -600,7 +774,8 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.Path
     for ds, path in ((before, before_path), (after, out_dir / "annotations.json")):
         if ds.skipped:
             warnings.append(f"{path}: skipped {sum(ds.skipped.values())} invalid record(s)")
-    doc = class_table(before, after, run, rare_max=rare_max, common_max=common_max)
+    pasted_at = pasted_positions(after.annotations)
+    doc = class_table(before, after, run, rare_max=rare_max, common_max=common_max, pasted_at=pasted_at)
     if uses_stored_frequency(before, rare_max, common_max):
         bin_rule = "stored LVIS frequency"
     else:
@@ -609,13 +784,13 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.Path
     s = doc["summary"]
     title = f"ltaug report: {out_dir.resolve().name}"
     rare_b, rare_a = s["before"]["bin_instance_share"]["r"], s["after"]["bin_instance_share"]["r"]
-    cards = [(f"{s['images']['before']} → {s['images']['after']}", "images"),
-             (f"{s['before']['instances']} → {s['after']['instances']}", "instances"),
+    cards = [(f"{s['images']['before']:,} → {s['images']['after']:,}", "images"),
+             (f"{s['before']['instances']:,} → {s['after']['instances']:,}", "instances"),
              (f"{_pct(rare_b)} → {_pct(rare_a)}", "share of rare-class instances"),
-             (f"{s['before']['instances_per_class']['min']} → {s['after']['instances_per_class']['min']}",
+             (f"{s['before']['instances_per_class']['min']:,} → {s['after']['instances_per_class']['min']:,}",
               "fewest instances of a class (non-empty)"),
-             (f"{sum(c['pasted'] for c in doc['classes'])}", "pasted objects in the output"),
-             (f"{sum(c['removed'] for c in doc['classes'])}", "existing objects removed by occlusion")]
+             (f"{sum(c['pasted'] for c in doc['classes']):,}", "pasted objects in the output"),
+             (f"{sum(c['removed'] for c in doc['classes']):,}", "existing objects removed by occlusion")]
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>",
@@ -626,9 +801,10 @@ def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.Path
                                             for v, k in cards) + "</div>",
             _run_section(run, out_dir, before_path, warnings),
             _limits_section(run),
-            _shift_section(doc, bin_rule, _histogram_png(doc, "Instances per class, before (bars) and after (ticks)")),
-            _sample_section(out_dir, after, samples, seed, thumb_width),
+            _shift_section(doc, bin_rule, _histogram_png(doc, _plot_title(doc))),
             _class_section(doc),
+            _sample_section(out_dir, after, samples, seed, thumb_width,
+                            {c["id"] for c in doc["classes"] if c["bin"] == "r"}, pasted_at),
             "</main></body></html>"]
     return "\n".join(page), doc, warnings
 

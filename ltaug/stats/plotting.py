@@ -85,3 +85,91 @@ def class_bar_figure(path, names, counts, colors, *, top: float, what: str, alph
         ax.set_xlabel(f"{n} classes, sorted by {what}")
     ax.set_ylabel("instances (log scale)")
     return fig, ax, x
+
+
+BIN_ORDER = ("f", "c", "r")  # left to right on the curve: frequent first, the tail on the right
+AFTER_COLOR = "#7b2cbf"      # the "after" curve (purple: none of the bin colours)
+
+
+def _positive(values):
+    """Counts for a log axis: zeros become NaN (a gap in the line)."""
+    import numpy as np
+
+    return np.where(values > 0, values, np.nan)
+
+
+def _band_label(name: str, letter: str, n_classes: int, shares: tuple, wide: bool) -> str:
+    """A band's label: full on a wide band, the letter and class count on a narrow one."""
+    if not wide:
+        return f"{letter}\n{n_classes:,}"
+    share = " → ".join(f"{100 * s:.1f}%" for s in shares)
+    return f"{name} ({letter})\n{n_classes:,} class{'' if n_classes == 1 else 'es'}\n{share} of instances"
+
+
+def class_curve_figure(path, bins, instances, *, after=None, title: str = ""):
+    """The sorted log-scale frequency curve of a dataset with many classes; returns ``(fig, ax, order)``.
+
+    One point per class, x its rank and y its instances on a log axis, drawn as a line
+    (``instances``; a second line ``after`` when given, e.g. after resampling), in place of
+    one bar per class, which cannot be read at LVIS's 1,203 classes. The r/c/f bins
+    (``bins``) are by images per class (Gupta et al., LVIS, CVPR 2019: r <= 10 < c <= 100 < f
+    images, or the file's stored ``frequency``), not by instances, so the classes are ordered
+    by bin first (frequent, common, rare) and by instances descending within each: each bin is
+    one contiguous x range, shaded in its colour and labelled with its class count and share
+    of instances (before → after), and the line falls within each band. The ``after`` line is
+    sorted on its own within each bin (a rank-frequency curve per bin): it compares the spread
+    of a bin's counts before and after, not class by class (a per-class factor is noise at
+    this width; tables give it). Classes with zero instances leave a gap (log axis).
+    ``order``: class positions in x order (of ``instances``).
+    """
+    import numpy as np
+    from matplotlib.transforms import blended_transform_factory
+
+    bins = np.asarray(bins).astype(str)
+    before = np.asarray(instances, dtype=np.float64)
+    after_v = None if after is None else np.asarray(after, dtype=np.float64)
+    rank = np.array([BIN_ORDER.index(b) if b in BIN_ORDER else len(BIN_ORDER) for b in bins])
+    order = np.lexsort((-before, rank))  # last key first: bin, then instances descending (stable: input order)
+    n = order.size
+    fig = new_figure(path, (12.0, 5.6))
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    top = max(before.max(initial=1.0), 1.0 if after_v is None else after_v.max(initial=1.0))
+    log_count_axis(ax, top * 4)  # head room for the band labels
+    ax.set_xlim(-0.5, n - 0.5 if n else 0.5)
+    ax.set_ylabel("instances per class (log scale)")
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    totals = [v.sum() or 1.0 for v in (before, after_v) if v is not None]
+    sorted_bins = bins[order]
+    for b in BIN_ORDER:
+        where = np.flatnonzero(sorted_bins == b)
+        if not where.size:
+            continue
+        lo, hi = where.min() - 0.5, where.max() + 0.5
+        ax.axvspan(lo, hi, color=BIN_COLORS[b], alpha=0.13, linewidth=0, zorder=0)
+        ax.axvline(lo, color=BIN_COLORS[b], alpha=0.5, linewidth=0.8, zorder=0)
+        members = bins == b
+        shares = tuple(float(v[members].sum() / t) for v, t in zip((before, after_v), totals) if v is not None)
+        wide = (hi - lo) >= 0.12 * max(n, 1)
+        ax.text((lo + hi) / 2, 0.985, _band_label(BIN_NAMES[b], b, int(where.size), shares, wide), transform=trans,
+                ha="center", va="top", fontsize=9 if wide else 8, color=BIN_COLORS[b], fontweight="bold",
+                linespacing=1.25)
+    when = "" if after_v is None else ", before"
+    cuts = np.flatnonzero(sorted_bins[1:] != sorted_bins[:-1]) + 1  # one line segment per bin: no jump drawn
+    for values, style in ((before, dict(color="#1d1f23", linewidth=1.4, label=f"instances per class{when}")),
+                          (after_v, dict(color=AFTER_COLOR, linewidth=1.6, alpha=0.9,
+                                         label="instances per class, after"))):
+        if values is None:
+            continue
+        ranked = values[np.lexsort((-values, rank))]  # each bin's counts, largest first
+        for k, (xs, ys) in enumerate(zip(np.split(x, cuts), np.split(_positive(ranked), cuts))):
+            ax.plot(xs, ys, **(style if k == 0 else {**style, "label": None}))
+    if n:
+        ax.legend(loc="lower left", frameon=True, framealpha=0.85, edgecolor="none", fontsize=9)
+    empty = int(np.count_nonzero(before == 0))
+    ax.set_xlabel(f"{n:,} classes, binned by images per class; each bin sorted by instances"
+                  + ("" if after_v is None else " (before and after each sorted on its own)")
+                  + (f" ({empty:,} with no instance: not drawn)" if empty else ""))
+    if title:
+        ax.set_title(title, fontsize=11)
+    return fig, ax, order

@@ -21,7 +21,14 @@ from numpy.typing import ArrayLike
 
 from ltaug.io.dataset import Dataset
 from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
-from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, class_bar_figure, save_figure
+from ltaug.stats.plotting import (
+    BIN_COLORS,
+    BIN_NAMES,
+    MAX_LABELLED_CLASSES,
+    class_bar_figure,
+    class_curve_figure,
+    save_figure,
+)
 
 SOURCE_STORED, SOURCE_COUNTS = "stored LVIS frequency", "image counts"
 
@@ -138,7 +145,10 @@ def format_stats_table(stats: dict, *, top: int | None = None) -> str:
 
 # -- plot ------------------------------------------------------------------------------------
 def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Bar chart of instances per class (largest first, log y), coloured by r/c/f bin.
+    """Bar chart of instances per class (largest first, log y, class names under the bars),
+    coloured by r/c/f bin; above ``MAX_LABELLED_CLASSES`` classes (LVIS: 1,203), where bars
+    and names cannot be read, the sorted frequency curve with shaded r/c/f bands instead
+    (:func:`ltaug.stats.plotting.class_curve_figure`).
 
     The format follows the suffix of ``path`` (``.png`` when there is none). Uses a private
     :class:`~matplotlib.figure.Figure` with the Agg canvas (no pyplot state), renders into
@@ -147,6 +157,16 @@ def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | N
     from matplotlib.patches import Patch
 
     classes, s = stats["classes"], stats["summary"]
+    headline = title or "Instances per class"
+    details = (f"{s['classes']:,} classes · {s['images']:,} images · {s['instances']:,} instances · "
+               f"imbalance {_fmt_ratio(s['imbalance_ratio'])} · Gini {s['gini']:.3f}")
+    if len(classes) > MAX_LABELLED_CLASSES:
+        th = s["bin_thresholds"]
+        how = ("bins: stored LVIS frequency" if th["source"] == SOURCE_STORED else
+               f"bins by images: r ≤ {th['rare_max']} < c ≤ {th['common_max']} < f")
+        fig, _, _ = class_curve_figure(path, [c["bin"] for c in classes], [c["instances"] for c in classes],
+                                       title=f"{headline}\n{details} · {how}")
+        return save_figure(fig, path)
     counts = np.array([c["instances"] for c in classes], dtype=np.float64)
     fig, ax, _ = class_bar_figure(path, [c["name"] for c in classes], counts,
                                   [BIN_COLORS.get(c["bin"], "gray") for c in classes],
@@ -161,9 +181,6 @@ def plot_class_histogram(stats: dict, path: str | os.PathLike, *, title: str | N
     ax.legend(handles=legend, loc="upper right", frameon=False, fontsize=9,
               title=f"bins by {th['source']}", title_fontsize=9, alignment="left")
 
-    headline = title or "Instances per class"
-    details = (f"{s['classes']} classes · {s['images']} images · {s['instances']} instances · "
-               f"imbalance {_fmt_ratio(s['imbalance_ratio'])} · Gini {s['gini']:.3f}")
     ax.set_title(f"{headline}\n{details}", fontsize=11)
 
     return save_figure(fig, path)
