@@ -57,9 +57,9 @@ def run(args) -> int:
     if args.plan_json:
         print(f"wrote {args.plan_json}", file=sys.stderr)
     if args.output:
-        out = r.dataset
-        print(f"wrote {args.output}: {len(out.images)} images ({len(ds.images)} before), "
-              f"{len(out.annotations)} annotations", file=sys.stderr)
+        images, annotations = r.output_size
+        print(f"wrote {args.output}: {images} images ({len(ds.images)} before), "
+              f"{annotations} annotations", file=sys.stderr)
     if args.plot:
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

@@ -35,9 +35,9 @@ def run(args) -> int:
         print(f"wrote {args.repeat_factors}: per-image expected uses per epoch for {len(ds.images)} images",
               file=sys.stderr)
     else:
-        out = r.dataset
-        print(f"wrote {args.output}: {len(out.images)} images ({len(ds.images)} before), "
-              f"{len(out.annotations)} annotations ({len(ds.annotations)} before)", file=sys.stderr)
+        images, annotations = r.output_size
+        print(f"wrote {args.output}: {images} images ({len(ds.images)} before), "
+              f"{annotations} annotations ({len(ds.annotations)} before)", file=sys.stderr)
     if args.plot:
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

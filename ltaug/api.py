@@ -137,7 +137,7 @@ def _write_results(result: Resampled | PlanResult, dataset: DatasetLike, documen
         write_json_atomic(path, content)
         result.written[key] = Path(path)
     if output:
-        result.written["output"] = result.dataset.save(output, inputs=[_source(dataset)])
+        result.written["output"] = result.save(output, inputs=[_source(dataset)])
         _write_fixes(result.input, output)
     if plot:
         result.written["plot"] = plot_shift(shift, plot, title=title)
@@ -385,10 +385,49 @@ def recount(dataset: DatasetLike, output: PathLike | None = None, *, rare_max: i
 
 # -- ltaug resample / plan ------------------------------------------------------------------------
 
+class _Expanded:
+    """What resample and plan share: the input with per-image repeat counts, as a dataset
+    (:func:`ltaug.rebalance.resample.expand_dataset`), built on first use, or written to a file
+    without building it."""
+
+    input: Dataset
+
+    def _expansion(self) -> tuple[Any, str, dict]:
+        """The per-image counts, the provenance's ``op`` and ``params``."""
+        raise NotImplementedError
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        """The input with image i repeated as counted, repeats with new ids, provenance."""
+        from ltaug.rebalance.resample import expand_dataset
+
+        counts, op, params = self._expansion()
+        return expand_dataset(self.input, counts, op=op, params=params)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """``(images, annotations)`` of :attr:`dataset`, without building it."""
+        from ltaug.rebalance.resample import expanded_size
+
+        return expanded_size(self.input, self._expansion()[0])
+
+    def save(self, path: PathLike, *, inputs: Sequence[PathLike | None] = ()) -> Path:
+        """Write :attr:`dataset` to ``path`` (json, atomically; never over the input or
+        ``inputs``), the same bytes whether or not it was built: when not, it is written a
+        chunk at a time and not kept (:func:`ltaug.rebalance.resample.write_expanded`)."""
+        from ltaug.rebalance.resample import write_expanded
+
+        if "dataset" in self.__dict__:
+            return self.dataset.save(path, inputs=inputs)
+        counts, op, params = self._expansion()
+        return write_expanded(self.input, counts, path, op=op, params=params, inputs=inputs)
+
+
 @dataclass
-class Resampled:
+class Resampled(_Expanded):
     """What :func:`resample` drew: the per-image counts, the per-class before/after table, and
-    the resampled dataset (built on first use of :attr:`dataset`, or when ``output`` was given)."""
+    the resampled dataset (built on first use of :attr:`dataset`; ``output`` is written without
+    building it)."""
 
     input: Dataset
     spec: Resample
@@ -406,12 +445,9 @@ class Resampled:
     """One line when the parameters change nothing or almost nothing (``rfs`` with a threshold
     under the rarest class's image share), with the value that would; also logged as a warning."""
 
-    @cached_property
-    def dataset(self) -> Dataset:
-        """The resampled dataset: image i ``counts[i]`` times, repeats with new ids, provenance."""
-        from ltaug.rebalance.resample import expand_dataset
-
-        return expand_dataset(self.input, self.counts, op=f"resample:{self.spec.method}", params=self.spec.params())
+    def _expansion(self) -> tuple[Any, str, dict]:
+        """:attr:`dataset`: image i ``counts[i]`` times (repeats with new ids, provenance)."""
+        return self.counts, f"resample:{self.spec.method}", self.spec.params()
 
 
 def resample(dataset: DatasetLike, method: str | Resample, *, output: PathLike | None = None,
@@ -460,9 +496,9 @@ _add_parameters(resample, Resample)
 
 
 @dataclass
-class PlanResult:
+class PlanResult(_Expanded):
     """What :func:`plan` solved: the plan and the planned dataset (built on first use of
-    :attr:`dataset`, or when ``output`` was given)."""
+    :attr:`dataset`; ``output`` is written without building it)."""
 
     input: Dataset
     target: Target
@@ -480,12 +516,9 @@ class PlanResult:
         that would; also logged as a warning. None otherwise."""
         return self.plan.get("note")
 
-    @cached_property
-    def dataset(self) -> Dataset:
-        """The planned dataset: each image repeated as the plan says, with provenance."""
-        from ltaug.rebalance.resample import expand_dataset
-
-        return expand_dataset(self.input, self.plan["repeats"], op="plan", params={"target": self.plan["target"]})
+    def _expansion(self) -> tuple[Any, str, dict]:
+        """:attr:`dataset`: each image repeated as the plan says (provenance)."""
+        return self.plan["repeats"], "plan", {"target": self.plan["target"]}
 
 
 def plan(dataset: DatasetLike, *, min_instances: int | None = None, exponent: float | None = None,

@@ -10,6 +10,7 @@ import pytest
 
 from ltaug import Dataset, load_dataset
 from ltaug.cli.main import main
+from ltaug.errors import UsageError
 from ltaug.ops import Resample
 from ltaug.rebalance import sampling as S
 from ltaug.rebalance.resample import expand_dataset, resample, resample_counts
@@ -217,3 +218,29 @@ def test_cli_resample_usage_errors(coco_lt_train, tmp_path, capsys):
     assert main(["resample", str(coco_lt_train), "--method", "rfs", "--threshold", "-0.1", "-o", str(tmp_path / "x.json")]) == 2
     assert main(["resample", str(coco_lt_train), "--method", "rfs", "-o", str(coco_lt_train)]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_write_expanded_is_expand_dataset_saved(demo_train_path, tmp_path, monkeypatch):
+    """The output file written a chunk at a time has the bytes of the built dataset saved, with
+    several chunks, with the document's lists in any order, and with a top-level key that is not
+    a string (written through the built dataset)."""
+    from ltaug.io.jsonio import document_chunks
+    from ltaug.rebalance import resample as R
+
+    monkeypatch.setattr(R, "CHUNK", 7)  # many chunks, some ending mid-image
+    ds = load_dataset(demo_train_path)
+    counts = np.random.default_rng(3).integers(0, 4, len(ds.images))
+    counts[0] = 0
+    data = dict(ds.data)
+    reordered = {"annotations": data.pop("annotations"), **data}  # annotations before images
+    for doc in (ds.data, reordered, {**ds.data, 5: "not a string key"}):
+        src = Dataset(doc, path=ds.path)
+        built = tmp_path / "built.json"
+        R.expand_dataset(src, counts, op="test", params={"k": 1}).save(built)
+        streamed = R.write_expanded(src, counts, tmp_path / "streamed.json", op="test", params={"k": 1})
+        assert streamed.read_bytes() == built.read_bytes()
+        assert R.expanded_size(src, counts) == (int(counts.sum()), len(json.loads(built.read_bytes())["annotations"]))
+    with pytest.raises(ValueError, match="not a string"):
+        list(document_chunks({1: []}, {}))
+    with pytest.raises(UsageError, match="over the input"):
+        R.write_expanded(ds, counts, demo_train_path, op="test", params={})

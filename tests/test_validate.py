@@ -244,3 +244,46 @@ def test_no_traceback_for_garbage_in_any_command(tmp_path, content):
         assert proc.returncode in (1, 2), (cmd, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) <= 1 and str(bad) in (proc.stderr + proc.stdout)
+
+
+# The column-wise fast pass of check_document (io/validate.py) checks whole columns at once:
+# a polygon's coordinates by one sum over all of them, boxes by one sum over theirs. Each
+# value below breaks a rule of the per-record pass; the fast pass must not let it through.
+@pytest.mark.parametrize("field,value,kind", [
+    ("polygon", "1", "bad-polygon"), ("polygon", None, "bad-polygon"), ("polygon", float("inf"), "bad-polygon"),
+    ("polygon", float("nan"), "bad-polygon"), ("polygon", 10**400, "bad-polygon"), ("polygon", [1.0], "bad-polygon"),
+    ("bbox", "1", "bad-value"), ("bbox", None, "bad-value"), ("bbox", float("nan"), "bad-value"),
+    ("area", True, "bad-value"), ("area", "3", "bad-value"), ("iscrowd", 1, "crowd-polygon"),
+])
+def test_column_pass_lets_no_bad_value_through(demo_doc, field, value, kind):
+    from ltaug.io.validate import check_document
+
+    a = polygon_ann(demo_doc)
+    if field == "polygon":
+        a["segmentation"][-1][3] = value
+    elif field == "bbox":
+        a["bbox"][1] = value
+    else:
+        a[field] = value
+    problems = check_document(demo_doc)
+    assert [(p.kind, p.message.split(":")[0]) for p in problems] == [(kind, f"annotation id {a['id']}")]
+
+
+def test_column_pass_keeps_what_the_record_pass_accepts(demo_doc):
+    """Booleans in a box and numpy numbers in a polygon pass both passes (as numbers), and the
+    fast pass's columns are those the index would build from the records."""
+    import numpy as np
+
+    from ltaug.io.index import annotation_columns
+    from ltaug.io.validate import check_document_columns
+
+    a = polygon_ann(demo_doc)
+    a["bbox"][0] = True
+    a["segmentation"][0] = [np.float32(v) for v in a["segmentation"][0]]
+    problems, columns = check_document_columns(demo_doc)
+    assert problems == [] and columns is not None
+    expected = annotation_columns(demo_doc["annotations"])
+    for name in ("ids", "image_ids", "category_ids", "boxes", "areas", "iscrowd"):
+        got, want = getattr(columns, name), getattr(expected, name)
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), name
+    assert columns.boxes[demo_doc["annotations"].index(a), 0] == 1.0

@@ -97,15 +97,24 @@ class AnnotationColumns:
 
 def annotation_columns(annotations: list) -> AnnotationColumns:
     """Columns of records that have ``id``, ``image_id``, ``category_id`` and a 4-number ``bbox``."""
-    n = len(annotations)
+    return columns_from_lists(list(map(itemgetter("id"), annotations)), list(map(itemgetter("image_id"), annotations)),
+                              list(map(itemgetter("category_id"), annotations)),
+                              list(map(itemgetter("bbox"), annotations)),
+                              [a.get("area", np.nan) for a in annotations], [a.get("iscrowd", 0) for a in annotations])
+
+
+def columns_from_lists(ids: list, image_ids: list, category_ids: list, boxes: list, areas: list,
+                       iscrowd: list) -> AnnotationColumns:
+    """:class:`AnnotationColumns` from each field's values, already taken out of the records (the
+    validator's fast pass has them as lists: each column is read from the records once)."""
+    n = len(ids)
     return AnnotationColumns(
-        ids=_ints(map(itemgetter("id"), annotations), n),
-        image_ids=_ints(map(itemgetter("image_id"), annotations), n),
-        category_ids=_ints(map(itemgetter("category_id"), annotations), n),
-        boxes=np.fromiter(itertools.chain.from_iterable(map(itemgetter("bbox"), annotations)),
-                          dtype=np.float64, count=4 * n).reshape(n, 4),
-        areas=np.fromiter((a.get("area", np.nan) for a in annotations), dtype=np.float64, count=n),
-        iscrowd=np.fromiter((a.get("iscrowd", 0) for a in annotations), dtype=np.int64, count=n).astype(bool),
+        ids=_ints(ids, n),
+        image_ids=_ints(image_ids, n),
+        category_ids=_ints(category_ids, n),
+        boxes=np.fromiter(itertools.chain.from_iterable(boxes), dtype=np.float64, count=4 * n).reshape(n, 4),
+        areas=np.fromiter(areas, dtype=np.float64, count=n),
+        iscrowd=_ints(iscrowd, n).astype(bool),
     )
 
 

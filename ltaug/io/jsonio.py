@@ -7,7 +7,7 @@ import glob
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +144,16 @@ def pid_alive(pid: int) -> bool:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, sweep: bool = True) -> None:
+    write_chunks_atomic(path, (data,), sweep=sweep)
+
+
+def write_chunks_atomic(path: str | os.PathLike, chunks: Iterable[bytes | memoryview], *, sweep: bool = True) -> None:
+    """Write the concatenation of ``chunks`` to ``path`` atomically (:func:`atomic_path`), each
+    chunk as it comes: a producer of chunks never holds the whole file in memory."""
     with atomic_path(path, sweep=sweep) as tmp:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -163,6 +170,32 @@ def file_sha256(path: str | os.PathLike) -> str:
 def dumps(obj: Any, *, indent: bool = False) -> bytes:
     option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
     return orjson.dumps(obj, option=option)
+
+
+def document_chunks(data: dict, records: Mapping[str, Iterable[list]]) -> Iterator[bytes | memoryview]:
+    """The bytes of ``dumps(data)`` in pieces, where each top-level key named in ``records``
+    has for its value the records of an iterable of lists instead (a chunk of records at a
+    time, consumed as the pieces are produced): the same bytes as ``dumps`` of the document
+    with each such list concatenated, without that list or the whole text in memory. orjson's
+    compact form has no whitespace, so a list's text is its chunks' texts without their
+    brackets, joined by commas. Top-level keys must be strings (ValueError otherwise)."""
+    yield b"{"
+    for i, (key, value) in enumerate(data.items()):
+        if type(key) is not str:
+            raise ValueError(f"top-level key {key!r} is not a string")
+        yield (b"," if i else b"") + dumps(key) + b":"
+        if key not in records:
+            yield dumps(value)
+            continue
+        yield b"["
+        sep = b""
+        for chunk in records[key]:
+            if chunk:
+                yield sep
+                yield memoryview(dumps(chunk))[1:-1]
+                sep = b","
+        yield b"]"
+    yield b"}"
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: bool = False) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ltaug.io import geometry
 from ltaug.io.imagecheck import check_image_files
-from ltaug.io.index import AnnotationColumns, annotation_columns
+from ltaug.io.index import AnnotationColumns, columns_from_lists
 from ltaug.io.paths import image_file_name, unsafe_file_name_reason
 from ltaug.io.policy import Problem, declare
 
@@ -151,12 +151,10 @@ def check_document_columns(data) -> tuple[list[Problem], AnnotationColumns | Non
     return out, columns
 
 
-_ANN_KEYS = frozenset(REQUIRED["annotations"])
 _NUMBER_TYPES = {int, float}
-
-
-def _types(records: list, key: str) -> set:
-    return set(map(type, map(itemgetter(key), records)))
+# What taking a column out of the records raises when a record is not as the fast pass expects
+# (a missing key, a box that is not numbers, an int too large): the per-record pass names it.
+_COLUMN_ERRORS = (KeyError, TypeError, ValueError, OverflowError)
 
 
 def _valid_annotation_columns(anns: list, img_info: dict, cat_ids: set) -> AnnotationColumns | None:
@@ -164,50 +162,80 @@ def _valid_annotation_columns(anns: list, img_info: dict, cat_ids: set) -> Annot
 
     It applies the same rules with C-level set/map/numpy operations over whole columns, so a
     clean file is checked in a fraction of the per-record time; the caller runs the
-    per-record pass, which names each offending annotation, only when this returns None.
+    per-record pass, which names each offending annotation, only when this returns None (it
+    may return None for a file that has no problem, never columns for one that has).
+    Each field is read out of the records once, as a list that both the checks and the
+    columns use.
     """
-    if set(map(type, anns)) - {dict} or not all(a.keys() >= _ANN_KEYS for a in anns):
+    if set(map(type, anns)) - {dict}:
         return None
-    if not (_types(anns, "id") | _types(anns, "image_id") | _types(anns, "category_id")) <= {int}:
+    try:
+        return _checked_columns(anns, img_info, cat_ids)
+    except _COLUMN_ERRORS:
+        return None
+
+
+def _checked_columns(anns: list, img_info: dict, cat_ids: set) -> AnnotationColumns | None:
+    ids = list(map(itemgetter("id"), anns))  # KeyError: a record without a required key
+    image_ids = list(map(itemgetter("image_id"), anns))
+    category_ids = list(map(itemgetter("category_id"), anns))
+    boxes = list(map(itemgetter("bbox"), anns))
+    if not (set(map(type, ids)) | set(map(type, image_ids)) | set(map(type, category_ids))) <= {int}:
+        return None
+    if len(set(ids)) != len(anns) or not set(image_ids) <= img_info.keys() or not set(category_ids) <= cat_ids:
         return None
     crowd = [a.get("iscrowd", 0) for a in anns]
-    if set(map(type, crowd)) - {int} or set(crowd) - {0, 1}:
+    crowd_values = set(crowd)
+    if set(map(type, crowd)) - {int} or crowd_values - {0, 1}:
         return None
-    boxes = list(map(itemgetter("bbox"), anns))
-    if set(map(type, boxes)) - {list} or set(map(len, boxes)) - {4} \
-            or not set(map(type, itertools.chain.from_iterable(boxes))) <= _NUMBER_TYPES:
+    if set(map(type, boxes)) - {list} or set(map(len, boxes)) - {4}:
         return None
-    if not set(map(type, (a.get("area", 0.0) for a in anns))) <= _NUMBER_TYPES:
+    sum(itertools.chain.from_iterable(boxes))  # TypeError unless numbers (booleans pass, as in _finite_numbers)
+    areas = [a.get("area", math.nan) for a in anns]
+    if set(map(type, areas)) - _NUMBER_TYPES:
         return None
-    if len(set(map(itemgetter("id"), anns))) != len(anns):
-        return None
-    if not set(map(itemgetter("image_id"), anns)) <= img_info.keys() \
-            or not set(map(itemgetter("category_id"), anns)) <= cat_ids:
-        return None
-    cols = annotation_columns(anns)
+    cols = columns_from_lists(ids, image_ids, category_ids, boxes, areas, crowd)
     b, area = cols.boxes, cols.areas
     if not np.isfinite(b).all() or (area < 0).any() or np.isinf(area).any():
         return None
-    image_ids = np.fromiter(img_info.keys(), dtype=np.int64, count=len(img_info))
-    order = np.argsort(image_ids)
+    image_ids_known = np.fromiter(img_info.keys(), dtype=np.int64, count=len(img_info))
+    order = np.argsort(image_ids_known)
     sizes = np.array(list(img_info.values()), dtype=np.float64).reshape(-1, 2)[order]   # (width, height)
-    size_of = sizes[np.searchsorted(image_ids[order], cols.image_ids)]
+    size_of = sizes[np.searchsorted(image_ids_known[order], cols.image_ids)]
     t = BBOX_TOLERANCE_PX
     x, y, w, h = b.T
     if not ((w > 0) & (h > 0) & (x >= -t) & (y >= -t) & (x + w <= size_of[:, 0] + t)
             & (y + h <= size_of[:, 1] + t)).all():
         return None
-    for ann in anns:
-        seg = ann.get("segmentation")
-        if type(seg) is list:
-            if ann.get("iscrowd", 0):
-                return None  # a crowd region as polygons: a warning, named by the per-record pass
-            for part in seg:
-                if type(part) is not list or len(part) % 2 or len(part) < 6 or not _finite_numbers(part):
-                    return None
-        elif seg is not None and _segmentation_problem(seg, *img_info[ann["image_id"]]) is not None:
-            return None
+    segs = [a.get("segmentation") for a in anns]
+    seg_types = set(map(type, segs))
+    polygons = segs if seg_types == {list} else [seg for seg in segs if type(seg) is list]
+    if polygons and 1 in crowd_values and any(c and type(seg) is list for c, seg in zip(crowd, segs)):
+        return None  # a crowd region as polygons: a warning, named by the per-record pass
+    if not _valid_polygons(polygons):
+        return None
+    if seg_types - {list, type(None)}:
+        for ann, seg in zip(anns, segs):
+            if type(seg) is not list and seg is not None \
+                    and _segmentation_problem(seg, *img_info[ann["image_id"]]) is not None:
+                return None
     return cols
+
+
+def _valid_polygons(segmentations: list) -> bool:
+    """Every part of every polygon segmentation is a list of at least 6 coordinates, an even
+    number of them, all finite numbers: ``_segmentation_problem``'s rule for polygons, over
+    all parts at once. One sum over every coordinate checks their types (it raises TypeError
+    on anything but a number; booleans pass, as in :func:`_finite_numbers`) and their
+    finiteness (an inf or NaN makes it non-finite; so may an overflow of large finite
+    numbers: then False, and the per-record pass finds nothing)."""
+    parts = list(itertools.chain.from_iterable(segmentations))
+    if set(map(type, parts)) - {list}:
+        return False
+    lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+    if (lengths % 2).any() or (lengths < 6).any():
+        return False
+    return math.isfinite(sum(itertools.chain.from_iterable(parts)))
 
 
 def _check_records(data, section, out, check_one) -> set:

@@ -9,13 +9,17 @@ annotation carries an ``ltaug`` provenance record. Category fields (LVIS ``frequ
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ltaug.io.dataset import Dataset
-from ltaug.io.jsonio import gc_paused
+from ltaug.io.jsonio import document_chunks, gc_paused, write_chunks_atomic
+from ltaug.io.paths import refuse_overwriting_inputs
 
 _log = logging.getLogger(__name__)
 
@@ -43,42 +47,95 @@ def resample_counts(dataset: Dataset, spec: Any) -> ResampleResult:
     return ResampleResult(counts=counts, expected_per_epoch=expected, spec=spec, per_epoch=per_epoch, note=note)
 
 
+CHUNK = 65536  # annotations per chunk that write_expanded builds, dumps and writes before the next
+
+
 def expand_dataset(dataset: Dataset, counts: np.ndarray, *, op: str, params: dict) -> Dataset:
     """A dataset in which image i appears ``counts[i]`` times (0 drops it), with provenance.
 
     The first copy of an image keeps its image and annotation ids; further copies get new ids
     above the largest existing one, in output order. Copies of an image are consecutive.
     Each image gets ``"ltaug": {"source_image_id", "repeat", "op", "params"}`` and each
-    annotation ``"ltaug": {"source_annotation_id", "repeat"}``.
+    annotation ``"ltaug": {"source_annotation_id", "repeat"}``. :func:`write_expanded` writes
+    the same document to a file without building it.
     """
+    copies = _copies(dataset, counts)
+    with gc_paused():
+        images = [im for chunk in _image_chunks(dataset, copies, op, params) for im in chunk]
+        annotations = [a for chunk in _annotation_chunks(dataset, copies, CHUNK) for a in chunk]
+    return dataset.replace(images=images, annotations=annotations)
+
+
+def write_expanded(dataset: Dataset, counts: np.ndarray, path: str | os.PathLike, *, op: str, params: dict,
+                   inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Write ``expand_dataset(dataset, counts, op=op, params=params)`` to ``path`` as json,
+    atomically, the same bytes as its :meth:`~ltaug.io.dataset.Dataset.save`, without building
+    it: the copies are made, dumped and written :data:`CHUNK` annotations at a time, so neither
+    the new document nor its text is ever whole in memory. Refuses to overwrite the dataset's
+    file or any of ``inputs``."""
+    refuse_overwriting_inputs(path, [dataset.path, *inputs])
+    if any(type(key) is not str for key in dataset.data):  # only a document built in memory
+        return expand_dataset(dataset, counts, op=op, params=params).save(path, inputs=inputs)
+    copies = _copies(dataset, counts)
+    with gc_paused():
+        write_chunks_atomic(path, document_chunks(dataset.data, {
+            "images": _image_chunks(dataset, copies, op, params),
+            "annotations": _annotation_chunks(dataset, copies, CHUNK)}))
+    return Path(path)
+
+
+def expanded_size(dataset: Dataset, counts: np.ndarray) -> tuple[int, int]:
+    """``(images, annotations)`` of :func:`expand_dataset` ``(dataset, counts)``, without building it."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return int(counts.sum()), int(counts @ dataset.index.annotations_per_image())
+
+
+def _copies(dataset: Dataset, counts: np.ndarray) -> list[tuple[int, list]]:
+    """Per image kept, in output order: its row and the image id of each of its copies (the
+    first keeps the image's id; the others are new ids above the largest one, in order)."""
     ix = dataset.index
     counts = np.asarray(counts, dtype=np.int64)
     if counts.shape != (ix.num_images,) or (counts < 0).any():
         raise ValueError("counts must be one non-negative integer per image")
-    anns_of, starts = ix.annotations_by_image()
     next_img = int(ix.image_ids.max(initial=0)) + 1
+    src_images = dataset.images
+    copies = []
+    for pos, n in zip(np.flatnonzero(counts).tolist(), counts[counts > 0].tolist()):
+        copies.append((pos, [src_images[pos]["id"], *range(next_img, next_img + n - 1)]))
+        next_img += n - 1
+    return copies
+
+
+def _image_chunks(dataset: Dataset, copies: list, op: str, params: dict) -> Iterator[list]:
+    """The image records of ``copies`` (one list: there are few)."""
+    src_images = dataset.images
+    yield [{**src_images[pos], "id": img_id, "ltaug": {"source_image_id": ids[0], "repeat": r, "op": op,
+                                                        "params": params}}
+           for pos, ids in copies for r, img_id in enumerate(ids)]
+
+
+def _annotation_chunks(dataset: Dataset, copies: list, size: int) -> Iterator[list]:
+    """The annotation records of ``copies``, in lists of about ``size``: each copy of an image
+    gets its annotations, in file order; the first copy keeps their ids, the others get new
+    ones above the largest, in order."""
+    ix = dataset.index
+    order, bounds = (a.tolist() for a in ix.annotations_by_image())
     next_ann = int(ix.ann_ids.max(initial=0)) + 1
-    src_images, src_anns = dataset.images, dataset.annotations
-    images, annotations = [], []
-    with gc_paused():
-        for pos in np.flatnonzero(counts).tolist():
-            src = src_images[pos]
-            ann_rows = [src_anns[row] for row in anns_of[starts[pos]:starts[pos + 1]].tolist()]
-            for r in range(int(counts[pos])):
-                if r == 0:
-                    img_id = src["id"]
-                else:
-                    img_id, next_img = next_img, next_img + 1
-                images.append({**src, "id": img_id, "ltaug": {"source_image_id": src["id"], "repeat": r,
-                                                                "op": op, "params": params}})
-                for a in ann_rows:
-                    if r == 0:
-                        ann_id = a["id"]
-                    else:
-                        ann_id, next_ann = next_ann, next_ann + 1
-                    annotations.append({**a, "id": ann_id, "image_id": img_id,
-                                        "ltaug": {"source_annotation_id": a["id"], "repeat": r}})
-    return dataset.replace(images=images, annotations=annotations)
+    src_anns = dataset.annotations
+    chunk: list = []
+    for pos, ids in copies:
+        rows = [src_anns[row] for row in order[bounds[pos]:bounds[pos + 1]]]
+        img_id = ids[0]
+        chunk += [{**a, "image_id": img_id, "ltaug": {"source_annotation_id": a["id"], "repeat": 0}} for a in rows]
+        for r in range(1, len(ids)):
+            img_id = ids[r]
+            chunk += [{**a, "id": ann_id, "image_id": img_id, "ltaug": {"source_annotation_id": a["id"], "repeat": r}}
+                      for ann_id, a in enumerate(rows, next_ann)]
+            next_ann += len(rows)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    yield chunk
 
 
 def resample(dataset: Dataset, spec) -> tuple[Dataset, ResampleResult]:
@@ -101,5 +158,5 @@ def repeat_factor_document(dataset: Dataset, result: ResampleResult) -> dict:
     return factor_document(dataset, result.expected_per_epoch, method=result.spec.method, params=result.spec.params())
 
 
-__all__ = ["ResampleResult", "resample", "resample_counts", "expand_dataset",
+__all__ = ["ResampleResult", "resample", "resample_counts", "expand_dataset", "write_expanded", "expanded_size",
            "repeat_factor_document"]
