@@ -52,6 +52,7 @@ THUMB_QUALITY = 85
 FILL_ALPHA = 0.4
 PASTED_BGR = (0, 230, 255)      # the dashes of a pasted object's outline (yellow), over black
 PASTED_CSS = "#ffe600"
+RARE_BGR = (40, 39, 214)        # a rare-class object's outline and label: the rare bin's red (BIN_COLORS["r"])
 DASH, GAP = 7, 5                # px along the outline
 
 
@@ -287,6 +288,9 @@ def draw_sample(image: np.ndarray, annotations: list, names: dict, colors: dict,
             cv2.drawContours(thumb, contours, -1, (0, 0, 0), 4, cv2.LINE_AA)
             for c in contours:
                 _dashed(thumb, c, PASTED_BGR, 2)
+        elif a["category_id"] in rare:  # a rare-class object: a red line over a white halo
+            cv2.drawContours(thumb, contours, -1, (255, 255, 255), 4, cv2.LINE_AA)
+            cv2.drawContours(thumb, contours, -1, RARE_BGR, 2, cv2.LINE_AA)
         else:
             cv2.drawContours(thumb, contours, -1, color, 1, cv2.LINE_AA)
     placed: list[tuple] = []
@@ -294,13 +298,16 @@ def draw_sample(image: np.ndarray, annotations: list, names: dict, colors: dict,
                                                 -t[0]["bbox"][2] * t[0]["bbox"][3]))  # stable: file order on ties
     for a, color, _ in by_priority:  # labels over every outline
         label = names.get(a["category_id"], str(a["category_id"]))
-        _label(thumb, label, a["bbox"][0] * s, a["bbox"][1] * s, color, pasted.get(a["id"], False), placed)
+        kind = "pasted" if pasted.get(a["id"]) else "rare" if a["category_id"] in rare else ""
+        _label(thumb, label, a["bbox"][0] * s, a["bbox"][1] * s, color, kind, placed)
     return thumb
 
 
-def _label(img: np.ndarray, text: str, x: float, y: float, color: tuple, pasted: bool, placed: list) -> bool:
+def _label(img: np.ndarray, text: str, x: float, y: float, color: tuple, kind: str, placed: list) -> bool:
     """Write ``text`` on a filled box at (x, y) unless the box overlaps one in ``placed`` (then
-    nothing is drawn and False returned); the box drawn is appended to ``placed``."""
+    nothing is drawn and False returned); the box drawn is appended to ``placed``. ``kind``:
+    "pasted" (yellow on black), "rare" (white on the rare bin's red) or "" (white on the class
+    colour, darkened)."""
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
     (w, h), base = cv2.getTextSize(text, font, scale, 1)
     H, W = img.shape[:2]
@@ -310,9 +317,10 @@ def _label(img: np.ndarray, text: str, x: float, y: float, color: tuple, pasted:
     if any(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1 for bx0, by0, bx1, by1 in placed):
         return False
     placed.append((x0, y0, x1, y1))
-    bg = (0, 0, 0) if pasted else tuple(int(c * 0.55) for c in color)
+    bg = {"pasted": (0, 0, 0), "rare": RARE_BGR}.get(kind, tuple(int(c * 0.55) for c in color))
     cv2.rectangle(img, (x0, y0), (x1, y1), bg, -1)
-    cv2.putText(img, text, (x0 + 2, y0 + h + 1), font, scale, PASTED_BGR if pasted else (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(img, text, (x0 + 2, y0 + h + 1), font, scale, PASTED_BGR if kind == "pasted" else (255, 255, 255), 1,
+                cv2.LINE_AA)
     return True
 
 
@@ -651,9 +659,12 @@ def _legend() -> str:
             f'<line x1="2" y1="8" x2="44" y2="8" stroke="{PASTED_CSS}" stroke-width="2.5" stroke-dasharray="7 5"/></svg>')
     fill = ('<svg width="34" height="16"><rect x="2" y="2" width="30" height="12" fill="#3b82f6" fill-opacity="0.4" '
             'stroke="#3b82f6" stroke-width="1.5"/></svg>')
+    rare = ('<svg width="34" height="16"><rect x="2" y="2" width="30" height="12" fill="#d62728" fill-opacity="0.25" '
+            'stroke="#fff" stroke-width="4"/><rect x="2" y="2" width="30" height="12" fill="none" stroke="#d62728" '
+            'stroke-width="2"/></svg>')
     return (f'<div class="legend"><span>{fill}object: mask filled and outlined in its class colour, class name '
-            f'at its box</span><span>{dash}pasted object (or a copy of one carried into a mosaic / mixup)</span>'
-            '</div>')
+            f'at its box</span><span>{rare}object of a rare class: red outline and name</span>'
+            f'<span>{dash}pasted object (or a copy of one carried into a mosaic / mixup)</span></div>')
 
 
 def rare_images(after: Dataset, rare: Collection[int]) -> dict[int, list[int]]:
