@@ -176,38 +176,49 @@ def _valid_annotation_columns(anns: list, img_info: dict, cat_ids: set) -> Annot
 
 
 def _checked_columns(anns: list, img_info: dict, cat_ids: set) -> AnnotationColumns | None:
+    if not anns:
+        return columns_from_lists([], [], [], [], [], [])
     ids = list(map(itemgetter("id"), anns))  # KeyError: a record without a required key
     image_ids = list(map(itemgetter("image_id"), anns))
     category_ids = list(map(itemgetter("category_id"), anns))
     boxes = list(map(itemgetter("bbox"), anns))
     if not (set(map(type, ids)) | set(map(type, image_ids)) | set(map(type, category_ids))) <= {int}:
         return None
-    if len(set(ids)) != len(anns) or not set(image_ids) <= img_info.keys() or not set(category_ids) <= cat_ids:
-        return None
-    crowd = [a.get("iscrowd", 0) for a in anns]
+    crowd = _column(anns, "iscrowd", 0)
     crowd_values = set(crowd)
     if set(map(type, crowd)) - {int} or crowd_values - {0, 1}:
         return None
     if set(map(type, boxes)) - {list} or set(map(len, boxes)) - {4}:
         return None
     sum(itertools.chain.from_iterable(boxes))  # TypeError unless numbers (booleans pass, as in _finite_numbers)
-    areas = [a.get("area", math.nan) for a in anns]
+    areas = _column(anns, "area", math.nan)
     if set(map(type, areas)) - _NUMBER_TYPES:
         return None
-    cols = columns_from_lists(ids, image_ids, category_ids, boxes, areas, crowd)
+    cols = columns_from_lists(ids, image_ids, category_ids, boxes, areas, crowd)  # OverflowError: an id over 64 bits
+    sorted_ids = np.sort(cols.ids)
+    if (sorted_ids[1:] == sorted_ids[:-1]).any():  # an annotation id used twice
+        return None
+    if not np.isin(cols.category_ids, np.fromiter(cat_ids, dtype=np.int64, count=len(cat_ids))).all():
+        return None
     b, area = cols.boxes, cols.areas
     if not np.isfinite(b).all() or (area < 0).any() or np.isinf(area).any():
         return None
     image_ids_known = np.fromiter(img_info.keys(), dtype=np.int64, count=len(img_info))
     order = np.argsort(image_ids_known)
+    known = image_ids_known[order]
+    if not known.size:
+        return None
+    row = np.minimum(np.searchsorted(known, cols.image_ids), known.size - 1)
+    if not (known[row] == cols.image_ids).all():  # an image_id not among the valid images
+        return None
     sizes = np.array(list(img_info.values()), dtype=np.float64).reshape(-1, 2)[order]   # (width, height)
-    size_of = sizes[np.searchsorted(image_ids_known[order], cols.image_ids)]
+    size_of = sizes[row]
     t = BBOX_TOLERANCE_PX
     x, y, w, h = b.T
     if not ((w > 0) & (h > 0) & (x >= -t) & (y >= -t) & (x + w <= size_of[:, 0] + t)
             & (y + h <= size_of[:, 1] + t)).all():
         return None
-    segs = [a.get("segmentation") for a in anns]
+    segs = _column(anns, "segmentation", None)
     seg_types = set(map(type, segs))
     polygons = segs if seg_types == {list} else [seg for seg in segs if type(seg) is list]
     if polygons and 1 in crowd_values and any(c and type(seg) is list for c, seg in zip(crowd, segs)):
@@ -220,6 +231,14 @@ def _checked_columns(anns: list, img_info: dict, cat_ids: set) -> AnnotationColu
                     and _segmentation_problem(seg, *img_info[ann["image_id"]]) is not None:
                 return None
     return cols
+
+
+def _column(records: list, key: str, default) -> list:
+    """``[r.get(key, default) for r in records]``, twice as fast when every record has ``key``."""
+    try:
+        return list(map(itemgetter(key), records))
+    except KeyError:
+        return [r.get(key, default) for r in records]
 
 
 def _valid_polygons(segmentations: list) -> bool:
