@@ -34,6 +34,7 @@ import numpy as np
 from ltaug import __version__
 from ltaug.errors import InputError, LtaugError, UsageError
 from ltaug.io.dataset import Dataset
+from ltaug.io.index import DatasetIndex
 from ltaug.io.jsonio import file_sha256, gc_paused, read_json, write_bytes_atomic
 from ltaug.io.paths import image_file_name
 from ltaug.io.read import load_dataset
@@ -135,8 +136,14 @@ def class_table(before: Dataset, after: Dataset, run: dict, *, rare_max: int | N
     order; a class only in the output is added with zeros before. ``pasted_at``: the
     :func:`pasted_positions` of ``after``'s annotations, if already known.
     """
-    bix, aix = before.index, after.index
-    bins = dataset_bins(before, rare_max=rare_max, common_max=common_max)
+    return _class_document(before.index, dataset_bins(before, rare_max=rare_max, common_max=common_max), after,
+                           run, pasted_at)
+
+
+def _class_document(bix: DatasetIndex, bins: np.ndarray, after: Dataset, run: dict,
+                    pasted_at: np.ndarray | None) -> dict:
+    """:func:`class_table` from the input's index and bins alone (its records may be gone)."""
+    aix = after.index
     after_pos = {int(c): k for k, c in enumerate(aix.category_ids)}
     pasted_cats = aix.ann_category_ids[pasted_positions(after.annotations) if pasted_at is None else pasted_at]
     pasted = dict(zip(*(v.tolist() for v in np.unique(pasted_cats, return_counts=True))))
@@ -781,13 +788,19 @@ def _build_report(out_dir: str | os.PathLike, input_annotations: str | os.PathLi
         warnings.append(f"{before_path} has changed since the run (its sha256 differs from run.json's): "
                         "the 'before' counts are those of the file as it is now")
     before = load_dataset(before_path, on_error=on_error)
+    # the input is needed for its counts and bins only: its records go before the output is read, so that
+    # one LVIS-sized dataset is in memory at a time, not two
+    bix, bins = before.index, dataset_bins(before, rare_max=rare_max, common_max=common_max)
+    stored, skipped = uses_stored_frequency(before, rare_max, common_max), sum(before.skipped.values())
+    del before
+    if skipped:
+        warnings.append(f"{before_path}: skipped {skipped} invalid record(s)")
     after = load_dataset(out_dir / "annotations.json", on_error=on_error)
-    for ds, path in ((before, before_path), (after, out_dir / "annotations.json")):
-        if ds.skipped:
-            warnings.append(f"{path}: skipped {sum(ds.skipped.values())} invalid record(s)")
+    if after.skipped:
+        warnings.append(f"{out_dir / 'annotations.json'}: skipped {sum(after.skipped.values())} invalid record(s)")
     pasted_at = pasted_positions(after.annotations)
-    doc = class_table(before, after, run, rare_max=rare_max, common_max=common_max, pasted_at=pasted_at)
-    if uses_stored_frequency(before, rare_max, common_max):
+    doc = _class_document(bix, bins, after, run, pasted_at)
+    if stored:
         bin_rule = "stored LVIS frequency"
     else:
         bin_rule = (f"image counts: r ≤ {RARE_MAX if rare_max is None else rare_max} < c ≤ "
