@@ -4,18 +4,21 @@ The page holds, from ``OUT/run.json``, ``OUT/annotations.json`` and the run's in
 
 * the run: input, steps with their parameters, per-step counts and timings;
 * the r/c/f shift: the share of instances in each frequency bin, before and after;
-* the before/after class histogram (PNG, drawn by :func:`ltaug.rebalance.shift.plot_shift`);
+* the before/after class histogram (PNG, drawn by :func:`ltaug.rebalance.shift.plot_shift`:
+  named bars up to 100 classes, above that the sorted frequency curves in r/c/f bands);
 * a per-class table: bin, instances before and after, objects pasted (in the output),
   existing objects removed by occlusion (paste steps), cut remnants dropped (mosaic/mixup),
-  and the factor after/before;
-* a grid of sample images the engine made (a seeded mix of paste, mosaic and mixup outputs)
-  with masks (semi-transparent fill and contour) and class names drawn, pasted objects (and
-  their copies carried into later mosaics or mixups) outlined with a thick dashed line.
+  and the factor after/before; a filter box, a bin filter and click-to-sort columns (plain
+  inline script, :data:`TABLE_SCRIPT`), so 1,203 LVIS classes can be searched;
+* a grid of sample images the engine made (a seeded mix of paste, mosaic and mixup outputs,
+  rare classes first: :func:`pick_samples`) with masks (semi-transparent fill and contour) and
+  class names drawn, rare-class objects in red, pasted objects (and their copies carried into
+  later mosaics or mixups) outlined with a thick dashed line.
 
 "Before" is the input annotation file named in ``run.json``; bins are those of the input
 (stored LVIS bins, or computed from its image counts as ``ltaug stats`` does), and do not move.
-Every image is embedded as a base64 data URI, so the page is one file that can be mailed or
-archived. It is written atomically.
+Every image is embedded as a base64 data URI and the one script is inline, so the page is one
+file that can be mailed or archived and opened offline. It is written atomically.
 """
 from __future__ import annotations
 
