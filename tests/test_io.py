@@ -198,3 +198,42 @@ def test_same_input_same_bytes(demo_train_path, tmp_path):
     a = load_dataset(demo_train_path).save(tmp_path / "a.json").read_bytes()
     b = load_dataset(demo_train_path).save(tmp_path / "b.json").read_bytes()
     assert a == b
+
+
+def test_loads_in_pieces_is_orjson_loads(demo_doc, monkeypatch):
+    """The annotations list parsed in pieces (a tiny piece size: a cut every few records) gives
+    orjson's document, key order included, whatever comes before or after the list, in the
+    compact and in json.dumps' spacing, with "},{" inside strings and inside records; a real
+    syntax error is reported where orjson reports it."""
+    from ltaug.io import jsonio
+    from ltaug.io.jsonio import loads_in_pieces
+
+    parsed: list[int] = []  # the length of each text orjson parses
+    loads = orjson.loads
+    monkeypatch.setattr(jsonio.orjson, "loads", lambda text: parsed.append(len(text)) or loads(text))
+    cut = 0  # runs in which the list was parsed in several pieces, the whole text never
+    for k, a in enumerate(demo_doc["annotations"]):
+        if k % 3 == 0:
+            a["note"] = "a},{b}, {c"  # a cut inside a string
+        if k % 5 == 0:
+            a["parts"] = [{"x": 1}, {"y": [{"z": 2}, {"w": "},{"}]}]  # cuts inside a record
+    images = demo_doc.pop("images")
+    orders = [dict(demo_doc, images=images), {"images": images, **demo_doc},
+              {"annotations": demo_doc["annotations"], "images": images, "categories": demo_doc["categories"]}]
+    for doc in orders:
+        for raw in (orjson.dumps(doc), json.dumps(doc).encode()):
+            for piece in (64, 1000, 50_000):
+                parsed.clear()
+                got = loads_in_pieces(raw, piece)
+                cut += len(parsed) > 2 and max(parsed) < len(raw)
+                assert got == loads(raw) and list(got) == list(doc)
+                assert orjson.dumps(got) == orjson.dumps(doc)
+    assert cut >= 10, cut
+    raw = orjson.dumps(orders[0])
+    broken = raw[:len(raw) // 2] + b"}" + raw[len(raw) // 2:]
+    with pytest.raises(orjson.JSONDecodeError) as ours:
+        loads_in_pieces(broken, 64)
+    with pytest.raises(orjson.JSONDecodeError) as theirs:
+        loads(broken)
+    assert (ours.value.lineno, ours.value.colno, ours.value.msg) == (theirs.value.lineno, theirs.value.colno,
+                                                                     theirs.value.msg)
