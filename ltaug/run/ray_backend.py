@@ -18,8 +18,13 @@ shards and each shard's rendering do not depend on who runs them.
 - Failures: a task whose worker or node dies is retried by Ray (``max_retries=3``), and so
   is one that raised an ``OSError`` (a file-system hiccup). An input problem (an unreadable
   or missing image, :class:`~ltaug.errors.LtaugError`) is not retried: it is raised in the
-  driver as itself, with its one-line message naming the image id. Shards already written
-  stay, so ``--resume`` redoes only the rest (on either backend).
+  driver as itself, with its one-line message naming the image id. On a cluster of more than
+  one node the message also names the node the task ran on and says that every node must see
+  the images, the bank and the output folder at the same paths: a node without the shared
+  storage finds no image or bank there (``BANK: not an object bank (no meta.json)``), or no
+  work folder to write its shard into (a ``FileNotFoundError``, retried as an ``OSError``,
+  then reported as :class:`RayBackendError` naming the file and the node). Shards already
+  written stay, so ``--resume`` redoes only the rest (on either backend).
 - Ray itself: ``ray.init`` is called on first use if Ray is not initialised yet: ``address``
   None starts a private local instance with ``num_cpus`` CPUs (default: all cores) unless
   ``RAY_ADDRESS`` names a cluster; ``"auto"`` joins the cluster started on this machine by
@@ -42,6 +47,7 @@ from ltaug.errors import LtaugError, UsageError
 MISSING_RAY = "the Ray backend needs the ray extra: pip install 'ltaug[ray]'"
 MAX_RETRIES = 3
 RETRY_EXCEPTIONS = (OSError,)  # transient; LtaugError (a bad input) is never retried
+SAME_PATHS = "every node must see the input images, the bank and the output folder at the same paths"
 
 
 class RayBackendError(LtaugError):
@@ -92,6 +98,7 @@ def ray_map_shards(address: str | None = None, num_cpus: int | None = None) -> C
         fn_ref = ray.put(fn)  # shipped once, not with every shard
         cwd = os.getcwd()
         window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        several_nodes = sum(1 for node in ray.nodes() if node.get("Alive")) > 1
         shards = iter(shards)
         pending: deque = deque()
         for shard in shards:
@@ -104,20 +111,27 @@ def ray_map_shards(address: str | None = None, num_cpus: int | None = None) -> C
         # aborts the driver (ray-project/ray#54846; seen here with Ray 2.60). Not fetched, a failed
         # task's error would be printed by Ray as "Unhandled error" with its traceback when the
         # driver exits, after the one-line message.
-        yield _drain(ray, task, fn_ref, cwd, pending, shards)
+        yield _drain(ray, task, fn_ref, cwd, pending, shards, several_nodes)
 
     return map_shards
 
 
-def _drain(ray, task, fn_ref, cwd: str, pending: deque, shards: Iterator) -> Iterator:
+def _drain(ray, task, fn_ref, cwd: str, pending: deque, shards: Iterator, several_nodes: bool = False) -> Iterator:
     while pending:
         try:
             result = ray.get(pending[0])
         except ray.exceptions.RayError as exc:
             _settle(ray, list(pending)[1:])
             cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+            node = getattr(cause, "ray_node", None) if several_nodes else None
             if isinstance(cause, LtaugError):
+                if node and cause.args:
+                    cause.args = (f"{cause.args[0]} (on Ray node {node}: {SAME_PATHS})", *cause.args[1:])
                 raise cause from None  # the one-line message naming the image, as with the local pool
+            if isinstance(cause, FileNotFoundError) and node:  # a file the driver made or saw, missing there
+                raise RayBackendError(f"{cause.filename}: {cause.strerror} on Ray node {node} (after {MAX_RETRIES} "
+                                      f"retries): {SAME_PATHS}; the shards already written are kept: run again "
+                                      "with --resume") from None
             if isinstance(cause, Exception):
                 raise cause from exc  # a bug: the remote traceback is in the chained exception
             if isinstance(exc, ray.exceptions.RayTaskError):
@@ -145,11 +159,21 @@ _END = object()
 
 
 def run_shard(fn: Callable, shard, cwd: str | None = None):
-    """Body of one Ray task: OpenCV at one thread, the driver's working directory, then ``fn(shard)``."""
+    """Body of one Ray task: OpenCV at one thread, the driver's working directory, then ``fn(shard)``.
+
+    An :class:`LtaugError` or ``OSError`` leaves tagged with the node it was raised on
+    (``ray_node``: its IP and the start of its id), which the driver names on a cluster of
+    several nodes."""
     import cv2
 
     if cv2.getNumThreads() != 1:
         cv2.setNumThreads(1)
     if cwd and os.getcwd() != cwd and os.path.isdir(cwd):
         os.chdir(cwd)
-    return fn(shard)
+    try:
+        return fn(shard)
+    except (LtaugError, OSError) as exc:
+        import ray
+
+        vars(exc)["ray_node"] = f"{ray.util.get_node_ip_address()} (id {ray.get_runtime_context().get_node_id()[:8]})"
+        raise
