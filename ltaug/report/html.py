@@ -453,24 +453,24 @@ def _run_section(run: dict, out_dir: Path, before_path: Path, warnings: list) ->
         if step.get("bank"):
             params["bank"] = step["bank"]
         if op == "resample":
-            result = f"{r.get('images_before', '?')} → {r.get('images_after', '?')} images"
+            result = f"{_n(r.get('images_before'))} → {_n(r.get('images_after'))} images"
             if r.get("note"):
                 result += f"; {r['note']}"
         else:
             added = sum((r.get("added_per_class") or {}).values())
             removed = sum((r.get("removed_per_class") or {}).values())
-            parts = [f"{r.get('images_written', 0)} images written"]
+            parts = [f"{_n(r.get('images_written', 0))} images written"]
             if op == "paste":
-                parts.append(f"{added} objects pasted")
+                parts.append(f"{added:,} objects pasted")
                 hidden = sum((r.get("pasted_removed_per_class") or {}).values())
-                parts.append(f"{removed} existing objects removed as occluded")
+                parts.append(f"{removed:,} existing objects removed as occluded")
                 if hidden:
-                    parts.append(f"{hidden} pasted hidden by later pastes")
+                    parts.append(f"{hidden:,} pasted hidden by later pastes")
                 plan = r.get("plan") or {}
                 if plan.get("no_room"):
-                    parts.append(f"{plan['no_room']} found no room")
+                    parts.append(f"{_n(plan['no_room'])} found no room")
                 if plan.get("unplaced_budget"):
-                    parts.append(f"{plan['unplaced_budget']} of the budget not placed")
+                    parts.append(f"{_n(plan['unplaced_budget'])} of the budget not placed")
                 if r.get("shortfalls"):
                     parts.append(f"{len(r['shortfalls'])} classes got fewer objects than asked (see below)")
                 if plan.get("note"):
@@ -478,7 +478,7 @@ def _run_section(run: dict, out_dir: Path, before_path: Path, warnings: list) ->
                 if r.get("blend"):
                     parts.append("blend " + ", ".join(f"{m} {n}" for m, n in sorted(r["blend"].items())))
             else:
-                parts.append(f"{added} objects carried, {removed} cut remnants dropped")
+                parts.append(f"{added:,} objects carried, {removed:,} cut remnants dropped")
             if r.get("images_skipped"):
                 parts.append(f"{len(r['images_skipped'])} skipped (unreadable)")
             result = "; ".join(parts)
