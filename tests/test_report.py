@@ -139,6 +139,9 @@ def test_page_is_one_file_and_its_images_decode(page):
     uris = re.findall(r'src="data:(image/(?:png|jpeg));base64,([A-Za-z0-9+/=]+)"', page)
     assert [m for m, _ in uris].count("image/png") == 1      # the class histogram
     jpegs = [d for m, d in uris if m == "image/jpeg"]
+    grid = re.findall(r'alt="blending modes" src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(grid) == 1                                     # the blending modes on one pasted image
+    jpegs.remove(grid[0])
     assert len(jpegs) == 12                                   # default --samples
     for _, data in uris:
         img = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
@@ -147,6 +150,25 @@ def test_page_is_one_file_and_its_images_decode(page):
                for d in jpegs) <= 480
     for text in ("r/c/f shift", "Run", "paste", "mosaic", "pasted object"):
         assert text in page
+
+
+def test_the_blend_grid_pastes_one_image_s_objects_in_each_mode(out, page, monkeypatch, demo_train_path):
+    from ltaug.report import blends
+    from ltaug.report.blends import pasted_example
+
+    data, = re.findall(r'alt="blending modes" src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
+    grid = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+    after = load_dataset(out / "annotations.json")
+    im, objects = pasted_example(after)
+    assert f"Image id {im['id']} " in page and f"its {len(objects)} pasted object(s)" in page
+    h, w = grid.shape[0] // 2, grid.shape[1] // 2  # 2 x 2 tiles: gaussian, poisson / poisson_mixed, gaussian+lab
+    tiles = [grid[r * h + 22:(r + 1) * h, c * w:(c + 1) * w].astype(int) for r in (0, 1) for c in (0, 1)]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert np.abs(tiles[a] - tiles[b]).mean() > 0.2, (a, b)  # every mode blends differently
+    monkeypatch.setattr(blends, "MAX_INPUT_BYTES", 10)
+    jpeg, note = blends.blend_grid(after, demo_train_path, IMAGES, 320)
+    assert jpeg is None and "over 0 MiB" in note
 
 
 def test_samples_mix_ops_and_mark_pasted_objects(out):
@@ -168,7 +190,7 @@ def test_options_and_same_page_for_same_seed(out, tmp_path, capsys):
     assert exc.value.code == 0 and "examples:" in capsys.readouterr().out
     a, doc, _ = build_report(out, samples=2, seed=3, thumb_width=200, rare_max=2, common_max=5)
     b, _, _ = build_report(out, samples=2, seed=3, thumb_width=200, rare_max=2, common_max=5)
-    assert a == b and a.count("data:image/jpeg") == 2
+    assert a == b and a.count("data:image/jpeg") == 2 + 1  # the samples and the blending grid
     none, _, _ = build_report(out, samples=0)
     assert "data:image/jpeg" not in none and "data:image/png" in none
     target = tmp_path / "sub" / "r.html"

@@ -10,6 +10,8 @@ The page holds, from ``OUT/run.json``, ``OUT/annotations.json`` and the run's in
   existing objects removed by occlusion (paste steps), cut remnants dropped (mosaic/mixup),
   and the factor after/before; a filter box, a bin filter and click-to-sort columns (plain
   inline script, :data:`TABLE_SCRIPT`), so 1,203 LVIS classes can be searched;
+* for an output of a paste step, one pasted image's objects at the same places, pasted with
+  each blending mode side by side (:mod:`ltaug.report.blends`);
 * a grid of sample images the engine made (a seeded mix of paste, mosaic and mixup outputs,
   rare classes first: :func:`pick_samples`) with masks (semi-transparent fill and contour) and
   class names drawn, rare-class objects in red, pasted objects (and their copies carried into
@@ -760,6 +762,18 @@ def _sample_section(out_dir: Path, after: Dataset, samples: int, seed: int, widt
             "are in these images.</p>" + _legend() + f'<div class="grid">{"".join(cells)}</div>')
 
 
+def _blend_section(after: Dataset, before_path: Path, run: dict, width: int) -> str:
+    """One pasted image's objects at the same places, pasted with each blending mode (:mod:`ltaug.report.blends`)."""
+    from ltaug.report.blends import blend_grid
+
+    images = (run.get("input") or {}).get("images")
+    if not any(r.get("op") == "paste" for r in run.get("steps_run", [])) or images is None:
+        return ""
+    jpeg, note = blend_grid(after, before_path, Path(images), width)
+    body = "" if jpeg is None else f'<img alt="blending modes" src="{_uri("image/jpeg", jpeg)}">'
+    return f"<h2>Blending modes on the same placements</h2><p class=note>{_e(note)}</p>{body}"
+
+
 def build_report(out_dir: str | os.PathLike, *, input_annotations: str | os.PathLike | None = None,
                  samples: int = SAMPLES, seed: int = 0,
                  thumb_width: int = THUMB_WIDTH, rare_max: int | None = None, common_max: int | None = None,
@@ -832,6 +846,7 @@ def _build_report(out_dir: str | os.PathLike, input_annotations: str | os.PathLi
             _class_section(doc),
             _sample_section(out_dir, after, samples, seed, thumb_width,
                             {c["id"] for c in doc["classes"] if c["bin"] == "r"}, pasted_at),
+            _blend_section(after, before_path, run, thumb_width) if samples > 0 else "",
             "</main></body></html>"]
     return "\n".join(page), doc, warnings
 
