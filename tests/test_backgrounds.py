@@ -208,3 +208,8 @@ def test_the_rare_case_example_runs_from_one_file(tmp_path):
     drawn = [bool(im["ltaug"]["params"]["applied"]) for im in augmented]  # a few draw no transform at all
     assert augmented and sum(drawn) > len(drawn) / 2
     COCO(str(tmp_path / "o" / "annotations.json"))
+    from ltaug.report.html import build_report
+
+    page, _, _ = build_report(tmp_path / "o", samples=12)
+    assert "on background " in page  # the samples name the background a new image was made on
+    assert 'alt="blending modes"' in page and "(background " in page  # the blend grid drawn on a background

@@ -2,7 +2,8 @@
 pasted again with each blending mode (:func:`ltaug.pixels.blend_compare.blend_comparison`).
 
 Which image: of the output's images that a paste step made from one of the input's images
-(``ltaug.op`` paste, one source image), the one whose pasted boxes cover the most pixels. Its objects are
+(``ltaug.op`` paste, one source image) or on a background, the one whose pasted boxes cover the
+most pixels. Its objects are
 cut again from the input (the annotation's crop, the box made integer outwards, and its mask, as
 the bank cuts them), sized, flipped and turned as the image's provenance records them
 (``params.objects``), and pasted onto the input image in their order, once per mode. So the
@@ -38,7 +39,8 @@ def pasted_example(after: Dataset) -> tuple[dict, list[dict]] | None:
     for im in after.images:
         rec = im.get("ltaug") or {}
         objects = (rec.get("params") or {}).get("objects") or []
-        if rec.get("op") == "paste" and len(rec.get("source_image_ids") or []) == 1 and objects:
+        onto = len(rec.get("source_image_ids") or []) == 1 or (rec.get("params") or {}).get("background")
+        if rec.get("op") == "paste" and onto and objects:
             area = sum(o["w"] * o["h"] for o in objects)
             if area > best_area:
                 best, best_area = (im, objects), area
@@ -54,8 +56,11 @@ def cut_object(image: np.ndarray, mask: np.ndarray, bbox) -> tuple[np.ndarray, n
     return image[y0:y1, x0:x1].copy(), mask[y0:y1, x0:x1].copy()
 
 
-def blend_grid(after: Dataset, before_path: Path, images_dir: Path, width: int) -> tuple[bytes | None, str]:
-    """The grid as JPEG bytes (None when there is none) and a note saying what it shows or why not."""
+def blend_grid(after: Dataset, before_path: Path, images_dir: Path, width: int,
+               backgrounds: str | None = None) -> tuple[bytes | None, str]:
+    """The grid as JPEG bytes (None when there is none) and a note saying what it shows or why not.
+    ``backgrounds``: the folder of a paste step's backgrounds (an image made on one is drawn on it,
+    fitted as the step fitted it)."""
     import cv2
     from pycocotools import mask as mask_utils
 
@@ -69,15 +74,26 @@ def blend_grid(after: Dataset, before_path: Path, images_dir: Path, width: int) 
         return None, (f"Not drawn: the input file is over {MAX_INPUT_BYTES >> 20} MiB (reading it again would "
                       "double the report's time); `ltaug.pixels.blend_compare` draws it for any image.")
     im, objects = found
+    params = im["ltaug"].get("params") or {}
     try:
         before = load_dataset(before_path)
-        source_id = im["ltaug"]["source_image_ids"][0]
         records = {r["id"]: r for r in before.images}
         anns = {a["id"]: a for a in before.annotations}
-        target = records[source_id]
-        name = image_file_name(target)
-        assert name is not None
-        canvas = read_image(images_dir / name, source_id, target["height"], target["width"])
+        if params.get("background"):
+            if backgrounds is None:
+                return None, "Not drawn: the run does not name its backgrounds folder."
+            from ltaug.pixels.backgrounds import fit_background
+
+            where = f"background {params['background']}"
+            canvas = read_image(Path(backgrounds) / params["background"], where)
+            canvas = fit_background(canvas, params.get("fit", "keep"), (im["width"], im["height"]))
+        else:
+            source_id = im["ltaug"]["source_image_ids"][0]
+            where = f"input image {source_id}"
+            target = records[source_id]
+            name = image_file_name(target)
+            assert name is not None
+            canvas = read_image(images_dir / name, source_id, target["height"], target["width"])
         pieces, decoded = [], {}
         for o in objects:
             a = anns[o["annotation_id"]]
@@ -103,6 +119,6 @@ def blend_grid(after: Dataset, before_path: Path, images_dir: Path, width: int) 
               for mode, (_, used) in zip(MODES, shown)]
     grid = labelled_grid([img for img, _ in shown], labels, cols=2, tile_width=width)
     ok, buf = cv2.imencode(".jpg", grid, [cv2.IMWRITE_JPEG_QUALITY, 88])
-    note = (f"Image id {im['id']} (input image {source_id}): its {len(pieces)} pasted object(s) at the same "
+    note = (f"Image id {im['id']} ({where}): its {len(pieces)} pasted object(s) at the same "
             f"places, pasted with each mode (a label in brackets names the fallback a mode fell back to).")
     return (buf.tobytes() if ok else None), note

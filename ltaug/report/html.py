@@ -703,6 +703,9 @@ def _caption(im: dict, anns: list, n_pasted: int, copies: int) -> str:
         a_id, b_id = lt["source_image_ids"]
         sources = f"{a_id} (weight {lam:.2f}), {b_id} (weight {1 - lam:.2f})"
     origin = f" · from image(s) {_e(sources)}" if sources else ""
+    background = (lt.get("params") or {}).get("background")
+    if background:
+        origin = f" · on background {_e(background)}"
     return (f"<b>{_e(what)}</b> · image {im['id']} · {len(anns)} objects, {n_pasted} pasted"
             f"<br><span class=f>{_e(image_file_name(im))}{origin}</span>")
 
@@ -769,7 +772,9 @@ def _blend_section(after: Dataset, before_path: Path, run: dict, width: int) -> 
     images = (run.get("input") or {}).get("images")
     if not any(r.get("op") == "paste" for r in run.get("steps_run", [])) or images is None:
         return ""
-    jpeg, note = blend_grid(after, before_path, Path(images), width)
+    backgrounds = next((r.get("params", {}).get("backgrounds") for r in run.get("steps_run", [])
+                        if r.get("op") == "paste" and r.get("params", {}).get("backgrounds")), None)
+    jpeg, note = blend_grid(after, before_path, Path(images), width, backgrounds)
     body = "" if jpeg is None else f'<img alt="blending modes" src="{_uri("image/jpeg", jpeg)}">'
     return f"<h2>Blending modes on the same placements</h2><p class=note>{_e(note)}</p>{body}"
 
