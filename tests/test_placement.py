@@ -233,3 +233,16 @@ def test_the_command_line_takes_the_rules(tmp_path, demo_train_path, demo_train_
                  "--inside", "unicorn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "inside" in err[0] and "unicorn" in err[0]
+
+
+def test_a_budget_for_some_classes_limits_only_those(tmp_path, demo_train_path, demo_train_images):
+    import json
+
+    from ltaug import run_steps
+
+    run_steps(demo_train_path, demo_train_images, tmp_path / "o",
+              [Paste(weighting="budget", target={"min_instances": 15}, classes=["boat", "cup", "knife"], seed=0)],
+              workers=1)
+    limits = json.loads((tmp_path / "o" / "run.json").read_text())["limits"]
+    assert limits["checked"][0]["classes"] == 3  # the three named classes, not the dataset's 64
+    assert {e["name"] for e in limits["not_held"]} <= {"boat", "cup", "knife"}

@@ -4,7 +4,7 @@ The parameters are declared here; the planning and the pixels are :mod:`ltaug.pi
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -279,6 +279,18 @@ examples:
         return parts
 
     # -- what a class asked for and did not get ---------------------------------------------
+
+    def limited_classes(self, category_ids: list[int], names: Sequence[str]) -> np.ndarray | None:
+        """Bool per class (``category_ids``' order): the classes this step's budget limits, those of
+        its ``classes`` rule; None: every class."""
+        import numpy as np
+
+        from ltaug.pixels.bank_select import resolve_classes
+
+        if not self.classes:
+            return None
+        wanted = set(resolve_classes(category_ids, names, self.classes))
+        return np.array([c in wanted for c in category_ids], bool)
 
     def class_limits(self, counts: np.ndarray) -> dict | None:
         """The per-class limits this step's target (``budget``) sets, evaluated on ``counts``

@@ -50,6 +50,10 @@ def class_limits(dataset: Dataset, final: Dataset, steps: list[Operation], repor
         if lim is None:
             continue
         has = before > 0
+        limited = getattr(step, "limited_classes", None)  # a step pasting some classes only limits those
+        only = limited(ids, bix.category_names) if callable(limited) else None
+        if only is not None:
+            has &= only
         over = has & (got > lim["high"])
         short = has & ~over & (got < lim["low"])
         out["checked"].append({"step": k, "op": step.name, "rule": lim["rule"], "classes": int(has.sum()),
