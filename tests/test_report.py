@@ -385,3 +385,18 @@ def test_lvis_sized_table_filters_and_sorts_in_a_browser(lvis_run, tmp_path):
     first, second = ([num(v) for v in got[k]] for k in ("first", "second"))
     assert got["aria"] == "descending" and first == sorted(first, reverse=True) and len(first) == 1203
     assert second == sorted(second)
+
+
+def test_the_report_reads_the_input_s_classes_from_run_json(tmp_path, demo_train_path):
+    """run.json records the input's classes: the report does not read the input again (here it is
+    gone), and its table equals the one made from the file (--input)."""
+    src = tmp_path / "train.json"
+    shutil.copy(demo_train_path, src)
+    out = tmp_path / "out"
+    run_pipeline(load_dataset(src), IMAGES, out, [Paste(objects=2, seed=0)], workers=1, progress=False)
+    recorded = json.loads((out / "run.json").read_text())["input"]["classes"]
+    assert recorded["images"] == 30 and len(recorded["ids"]) == len(recorded["names"]) == len(load_dataset(src).categories)
+    from_file = build_report(out, input_annotations=src, samples=0, rare_max=2, common_max=5)[1]
+    src.unlink()
+    from_run = build_report(out, samples=0, rare_max=2, common_max=5)[1]
+    assert from_run == from_file

@@ -17,7 +17,8 @@ The page holds, from ``OUT/run.json``, ``OUT/annotations.json`` and the run's in
   class names drawn, rare-class objects in red, pasted objects (and their copies carried into
   later mosaics or mixups) outlined with a thick dashed line.
 
-"Before" is the input annotation file named in ``run.json``; bins are those of the input
+"Before" is the input's classes as ``run.json`` records them (a run of an older ltaug, or
+``--input FILE``: the input annotation file, read again); bins are those of the input
 (stored LVIS bins, or computed from its image counts as ``ltaug stats`` does), and do not move.
 Every image is embedded as a base64 data URI and the one script is inline, so the page is one
 file that can be mailed or archived and opened offline. It is written atomically.
@@ -30,6 +31,7 @@ import json
 import os
 import tempfile
 from collections.abc import Collection, Container, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,14 @@ from ltaug.pixels.imagefile import read_image
 from ltaug.rebalance.shift import _summary as shift_summary
 from ltaug.rebalance.shift import plot_shift
 from ltaug.run.engine import FORMAT
-from ltaug.stats.frequency import BINS, COMMON_MAX, RARE_MAX, dataset_bins, uses_stored_frequency
+from ltaug.stats.frequency import (
+                                   BINS,
+                                   COMMON_MAX,
+                                   RARE_MAX,
+                                   dataset_bins,
+                                   frequency_bins,
+                                   uses_stored_frequency,
+)
 from ltaug.stats.plotting import BIN_COLORS, BIN_NAMES, MAX_LABELLED_CLASSES
 
 REPORT_NAME = "report.html"
@@ -79,6 +88,35 @@ def read_run(out_dir: str | os.PathLike) -> dict:
         raise InputError(f"{out_dir / 'run.json'}: not the run record of an ltaug output folder "
                          f"(format {run.get('format') if isinstance(run, dict) else None!r}, expected {FORMAT!r})")
     return run
+
+
+@dataclass(frozen=True)
+class RecordedClasses:
+    """The input's classes as ``run.json`` records them (:func:`ltaug.run.engine.input_classes`):
+    what the report reads of the input's index."""
+
+    category_ids: np.ndarray
+    category_names: tuple
+    instance_counts: np.ndarray
+    image_counts: np.ndarray
+    num_images: int
+
+
+def _recorded_classes(run: dict, override: str | os.PathLike | None, rare_max: int | None, common_max: int | None) -> tuple | None:
+    """``(classes, bins, stored, skipped)`` from the input's classes recorded in ``run.json``; None
+    when an input file is given (``--input``) or the run records none (an older ltaug)."""
+    rec = (run.get("input") or {}).get("classes")
+    if override is not None or not rec:
+        return None
+    classes = RecordedClasses(np.asarray(rec["ids"], np.int64), tuple(rec["names"]),
+                              np.asarray(rec["instances"], np.int64), np.asarray(rec["image_counts"], np.int64),
+                              int(rec["images"]))
+    stored = (run["input"].get("kind") == "lvis" and rare_max is None and common_max is None
+              and all(f is not None for f in rec["frequency"]))
+    bins = (np.array(rec["frequency"]) if stored else
+            frequency_bins(classes.image_counts, rare_max=RARE_MAX if rare_max is None else rare_max,
+                           common_max=COMMON_MAX if common_max is None else common_max))
+    return classes, bins, stored, int(rec.get("skipped", 0))
 
 
 def input_path(out_dir: Path, run: dict, override: str | os.PathLike | None = None) -> Path:
@@ -145,7 +183,7 @@ def class_table(before: Dataset, after: Dataset, run: dict, *, rare_max: int | N
                            run, pasted_at)
 
 
-def _class_document(bix: DatasetIndex, bins: np.ndarray, after: Dataset, run: dict,
+def _class_document(bix: DatasetIndex | RecordedClasses, bins: np.ndarray, after: Dataset, run: dict,
                     pasted_at: np.ndarray | None) -> dict:
     """:func:`class_table` from the input's index and bins alone (its records may be gone)."""
     aix = after.index
@@ -803,18 +841,23 @@ def _build_report(out_dir: str | os.PathLike, input_annotations: str | os.PathLi
         raise UsageError(f"--thumb-width must be >= 64 px, got {thumb_width}")
     out_dir = Path(out_dir)
     run = read_run(out_dir)
-    before_path = input_path(out_dir, run, input_annotations)
     warnings: list[str] = []
-    recorded_sha = (run.get("input") or {}).get("sha256")
-    if recorded_sha and before_path.is_file() and file_sha256(before_path) != recorded_sha:
-        warnings.append(f"{before_path} has changed since the run (its sha256 differs from run.json's): "
-                        "the 'before' counts are those of the file as it is now")
-    before = load_dataset(before_path, on_error=on_error)
-    # the input is needed for its counts and bins only: its records go before the output is read, so that
-    # one LVIS-sized dataset is in memory at a time, not two
-    bix, bins = before.index, dataset_bins(before, rare_max=rare_max, common_max=common_max)
-    stored, skipped = uses_stored_frequency(before, rare_max, common_max), sum(before.skipped.values())
-    del before
+    recorded = _recorded_classes(run, input_annotations, rare_max, common_max)
+    if recorded is not None:  # the counts run.json recorded: the input is not read again
+        (bix, bins, stored, skipped) = recorded
+        before_path = Path(run["input"].get("annotations") or "(an in-memory dataset: no file)")
+    else:
+        before_path = input_path(out_dir, run, input_annotations)
+        recorded_sha = (run.get("input") or {}).get("sha256")
+        if recorded_sha and before_path.is_file() and file_sha256(before_path) != recorded_sha:
+            warnings.append(f"{before_path} has changed since the run (its sha256 differs from run.json's): "
+                            "the 'before' counts are those of the file as it is now")
+        before = load_dataset(before_path, on_error=on_error)
+        # the input is needed for its counts and bins only: its records go before the output is read, so
+        # that one LVIS-sized dataset is in memory at a time, not two
+        bix, bins = before.index, dataset_bins(before, rare_max=rare_max, common_max=common_max)
+        stored, skipped = uses_stored_frequency(before, rare_max, common_max), sum(before.skipped.values())
+        del before
     if skipped:
         warnings.append(f"{before_path}: skipped {skipped} invalid record(s)")
     after = load_dataset(out_dir / "annotations.json", on_error=on_error)

@@ -716,6 +716,7 @@ def _finish(dataset: Dataset, final: Dataset, steps: list[Operation], reports: l
     final.save(work / "annotations.json", inputs=[dataset.path] if dataset.path else ())
     job = {k: v for k, v in read_json(work / "job.json").items() if k != "work_format"}  # the work folder's own
     summary = {"format": FORMAT, **job,
+               "input": {**job["input"], "classes": input_classes(dataset)},
                "steps_run": reports,
                "counts": {"images_before": len(dataset.images), "images_after": len(final.images),
                           "annotations_before": len(dataset.annotations), "annotations_after": len(final.annotations),
@@ -726,6 +727,17 @@ def _finish(dataset: Dataset, final: Dataset, steps: list[Operation], reports: l
     write_json_atomic(work / "run.json", summary, indent=True)
     _publish(work, out_dir)
     return summary
+
+
+def input_classes(dataset: Dataset) -> dict:
+    """What ``run.json`` records of the input's classes, so that ``ltaug report`` need not read the
+    input again for its 'before' counts: the number of images and, per category (file order),
+    id, name, instances, images and the stored LVIS ``frequency`` (None where there is none)."""
+    ix = dataset.index
+    return {"images": ix.num_images, "ids": ix.category_ids.tolist(), "names": list(ix.category_names),
+            "instances": ix.instance_counts.tolist(), "image_counts": ix.image_counts.tolist(),
+            "frequency": [c.get("frequency") for c in dataset.categories],
+            "skipped": int(sum(dataset.skipped.values()))}
 
 
 def _publish(work: Path, out_dir: Path) -> None:
