@@ -95,10 +95,10 @@ def load_pipeline(path: str | os.PathLike) -> Pipeline:
             step = make_step(op, params, seed + k)
         except SpecError as exc:
             raise UsageError(f"{path}: step {k + 1}: {exc}") from None
-        for key in ("bank", *type(step).paths):  # files named by a step: relative to this file
-            value = getattr(step, key, None)
+        for key in ("bank", *type(step).paths):  # files named by a step: relative to this file, recorded
+            value = getattr(step, key, None)     # absolute (run.json is read from any working folder)
             if value is not None:
-                step = step.replace(**{key: str(path.parent / value)})
+                step = step.replace(**{key: os.path.abspath(path.parent / value)})
         steps.append(step)
     base = path.parent
     return Pipeline(input=base / str(doc["input"]), images=base / str(doc["images"]), output=base / str(doc["output"]),
