@@ -28,7 +28,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -36,15 +35,14 @@ import numpy as np
 from ltaug.errors import InputError, UsageError
 from ltaug.pixels.bank import Bank
 from ltaug.pixels.copy_paste import (
-                                     Availability,
                                      ObjectPool,
                                      _budget_objects,
-                                     _miss,
-                                     _per_class,
-                                     eligible_rows,
-                                     place_objects,
+                                     budget_per_image,
+                                     drawn_classes,
+                                     place_counted,
+                                     plan_start,
 )
-from ltaug.pixels.placement import Rules, Scene, resolve_rules
+from ltaug.pixels.placement import Rules, Scene
 
 FITS = ("keep", "resize", "tile")
 BACKGROUND_STREAM = 0xB6  # the planner's generator for backgrounds is default_rng([seed, BACKGROUND_STREAM])
@@ -167,36 +165,24 @@ def iter_plan_backgrounds(dataset, bank: Bank, spec, backgrounds: list[Backgroun
     """
     rng = np.random.default_rng([spec.seed, BACKGROUND_STREAM])
     idx = dataset.index
-    rules = resolve_rules(spec, idx.category_ids, idx.category_names)
-    only = None if rules is None else rules.classes
-    rows, box_only = eligible_rows(bank, idx.category_ids if only is None else sorted(only), spec)
-    availability = Availability.of(bank, rows, spec)
+    rules, rows, availability, summary = plan_start(idx, bank, spec)
     usable = [b for b in backgrounds if rules is None or b.meets(rules)]
     n = round(spec.background_ratio * idx.num_images)
-    summary: dict[str, Any] = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0,
-                               "unplaced_budget": 0, "backgrounds": {"found": len(backgrounds), "usable": len(usable)}}
-    if rules is not None:
-        summary["rules"] = rules.describe(dict(zip(idx.category_ids.tolist(), idx.category_names)))
+    summary["backgrounds"] = {"found": len(backgrounds), "usable": len(usable)}
     if not usable:
         summary["note"] = "no background meets the placement rules: no new image"
     if spec.weighting == "budget":
+        only = None if rules is None else rules.classes
         wanted, summary["deficits"], classes = _budget_objects(idx, bank, rows, spec, rng, availability, only)
-        per_image = [wanted[i:i + spec.objects] for i in range(0, len(wanted), spec.objects)]
-        room = n if usable else 0
-        if len(per_image) > room:
-            summary["unplaced_budget"] = sum(len(p) for p in per_image[room:])
-            cats = np.asarray(bank.objects["category_id"])
-            for cid, k in _per_class(cats[np.concatenate(per_image[room:]).astype(np.int64)]).items():
-                _miss(classes, cid, "too_few_images" if usable else "no_target", k)
-        assignments = per_image[:room]
+        assignments = budget_per_image(wanted, spec.objects, n if usable else 0, bank, classes, summary,
+                                       "too_few_images" if usable else "no_target")
     else:
         count = n if usable and rows.size else 0
         pool = ObjectPool.build(bank, rows, idx.category_ids, idx.instance_counts, spec.weighting, spec.power) \
             if rows.size else None
         objs = pool.draw(rng, (count, spec.objects)) if pool is not None else np.zeros((0, spec.objects), np.int64)
         assignments = objs.tolist()
-        drawn = _per_class(np.asarray(bank.objects["category_id"])[objs.ravel()].astype(np.int64))
-        classes = {cid: availability.entry(cid, k) for cid, k in drawn.items()}
+        classes = drawn_classes(bank, objs, availability)
     summary["classes"] = classes
     summary["new_images"] = 0
     if usable:
@@ -208,7 +194,6 @@ def iter_plan_backgrounds(dataset, bank: Bank, spec, backgrounds: list[Backgroun
 
 def _placed(assignments: list, order, usable: list[Background], bank: Bank, spec, rng, summary: dict,
             rules: Rules | None) -> Iterator[dict]:
-    classes = summary["classes"]
     for bank_rows, k in zip(assignments, order):
         bg = usable[int(k)]
         hw = (bg.height, bg.width)
@@ -218,14 +203,8 @@ def _placed(assignments: list, order, usable: list[Background], bank: Bank, spec
         if rules is not None and rules.per_image:
             scene = Scene(rules, hw, [(a["category_id"], b, a.get("segmentation"), bool(a.get("iscrowd")))
                                       for a, b in zip(bg.annotations, boxes)])
-        missed: list[tuple[int, str]] = []
-        placed, no_room = place_objects(bank, bank_rows, hw, boxes, spec, rng, missed, scene,
-                                        _reference(rules, bg) if scene is not None else None)
-        summary["no_room"] += no_room
-        for cid, why in missed:
-            _miss(classes, cid, why)
-        for o in placed:
-            classes[o["category_id"]]["planned"] += 1
+        placed = place_counted(bank, bank_rows, hw, boxes, spec, rng, summary, scene,
+                               _reference(rules, bg) if scene is not None else None)
         if placed:
             summary["new_images"] += 1
             yield {"background": bg.name, "size": [bg.width, bg.height], "annotations": bg.annotations,

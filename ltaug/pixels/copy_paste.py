@@ -518,17 +518,12 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
     """
     rng = np.random.default_rng([spec.seed, PLAN_STREAM])
     idx = dataset.index
-    rules = resolve_rules(spec, idx.category_ids, idx.category_names)
+    rules, rows, availability, summary = plan_start(idx, bank, spec)
     only = None if rules is None else rules.classes
-    rows, box_only = eligible_rows(bank, idx.category_ids if only is None else sorted(only), spec)
-    availability = Availability.of(bank, rows, spec)
-    summary: dict[str, Any] = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0,
-                               "unplaced_budget": 0}
     allowed = None
     if rules is not None:
         allowed = allowed_images(rules, idx)
-        summary["rules"] = {**rules.describe(dict(zip(idx.category_ids.tolist(), idx.category_names))),
-                            "images_allowed": int(allowed.sum())}
+        summary["rules"]["images_allowed"] = int(allowed.sum())
         if not allowed.any():
             summary["note"] = "no image meets the placement rules (onto_classes / not_onto_classes / inside / scale_to)"
             logging.getLogger(__name__).warning("paste: %s", summary["note"])
@@ -546,15 +541,8 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
         order = rng.permutation(idx.num_images)
         if allowed is not None:
             order = order[allowed[order]]
-        room = order.size
-        per_image = [wanted[i:i + spec.objects] for i in range(0, len(wanted), spec.objects)]
-        if len(per_image) > room:
-            summary["unplaced_budget"] = sum(len(p) for p in per_image[room:])
-            cats = np.asarray(bank.objects["category_id"])
-            why = "too_few_images" if allowed is None else "no_target"
-            for cid, n in _per_class(cats[np.concatenate(per_image[room:]).astype(np.int64)]).items():
-                _miss(classes, cid, why, n)
-            per_image = per_image[:room]
+        per_image = budget_per_image(wanted, spec.objects, order.size, bank, classes, summary,
+                                     "too_few_images" if allowed is None else "no_target")
         assignments = dict(zip(sorted(order[:len(per_image)].tolist()), per_image))
     else:
         pool = ObjectPool.build(bank, rows, idx.category_ids, idx.instance_counts, spec.weighting, spec.power)
@@ -563,12 +551,61 @@ def iter_plan_paste(dataset, bank: Bank, spec) -> tuple[Iterator[dict], dict, in
             chosen = chosen[allowed[chosen]]
         objs = pool.draw(rng, (chosen.size, spec.objects))
         assignments = dict(zip(chosen.tolist(), objs.tolist()))
-        drawn = _per_class(np.asarray(bank.objects["category_id"])[objs.ravel()].astype(np.int64))
-        classes = {cid: availability.entry(cid, n) for cid, n in drawn.items()}
+        classes = drawn_classes(bank, objs, availability)
         summary["not_pastable"] = _not_pastable(idx, availability, only)
     summary["classes"] = classes
     annotations = dataset.annotations if rules is not None and rules.per_image else None
     return _placed(assignments, idx, bank, spec, rng, summary, rules, annotations), summary, len(assignments)
+
+
+def plan_start(idx, bank: Bank, spec) -> tuple[Rules | None, np.ndarray, Availability, dict[str, Any]]:
+    """What every paste planner starts from: the step's placement rules (:func:`resolve_rules`),
+    the eligible bank rows (of the rules' ``classes`` only, when they name some), their
+    :class:`Availability`, and the summary's first keys (``rules`` described when there are
+    rules)."""
+    rules = resolve_rules(spec, idx.category_ids, idx.category_names)
+    only = None if rules is None else rules.classes
+    rows, box_only = eligible_rows(bank, idx.category_ids if only is None else sorted(only), spec)
+    summary: dict[str, Any] = {"eligible_objects": int(rows.size), "box_only": box_only, "no_room": 0,
+                               "unplaced_budget": 0}
+    if rules is not None:
+        summary["rules"] = rules.describe(dict(zip(idx.category_ids.tolist(), idx.category_names)))
+    return rules, rows, Availability.of(bank, rows, spec), summary
+
+
+def budget_per_image(wanted: list, objects: int, room: int, bank: Bank, classes: dict, summary: dict,
+                     why: str) -> list[list]:
+    """The budget's objects ``wanted`` in groups of ``objects`` per image, at most ``room``
+    groups; the objects beyond are counted in ``summary["unplaced_budget"]`` and, per class,
+    as missing for reason ``why``."""
+    per_image = [wanted[i:i + objects] for i in range(0, len(wanted), objects)]
+    if len(per_image) > room:
+        summary["unplaced_budget"] = sum(len(p) for p in per_image[room:])
+        cats = np.asarray(bank.objects["category_id"])
+        for cid, n in _per_class(cats[np.concatenate(per_image[room:]).astype(np.int64)]).items():
+            _miss(classes, cid, why, n)
+    return per_image[:room]
+
+
+def drawn_classes(bank: Bank, objs: np.ndarray, availability: Availability) -> dict:
+    """The plan info's record (:meth:`Availability.entry`) of each class drawn in ``objs`` (bank rows)."""
+    drawn = _per_class(np.asarray(bank.objects["category_id"])[objs.ravel()].astype(np.int64))
+    return {cid: availability.entry(cid, n) for cid, n in drawn.items()}
+
+
+def place_counted(bank: Bank, bank_rows, hw, boxes: list, spec, rng, summary: dict, scene: Scene | None,
+                  reference: tuple[dict, float] | None) -> list:
+    """:func:`place_objects` on one target image, counted in the plan's summary: objects not
+    placed (``no_room``, and per class by reason), objects planned per class."""
+    classes = summary["classes"]
+    missed: list[tuple[int, str]] = []
+    placed, no_room = place_objects(bank, bank_rows, hw, boxes, spec, rng, missed, scene, reference)
+    summary["no_room"] += no_room
+    for cid, why in missed:
+        _miss(classes, cid, why)
+    for o in placed:
+        classes[o["category_id"]]["planned"] += 1
+    return placed
 
 
 def _not_pastable(idx, availability: Availability, only: frozenset[int] | None = None) -> dict:
@@ -598,14 +635,12 @@ def _placed(assignments: dict, idx, bank: Bank, spec, rng, summary: dict, rules:
     With placement rules that need each image's objects (``inside``, ``outside``, ``scale_to``),
     ``annotations`` (the dataset's, in index order) give their masks."""
     boxes_of = _image_boxes(idx)
-    classes = summary["classes"]
     scenes = rules is not None and rules.per_image
     reference = mean_areas(idx, rules.scale_to) if rules is not None and rules.scale_to is not None else None
     if scenes:
         order, bounds = idx.annotations_by_image()
     for pos, bank_rows in assignments.items():
         hw = (int(idx.image_heights[pos]), int(idx.image_widths[pos]))
-        missed: list[tuple[int, str]] = []
         boxes = boxes_of(pos)
         scene = None
         if scenes:
@@ -613,12 +648,7 @@ def _placed(assignments: dict, idx, bank: Bank, spec, rng, summary: dict, rules:
             mine = order[bounds[pos]:bounds[pos + 1]].tolist()
             scene = Scene(rules, hw, [(int(idx.ann_category_ids[a]), b, annotations[a].get("segmentation"),
                                        bool(idx.ann_iscrowd[a])) for a, b in zip(mine, boxes)])
-        placed, no_room = place_objects(bank, bank_rows, hw, boxes, spec, rng, missed, scene, reference)
-        summary["no_room"] += no_room
-        for cid, why in missed:
-            _miss(classes, cid, why)
-        for o in placed:
-            classes[o["category_id"]]["planned"] += 1
+        placed = place_counted(bank, bank_rows, hw, boxes, spec, rng, summary, scene, reference)
         if placed:
             yield {"image_id": int(idx.image_ids[pos]), "objects": placed}
 
