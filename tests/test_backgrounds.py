@@ -213,3 +213,35 @@ def test_the_rare_case_example_runs_from_one_file(tmp_path):
     page, _, _ = build_report(tmp_path / "o", samples=12)
     assert "on background " in page  # the samples name the background a new image was made on
     assert 'alt="blending modes"' in page and "(background " in page  # the blend grid drawn on a background
+
+
+def test_scale_to_on_backgrounds_keeps_the_size_relative_to_the_reference_class(tmp_path, demo_train_path):
+    """An object pasted on an annotated background is as large next to the background's people as
+    it was next to the people of its source image (the dataset's mean where its source has none)."""
+    import math
+
+    from ltaug.pixels.backgrounds import iter_plan_backgrounds, read_backgrounds
+    from ltaug.pixels.bank import Bank, build_bank
+    from ltaug.pixels.placement import mean_areas
+
+    demo = load_dataset(demo_train_path)
+    build_bank(demo, DEMO / "images" / "train", tmp_path / "bank", workers=1, progress=False)
+    bank = Bank(tmp_path / "bank")
+    spec = Paste(backgrounds=str(VAL_IMAGES), background_annotations=str(VAL_JSON), background_ratio=0.5,
+                 scale_to="person", scale=(1.0, 1.0), flip=False, max_overlap=1.0, objects=3, seed=0)
+    recipes, _, _ = iter_plan_backgrounds(demo, bank, spec, read_backgrounds(VAL_IMAGES, demo, spec))
+    person = next(c["id"] for c in demo.categories if c["name"] == "person")
+    per_image, overall = mean_areas(demo.index, person)
+    checked = 0
+    for r in recipes:
+        people = [a["bbox"][2] * a["bbox"][3] for a in r["annotations"]
+                  if a["category_id"] == person and not a.get("iscrowd")]
+        assert people  # backgrounds without the reference class get nothing
+        for o in r["objects"]:
+            rec = bank.record(o["row"])
+            s = math.sqrt(float(np.mean(people)) / per_image.get(int(rec["image_id"]), overall))
+            ow, oh = int(rec["width"]), int(rec["height"])
+            if ow * s <= r["size"][0] and oh * s <= r["size"][1]:  # not shrunk to fit the image
+                assert (o["w"], o["h"]) == (max(1, round(ow * s)), max(1, round(oh * s)))
+                checked += 1
+    assert checked >= 3

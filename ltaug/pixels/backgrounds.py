@@ -42,7 +42,7 @@ from ltaug.pixels.copy_paste import (
                                      place_counted,
                                      plan_start,
 )
-from ltaug.pixels.placement import Rules, Scene
+from ltaug.pixels.placement import Rules, Scene, mean_areas
 
 FITS = ("keep", "resize", "tile")
 BACKGROUND_STREAM = 0xB6  # the planner's generator for backgrounds is default_rng([seed, BACKGROUND_STREAM])
@@ -188,12 +188,16 @@ def iter_plan_backgrounds(dataset, bank: Bank, spec, backgrounds: list[Backgroun
     if usable:
         rounds = -(-len(assignments) // len(usable))
         order = np.concatenate([rng.permutation(len(usable)) for _ in range(rounds)]) if rounds else np.zeros(0, int)
-    return _placed(assignments, order if usable else [], usable, bank, spec, rng, summary, rules), summary, \
-        len(assignments)
+    reference = mean_areas(idx, rules.scale_to) if rules is not None and rules.scale_to is not None else None
+    return _placed(assignments, order if usable else [], usable, bank, spec, rng, summary, rules, reference), \
+        summary, len(assignments)
 
 
 def _placed(assignments: list, order, usable: list[Background], bank: Bank, spec, rng, summary: dict,
-            rules: Rules | None) -> Iterator[dict]:
+            rules: Rules | None, reference: tuple[dict, float] | None) -> Iterator[dict]:
+    """The recipe of each new image that fits an object. ``reference`` (``scale_to``): the mean
+    area of the reference class per image of the dataset and over it (the bank's objects come
+    from its images), as the dataset planner uses it."""
     for bank_rows, k in zip(assignments, order):
         bg = usable[int(k)]
         hw = (bg.height, bg.width)
@@ -203,19 +207,8 @@ def _placed(assignments: list, order, usable: list[Background], bank: Bank, spec
         if rules is not None and rules.per_image:
             scene = Scene(rules, hw, [(a["category_id"], b, a.get("segmentation"), bool(a.get("iscrowd")))
                                       for a, b in zip(bg.annotations, boxes)])
-        placed = place_counted(bank, bank_rows, hw, boxes, spec, rng, summary, scene,
-                               _reference(rules, bg) if scene is not None else None)
+        placed = place_counted(bank, bank_rows, hw, boxes, spec, rng, summary, scene, reference)
         if placed:
             summary["new_images"] += 1
             yield {"background": bg.name, "size": [bg.width, bg.height], "annotations": bg.annotations,
                    "objects": placed}
-
-
-def _reference(rules: Rules | None, bg: Background) -> tuple[dict, float] | None:
-    """``scale_to`` on a background: the object keeps its size relative to its source image's
-    reference objects, as on the dataset's images; sources without one use the background's own
-    mean (the object then keeps its source size relative to the reference class's size there)."""
-    if rules is None or rules.scale_to is None:
-        return None
-    areas = [a["bbox"][2] * a["bbox"][3] for a in bg.annotations if a["category_id"] == rules.scale_to]
-    return {}, float(np.mean(areas)) if areas else 0.0
