@@ -216,11 +216,10 @@ examples:
     def input_files(self) -> list[Path]:
         if self.backgrounds is None:
             return []
-        from ltaug.pixels.backgrounds import SUFFIXES
+        from ltaug.pixels.backgrounds import background_files
 
-        root = Path(self.backgrounds)
-        found = [p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()] if root.is_dir() else []
-        return sorted(found) + ([Path(self.background_annotations)] if self.background_annotations else [])
+        return background_files(Path(self.backgrounds)) + ([Path(self.background_annotations)]
+                                                           if self.background_annotations else [])
 
     def open(self, prepared: dict) -> Bank:
         from ltaug.pixels.bank import Bank

@@ -94,6 +94,14 @@ def fit_background(img: np.ndarray, fit: str, size) -> np.ndarray:
     return np.ascontiguousarray(big[y0:y0 + H, x0:x0 + W])
 
 
+def background_files(root: Path) -> list[Path]:
+    """The image files (by suffix, :data:`SUFFIXES`) of the folder ``root`` and its sub-folders,
+    sorted; none when it is not a folder."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
 def read_backgrounds(folder: str | Path, dataset, spec) -> list[Background]:
     """The backgrounds of ``folder`` (image files, sorted by name, sub-folders included), their
     fitted sizes, and their annotations from ``spec.background_annotations``; a one-line
@@ -104,8 +112,7 @@ def read_backgrounds(folder: str | Path, dataset, spec) -> list[Background]:
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"{root}: backgrounds folder not found")
-    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.suffix.lower() in SUFFIXES and p.is_file())
+    names = [p.relative_to(root).as_posix() for p in background_files(root)]
     if not names:
         raise UsageError(f"{root}: no background images (files ending in {', '.join(sorted(SUFFIXES))})")
     anns, sizes = _annotations(spec, dataset, set(names))

@@ -23,6 +23,7 @@ import numpy as np
 from ltaug.errors import LtaugError
 from ltaug.io.dataset import Dataset
 from ltaug.io.paths import image_file_name
+from ltaug.pixels.bank import crop_boxes
 from ltaug.pixels.blend_compare import MODES, blend_comparison, labelled_grid
 from ltaug.pixels.functional import resize_object
 from ltaug.pixels.imagefile import read_image
@@ -48,11 +49,8 @@ def pasted_example(after: Dataset) -> tuple[dict, list[dict]] | None:
 
 
 def cut_object(image: np.ndarray, mask: np.ndarray, bbox) -> tuple[np.ndarray, np.ndarray]:
-    """The object's crop and 0/1 mask: its box made integer outwards, as the bank cuts it."""
-    x, y, w, h = bbox
-    H, W = mask.shape
-    x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
-    x1, y1 = min(W, int(np.ceil(x + w))), min(H, int(np.ceil(y + h)))
+    """The object's crop and 0/1 mask in the bank's crop box (:func:`~ltaug.pixels.bank.crop_boxes`)."""
+    x0, y0, x1, y1 = crop_boxes([bbox], mask.shape[0], mask.shape[1])[0].tolist()
     return image[y0:y1, x0:x1].copy(), mask[y0:y1, x0:x1].copy()
 
 
