@@ -58,6 +58,7 @@ from pycocotools import mask as mask_utils
 from ltaug.io.geometry import rle_to_json
 from ltaug.pixels import masks
 from ltaug.pixels.bank import Bank, Flag
+from ltaug.pixels.blending import BAND
 from ltaug.pixels.functional import blend_alpha, paste_object, resize_object
 from ltaug.pixels.placement import (
                                     Rules,
@@ -309,7 +310,7 @@ def paste_objects(image: np.ndarray, placements: list, bank: Bank, spec,
             used = FEATHERED_BOX
         else:
             used = paste_object(image, crop, mask, o["x"], o["y"], spec.blend, spec.sigma,
-                                harmonize=getattr(spec, "harmonize", "none"), band=getattr(spec, "band", 8), rgb=rgb)
+                                harmonize=getattr(spec, "harmonize", "none"), band=getattr(spec, "band", BAND), rgb=rgb)
         blend[used] = blend.get(used, 0) + 1
         resized.append(mask)
     cover = np.zeros((H, W), bool)
