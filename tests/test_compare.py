@@ -52,6 +52,9 @@ def test_compare_runs_resumes_and_reports(tmp_path):
     assert [row["cell"] for row in rows] == ["baseline", "paste", "tau"]
     for name in ("results.md", "ap_by_bin.png", "per_class_delta.png"):
         assert (cmp.out / name).stat().st_size > 0
+    # every run names the host it trained on, and the report the one host
+    probes = {json.loads((run_dir(cmp, c, 0) / "host.json").read_text())[0]["probe"] for c in ("baseline", "paste", "tau")}
+    assert len(probes) == 1 and "Host: every run trained on" in (cmp.out / "results.md").read_text()
     # the data cell trained on the engine's output, for epochs / data epochs passes, counts from the original
     spec = (run_dir(cmp, "paste", 0) / "spec.json").read_text()
     assert "data/paste/seed0/annotations.json" in spec and '"epochs": 1' in spec and '"sampler": "plain"' in spec

@@ -37,6 +37,11 @@ an unfinished one restarts from its last epoch checkpoint. Output: ``OUT/results
 training minutes; the difference to the baseline with a 95% paired-bootstrap interval over val
 images), ``OUT/ap_by_bin.png`` and ``OUT/per_class_delta.png`` (:mod:`trainer.compare_report`).
 
+Trainer numerics differ by CPU, so every run records the host that trained it
+(``OUT/runs/CELL/seedS/host.json``, :mod:`trainer.host`: CPU, torch's kernel set and a numerics
+probe). A run resumed on a host with another probe is named as it starts; the report says which
+host each run came from whenever a table holds more than one.
+
 The config is read and checked by :mod:`trainer.compare_config`.
 """
 from __future__ import annotations
@@ -46,7 +51,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from ltaug.errors import UsageError
@@ -54,6 +59,7 @@ from ltaug.io.jsonio import read_json, write_json_atomic
 
 from .compare_config import CELL_KEYS, Compare, data_dir, run_dir
 from .compare_report import write_report
+from .host import host_label, host_record, record_run_host
 
 # -- the parts of a cell ----------------------------------------------------------------------
 
@@ -142,43 +148,62 @@ def run_cell(spec: dict) -> dict:
 # -- the matrix -------------------------------------------------------------------------------
 
 
-def _order(cmp: Compare) -> list[list[str]]:
-    """Cells in waves: a cell runs after the cell it starts ``from``."""
-    waves, done = [], set()
+def _todo(cmp: Compare) -> list[tuple[str, int]]:
+    """The (cell, seed) runs not finished yet, seed-major (a study stopped half-way has every cell
+    at its first seeds), a cell after the cell it starts ``from``; a loop of ``from`` is refused."""
+    order, done = [], set()
     left = list(cmp.cells)
     while left:
-        wave = [c for c in left if cmp.cells[c].get("from") in (None, *done)]
-        if not wave:
+        ready = [c for c in left if cmp.cells[c].get("from") in (None, *done)]
+        if not ready:
             raise UsageError(f"cells {', '.join(left)} depend on each other in a loop")
-        waves.append(wave)
-        done.update(wave)
+        order += ready
+        done.update(ready)
         left = [c for c in left if c not in done]
-    return waves
+    return [(cell, seed) for seed in cmp.seeds for cell in order
+            if not (run_dir(cmp, cell, seed) / "result.json").is_file()]
 
 
 def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     """Make the data, run every (cell, seed) not yet finished, then write the report.
 
-    Logs each run as it starts and ends, with the count done and a rough time left (the mean
-    time of the runs done from scratch so far x the runs left / the runs at a time; a run that
-    resumed from a checkpoint says little of a whole run's time). The summary's ``failed``
-    lists the runs whose process failed."""
-    jobs = cmp.jobs if jobs is None else jobs
+    Up to ``jobs`` runs at once, in :func:`_todo`'s order; a run that starts ``from`` another
+    starts as soon as that run of its seed has finished (not after every run of a wave), and
+    is skipped, and named as failed, when that run failed. A data cell's dataset is made just
+    before its run starts. Logs each run as it starts and ends, with the count done and a rough
+    time left (the mean time of the runs done from scratch so far x the runs left / the runs at
+    a time; a run that resumed from a checkpoint says little of a whole run's time). The
+    summary's ``failed`` lists the runs whose process failed or could not start."""
+    jobs = max(1, cmp.jobs if jobs is None else jobs)
     cmp.out.mkdir(parents=True, exist_ok=True)
-    left = sum(not (run_dir(cmp, c, s) / "result.json").is_file() for c in cmp.cells for s in cmp.seeds)
+    waiting = _todo(cmp)
+    left = len(waiting)
     _check_stage1_checkpoints(cmp)
     log(f"{left} of {len(cmp.cells) * len(cmp.seeds)} runs to do, {jobs} at a time")
+    host = host_record() if left else None  # trainer numerics differ by CPU: every run records its host
+    if host:
+        log(f"this host: {host_label(host)}")
     finished, timed, failed, busy = 0, 0, [], 0.0
-    for wave in _order(cmp):
-        todo = []
-        for seed in cmp.seeds:  # seed-major: a study stopped half-way has every cell at its first seeds
-            for cell in wave:
-                if (run_dir(cmp, cell, seed) / "result.json").is_file():
-                    continue
-                data = make_data(cmp, cell, seed, workers=jobs) if "data" in cmp.cells[cell] else None
-                todo.append((cell, seed, data))
-        with ThreadPoolExecutor(max(1, jobs)) as pool:  # each thread waits on its own training process
-            for future in as_completed([pool.submit(_spawn, cmp, *t, log=log) for t in todo]):
+    running: dict = {}
+    with ThreadPoolExecutor(jobs) as pool:  # each thread waits on its own training process
+        while waiting or running:
+            for cell, seed in list(waiting):
+                source = cmp.cells[cell].get("from")
+                if source and f"{source}/seed{seed}" in failed:
+                    waiting.remove((cell, seed))
+                    failed.append(f"{cell}/seed{seed}")
+                    finished += 1
+                    log(f"[{finished}/{left}] {cell} seed {seed}: skipped, its {source} run failed")
+                elif len(running) < jobs and not (source and ((source, seed) in waiting
+                                                              or (source, seed) in running.values())):
+                    waiting.remove((cell, seed))
+                    data = make_data(cmp, cell, seed, workers=jobs) if "data" in cmp.cells[cell] else None
+                    running[pool.submit(_spawn, cmp, cell, seed, data, host=host, log=log)] = (cell, seed)
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
                 cell, seed, ok, seconds, resumed = future.result()
                 finished += 1
                 if ok and not resumed:
@@ -214,11 +239,15 @@ def time_left(busy: float, timed: int, rest: int, jobs: int) -> float:
     return busy / timed * rest / max(1, min(jobs, rest)) if timed and rest > 0 else 0.0
 
 
-def _spawn(cmp: Compare, cell: str, seed: int, data, *, log=print) -> tuple:
+def _spawn(cmp: Compare, cell: str, seed: int, data, *, host: dict, log=print) -> tuple:
     folder = run_dir(cmp, cell, seed)
     resumed = (folder / "checkpoint.pt").is_file()
     log(f"{cell} seed {seed}: {'resumed' if resumed else 'started'} ({folder / 'log.txt'})")
     folder.mkdir(parents=True, exist_ok=True)
+    hosts = record_run_host(folder, host)
+    if len(hosts) > 1:
+        log(f"{cell} seed {seed}: resumed on a host whose numbers differ from the one it started on "
+            f"({host_label(hosts[-2])}, now {host_label(host)}): its result mixes hosts, and the report says so")
     spec = {"config": cell_config(cmp, cell, seed, data), "tau": cmp.cells[cell].get("tau"),
             "val": str(cmp.val), "val_images": str(cmp.val_images), "bins": cmp.bins,
             "bins_from": str(cmp.train), "threads": cmp.threads}

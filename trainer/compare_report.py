@@ -11,6 +11,7 @@ from ltaug.io.jsonio import read_json, write_bytes_atomic, write_json_atomic
 from ltaug.stats.plotting import BIN_COLORS, new_figure, save_figure
 
 from .compare_config import Compare, run_dir
+from .host import host_label, run_hosts
 
 METRICS = ("AP", "AP50", "APr", "APc", "APf")
 BIN_METRICS = ("APr", "APc", "APf")
@@ -25,6 +26,42 @@ def _results(cmp: Compare) -> dict:
             if path.is_file():
                 out.setdefault(cell, {})[seed] = read_json(path)
     return out
+
+
+def _hosts(cmp: Compare, results: dict) -> tuple[dict, dict]:
+    """Letters for the hosts the finished runs trained on, by numerics probe, in order of first
+    appearance: ({letter: host record}, {cell: [each seed's letters]}); a run resumed on
+    another host reads ``A+B``, one that recorded no host ``?``."""
+    letters: dict[str, str] = {}
+    records: dict[str, dict] = {}
+    per_cell = {}
+    for cell, runs in results.items():
+        marks = []
+        for seed in sorted(runs):
+            hosts = run_hosts(run_dir(cmp, cell, seed))
+            for h in hosts:
+                if h["probe"] not in letters:
+                    letters[h["probe"]] = chr(ord("A") + len(letters))
+                    records[letters[h["probe"]]] = h
+            marks.append("+".join(letters[h["probe"]] for h in hosts) or "?")
+        per_cell[cell] = marks
+    return records, per_cell
+
+
+def _host_paragraph(records: dict, per_cell: dict) -> str:
+    """One line naming the one host, or a warning listing the hosts when the runs come from several."""
+    marks = {m for ms in per_cell.values() for m in ms}
+    if marks == {"?"}:
+        return ("Host: not recorded (runs made before `trainer/host.py`). Trainer numerics differ by CPU: these "
+                "runs compare with each other only if they trained on one machine.")
+    if len(records) == 1 and marks == {"A"}:
+        return (f"Host: every run trained on {host_label(records['A'])}, torch {records['A']['torch']} "
+                f"(`trainer/host.py`).")
+    names = [f"{k} = {host_label(r)}, torch {r['torch']}" for k, r in records.items()]
+    if "?" in marks:
+        names.append("? = not recorded")
+    return (f"**The runs come from more than one host** ({'; '.join(names)}). Trainer numerics differ by CPU: "
+            f"compare cells only where their runs (the hosts column, one letter per seed) share a host.")
 
 
 def _mean_std(values: list) -> tuple:
@@ -65,9 +102,10 @@ def write_report(cmp: Compare) -> dict:
     sizes = [sum(b == k for b in bins.values()) for k in "rcf"]
     how = f"{how} (r {sizes[0]}, c {sizes[1]}, f {sizes[2]} classes)"
     iou_types = [t for t in ("bbox", "segm") if any(t in r["eval"] for runs in results.values() for r in runs.values())]
+    hosts, run_marks = _hosts(cmp, results)
     rows = {}
     for cell, runs in results.items():
-        row = {"cell": cell, "setting": _describe(cmp, cell), "seeds": sorted(runs),
+        row = {"cell": cell, "setting": _describe(cmp, cell), "seeds": sorted(runs), "hosts": run_marks[cell],
                "train_minutes": _mean_std([r["train_seconds"] / 60 for r in runs.values()])}
         for t in iou_types:
             for m in METRICS:
@@ -80,10 +118,10 @@ def write_report(cmp: Compare) -> dict:
                 for cell, seeds in results.items()}
         boot = paired_bootstrap(val, runs, cmp.baseline, bins={c: bins[c] for c in val.index.category_ids.tolist()},
                                 samples=int(cmp.bootstrap.get("samples", 200)), seed=int(cmp.bootstrap.get("seed", 0)))
-    summary = {"bins": how, "cells": rows, "bootstrap_bbox": boot, "baseline": cmp.baseline,
+    summary = {"bins": how, "hosts": hosts, "cells": rows, "bootstrap_bbox": boot, "baseline": cmp.baseline,
                "complete": all(len(results.get(c, {})) == len(cmp.seeds) for c in cmp.cells)}
     write_json_atomic(cmp.out / "results.json", summary, indent=True)
-    write_bytes_atomic(cmp.out / "results.md", _markdown(cmp, rows, boot, iou_types, how).encode())
+    write_bytes_atomic(cmp.out / "results.md", _markdown(cmp, rows, boot, iou_types, how, hosts).encode())
     write_bytes_atomic(cmp.out / "results.csv", _csv(rows, boot, iou_types).encode())
     if rows:
         plot_bins(rows, cmp.out / "ap_by_bin.png")
@@ -106,22 +144,33 @@ def _interval(b: dict | None) -> str:
     return f"{100 * b['diff']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}]{mark}"
 
 
-def _markdown(cmp: Compare, rows: dict, boot: dict, iou_types: list, how: str) -> str:
+def _markdown(cmp: Compare, rows: dict, boot: dict, iou_types: list, how: str, hosts: dict) -> str:
     out = [(f"Bins: {how}. AP in points (x100), mean ± std over seeds {cmp.seeds}. Δ: difference of the "
             f"seed-mean to `{cmp.baseline}`, [95% paired-bootstrap interval over val images]; * where the "
             f"interval excludes 0."), ""]
+    marks = {cell: r["hosts"] for cell, r in rows.items()}
+    if rows:
+        out += [_host_paragraph(hosts, marks), ""]
+    mixed = len({m for ms in marks.values() for m in ms}) > 1
+    host_head, host_rule = (" hosts |", "---|") if mixed else ("", "")
+
+    def host_cell(cell):
+        return f" {' '.join(marks.get(cell, []))} |" if mixed else ""
+
     for t in iou_types:
-        out += [f"### {t}", "", "| cell | setting | seeds | " + " | ".join(METRICS) + " | min/run |",
-                "|---|---|---|" + "---|" * (len(METRICS) + 1)]
+        out += [f"### {t}", "", "| cell | setting | seeds | " + " | ".join(METRICS) + " | min/run |" + host_head,
+                "|---|---|---|" + "---|" * (len(METRICS) + 1) + host_rule]
         for r in rows.values():
             out.append(f"| {r['cell']} | {r['setting']} | {len(r['seeds'])} | "
                        + " | ".join(_pm(r[f"{t} {m}"]) for m in METRICS)
-                       + f" | {r['train_minutes'][0]:.1f} |")
+                       + f" | {r['train_minutes'][0]:.1f} |" + host_cell(r["cell"]))
         out.append("")
     if boot:
-        out += ["### bbox: difference to the baseline", "", "| cell | ΔAP | ΔAPr | ΔAPc | ΔAPf |", "|---|---|---|---|---|"]
+        out += ["### bbox: difference to the baseline", "", "| cell | ΔAP | ΔAPr | ΔAPc | ΔAPf |" + host_head,
+                "|---|---|---|---|---|" + host_rule]
         for cell, b in boot.items():
-            out.append(f"| {cell} | " + " | ".join(_interval(b.get(m)) for m in ("AP", "APr", "APc", "APf")) + " |")
+            out.append(f"| {cell} | " + " | ".join(_interval(b.get(m)) for m in ("AP", "APr", "APc", "APf")) + " |"
+                       + host_cell(cell))
         out.append("")
     return "\n".join(out)
 
@@ -129,7 +178,7 @@ def _markdown(cmp: Compare, rows: dict, boot: dict, iou_types: list, how: str) -
 def _csv(rows: dict, boot: dict, iou_types: list) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    head = ["cell", "setting", "seeds", "train_minutes"]
+    head = ["cell", "setting", "seeds", "hosts", "train_minutes"]
     for t in iou_types:
         for m in METRICS:
             head += [f"{t}_{m}_mean", f"{t}_{m}_std"]
@@ -137,7 +186,7 @@ def _csv(rows: dict, boot: dict, iou_types: list) -> str:
         head += [f"bbox_d{m}", f"bbox_d{m}_low", f"bbox_d{m}_high"]
     w.writerow(head)
     for cell, r in rows.items():
-        line = [cell, r["setting"], len(r["seeds"]), r["train_minutes"][0]]
+        line = [cell, r["setting"], len(r["seeds"]), " ".join(r["hosts"]), r["train_minutes"][0]]
         for t in iou_types:
             for m in METRICS:
                 line += list(r[f"{t} {m}"])
