@@ -15,9 +15,12 @@ bootstrap interval over val images), OUT/ap_by_bin.png and OUT/per_class_delta.p
 Cells run --jobs at a time, each in its own process with its own torch thread count
 (threads: in the file). Resumable: finished runs are kept (OUT/runs/CELL/seedS/result.json),
 an unfinished one continues from its last epoch checkpoint. Just run the same command again.
-Every cell's settings (sampler, loss and its parameters, data steps) are checked before the
-first run starts, so a typo fails at once, not hours in; a run that fails is named at the end
-and the exit status is 1.
+Two commands on one OUT never train one run at once (a running run's folder is locked; the
+other command leaves it, and the runs that start from it, and says so). Every run records the
+host it trained on (host.json): trainer numbers differ by CPU, and results.md says when a
+table mixes hosts. Every cell's settings (sampler, loss and its parameters, data steps) are
+checked before the first run starts, so a typo fails at once, not hours in; a run that fails
+is named at the end and the exit status is 1.
 The config format is in trainer/compare.py's docstring and examples/compare_study.yaml.
 Needs the train extra.
 
@@ -64,6 +67,9 @@ def run(args) -> int:
     print((cmp.out / "results.md").read_text())
     state = "complete" if s["complete"] else "incomplete: run the command again to finish"
     print(f"wrote {cmp.out}/results.md, results.csv, ap_by_bin.png, per_class_delta.png ({state})", file=sys.stderr)
+    if s.get("elsewhere"):
+        print(f"ltaug compare: {len(s['elsewhere'])} run(s) left to another ltaug compare running on {cmp.out}: "
+              f"{', '.join(s['elsewhere'])}; run this command again when it has finished", file=sys.stderr)
     if s.get("failed"):
         print(f"ltaug compare: {len(s['failed'])} run(s) failed: {', '.join(s['failed'])} (see their log.txt)",
               file=sys.stderr)

@@ -97,22 +97,23 @@ def _scheduled(monkeypatch, cmp, seconds: dict, fails=()):
 
     from ltaug.trainer import compare
 
-    events, lock = [], threading.Lock()
+    events, guard = [], threading.Lock()
 
-    def spawn(cmp, cell, seed, data, *, host, log):
+    def spawn(cmp, cell, seed, data, *, lock, host, log):
         with lock:
-            events.append(("start", cell, seed))
-        time.sleep(seconds[cell])
-        with lock:
-            events.append(("end", cell, seed))
-        return cell, seed, (cell, seed) not in fails, seconds[cell], False
+            with guard:
+                events.append(("start", cell, seed))
+            time.sleep(seconds[cell])
+            with guard:
+                events.append(("end", cell, seed))
+            return cell, seed, (cell, seed) not in fails, seconds[cell], False
 
     monkeypatch.setattr(compare, "_spawn", spawn)
     monkeypatch.setattr(compare, "host_record", lambda: {"probe": "0" * 16})
     monkeypatch.setattr(compare, "write_report", lambda cmp: {})
     lines = []
     summary = compare.run_compare(cmp, jobs=2, log=lines.append)
-    return events, summary["failed"], lines
+    return events, summary, lines
 
 
 def _chain(tmp_path):
@@ -120,8 +121,8 @@ def _chain(tmp_path):
 
 
 def test_a_stage2_run_starts_once_its_own_source_run_is_done(tmp_path, monkeypatch):
-    events, failed, _ = _scheduled(monkeypatch, _chain(tmp_path), {"slow": 0.6, "baseline": 0.05, "tau": 0.05})
-    assert failed == []
+    events, summary, _ = _scheduled(monkeypatch, _chain(tmp_path), {"slow": 0.6, "baseline": 0.05, "tau": 0.05})
+    assert summary["failed"] == summary["elsewhere"] == []
     # seed-major; tau seed 0 does not wait for the slow cell, only for baseline seed 0
     assert events.index(("start", "tau", 0)) < events.index(("end", "slow", 0))
     assert events.index(("end", "baseline", 0)) < events.index(("start", "tau", 0))
@@ -131,8 +132,25 @@ def test_a_stage2_run_starts_once_its_own_source_run_is_done(tmp_path, monkeypat
 
 
 def test_a_stage2_run_whose_source_failed_is_skipped_and_named(tmp_path, monkeypatch):
-    events, failed, lines = _scheduled(monkeypatch, _chain(tmp_path), {"slow": 0.01, "baseline": 0.01, "tau": 0.01},
-                                       fails={("baseline", 1)})
+    events, summary, lines = _scheduled(monkeypatch, _chain(tmp_path), {"slow": 0.01, "baseline": 0.01, "tau": 0.01},
+                                        fails={("baseline", 1)})
     assert ("start", "tau", 1) not in events and ("end", "tau", 0) in events
-    assert sorted(failed) == ["baseline/seed1", "tau/seed1"]
+    assert sorted(summary["failed"]) == ["baseline/seed1", "tau/seed1"]
     assert any("tau seed 1: skipped, its baseline run failed" in line for line in lines)
+
+
+def test_a_run_locked_by_another_compare_is_left_to_it(tmp_path, monkeypatch):
+    from ltaug.trainer.compare import _claim
+
+    cmp = _chain(tmp_path)
+    other = _claim(run_dir(cmp, "baseline", 1))  # as another ltaug compare on the folder holds it
+    assert other is not None and _claim(run_dir(cmp, "baseline", 1)) is None
+    fast = {"slow": 0.01, "baseline": 0.01, "tau": 0.01}
+    events, summary, lines = _scheduled(monkeypatch, cmp, fast)
+    assert ("start", "baseline", 1) not in events and ("start", "tau", 1) not in events
+    assert ("end", "slow", 1) in events and ("end", "tau", 0) in events
+    assert summary["failed"] == [] and sorted(summary["elsewhere"]) == ["baseline/seed1", "tau/seed1"]
+    assert any("baseline seed 1: being run by another ltaug compare" in line for line in lines)
+    other.close()  # that process has ended: the next command runs what is left
+    events, summary, _ = _scheduled(monkeypatch, cmp, fast)
+    assert ("end", "baseline", 1) in events and ("end", "tau", 1) in events and summary["elsewhere"] == []

@@ -46,6 +46,7 @@ The config is read and checked by :mod:`trainer.compare_config`.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -173,7 +174,11 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     before its run starts. Logs each run as it starts and ends, with the count done and a rough
     time left (the mean time of the runs done from scratch so far x the runs left / the runs at
     a time; a run that resumed from a checkpoint says little of a whole run's time). The
-    summary's ``failed`` lists the runs whose process failed or could not start."""
+    summary's ``failed`` lists the runs whose process failed or could not start.
+
+    Two ``ltaug compare`` on one output folder never train one run at once: a run's folder is
+    locked (``.lock``, :func:`_claim`) while its process runs, and a run locked by another
+    process is left to it, with its stage-2 runs, and listed in the summary's ``elsewhere``."""
     jobs = max(1, cmp.jobs if jobs is None else jobs)
     cmp.out.mkdir(parents=True, exist_ok=True)
     waiting = _todo(cmp)
@@ -183,22 +188,35 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
     host = host_record() if left else None  # trainer numerics differ by CPU: every run records its host
     if host:
         log(f"this host: {host_label(host)}")
-    finished, timed, failed, busy = 0, 0, [], 0.0
+    finished, timed, failed, elsewhere, busy = 0, 0, [], [], 0.0
     running: dict = {}
     with ThreadPoolExecutor(jobs) as pool:  # each thread waits on its own training process
         while waiting or running:
             for cell, seed in list(waiting):
                 source = cmp.cells[cell].get("from")
-                if source and f"{source}/seed{seed}" in failed:
+                stage1 = f"{source}/seed{seed}" if source else None
+                if stage1 in failed or stage1 in elsewhere:
                     waiting.remove((cell, seed))
-                    failed.append(f"{cell}/seed{seed}")
+                    (failed if stage1 in failed else elsewhere).append(f"{cell}/seed{seed}")
                     finished += 1
-                    log(f"[{finished}/{left}] {cell} seed {seed}: skipped, its {source} run failed")
+                    log(f"[{finished}/{left}] {cell} seed {seed}: skipped, its {source} run "
+                        + ("failed" if stage1 in failed else "is being run by another ltaug compare"))
                 elif len(running) < jobs and not (source and ((source, seed) in waiting
                                                               or (source, seed) in running.values())):
                     waiting.remove((cell, seed))
+                    lock = _claim(run_dir(cmp, cell, seed))
+                    if lock is None or (run_dir(cmp, cell, seed) / "result.json").is_file():
+                        if lock is None:
+                            elsewhere.append(f"{cell}/seed{seed}")
+                        else:
+                            lock.close()
+                        finished += 1
+                        log(f"[{finished}/{left}] {cell} seed {seed}: "
+                            + ("being run by another ltaug compare (its folder is locked): left to it"
+                               if lock is None else "finished by another ltaug compare"))
+                        continue
                     data = make_data(cmp, cell, seed, workers=jobs) if "data" in cmp.cells[cell] else None
-                    running[pool.submit(_spawn, cmp, cell, seed, data, host=host, log=log)] = (cell, seed)
+                    running[pool.submit(_spawn, cmp, cell, seed, data, lock=lock, host=host, log=log)] = (cell, seed)
             if not running:
                 continue
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -214,7 +232,7 @@ def run_compare(cmp: Compare, *, jobs: int | None = None, log=print) -> dict:
                 log(f"[{finished}/{left}] {cell} seed {seed}: {'done' if ok else 'FAILED (see its log.txt)'} "
                     f"in {seconds / 60:.1f} min" + (" (resumed)" if resumed else "")
                     + (f"; about {rest / 60:.0f} min left" if rest else ""))
-    return {**write_report(cmp), "failed": failed}
+    return {**write_report(cmp), "failed": failed, "elsewhere": elsewhere}
 
 
 def _check_stage1_checkpoints(cmp: Compare) -> None:
@@ -239,7 +257,25 @@ def time_left(busy: float, timed: int, rest: int, jobs: int) -> float:
     return busy / timed * rest / max(1, min(jobs, rest)) if timed and rest > 0 else 0.0
 
 
-def _spawn(cmp: Compare, cell: str, seed: int, data, *, host: dict, log=print) -> tuple:
+def _claim(folder: Path):
+    """The run folder's lock (an open ``.lock`` under an exclusive ``flock``, released when closed
+    or when this process ends, however it ends), or None while another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".lock", "ab")  # held while the run's process runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _spawn(cmp: Compare, cell: str, seed: int, data, *, lock, host: dict, log=print) -> tuple:
+    with lock:
+        return _train_run(cmp, cell, seed, data, host=host, log=log)
+
+
+def _train_run(cmp: Compare, cell: str, seed: int, data, *, host: dict, log=print) -> tuple:
     folder = run_dir(cmp, cell, seed)
     resumed = (folder / "checkpoint.pt").is_file()
     log(f"{cell} seed {seed}: {'resumed' if resumed else 'started'} ({folder / 'log.txt'})")
