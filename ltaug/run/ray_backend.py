@@ -13,6 +13,9 @@ directory when that folder exists on its node, so relative paths work where the 
 folder is shared too. The output is the same bytes as with the local backend: the plan, the
 shards and each shard's rendering do not depend on who runs them.
 
+- Placement: on a cluster of more than one node the tasks are spread over the nodes (Ray's
+  ``SPREAD`` strategy); Ray's default packs them onto the driver's node first and, on a busy
+  machine whose other node was slow to start its workers, ran every shard there.
 - Ordering and memory: results come back in submission order; at most twice the cluster's
   CPUs shards are in flight, so a 1.7 M-image plan is not queued into Ray all at once.
 - Failures: a task whose worker or node dies is retried by Ray (``max_retries=3``), and so
@@ -94,11 +97,12 @@ def ray_map_shards(address: str | None = None, num_cpus: int | None = None) -> C
     def map_shards(fn: Callable, shards: Iterable, workers: int) -> Iterator[Iterator]:
         init_ray(address, num_cpus)
         ray = import_ray()
-        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=list(RETRY_EXCEPTIONS))(run_shard)
+        several_nodes = sum(1 for node in ray.nodes() if node.get("Alive")) > 1
+        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=list(RETRY_EXCEPTIONS),
+                          scheduling_strategy="SPREAD" if several_nodes else "DEFAULT")(run_shard)
         fn_ref = ray.put(fn)  # shipped once, not with every shard
         cwd = os.getcwd()
         window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-        several_nodes = sum(1 for node in ray.nodes() if node.get("Alive")) > 1
         shards = iter(shards)
         pending: deque = deque()
         for shard in shards:
