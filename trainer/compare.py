@@ -271,30 +271,27 @@ def _claim(folder: Path):
 
 
 def _spawn(cmp: Compare, cell: str, seed: int, data, *, lock, host: dict, log=print) -> tuple:
+    """Train one run in its own process while holding its folder's ``lock`` (released at the end)."""
     with lock:
-        return _train_run(cmp, cell, seed, data, host=host, log=log)
-
-
-def _train_run(cmp: Compare, cell: str, seed: int, data, *, host: dict, log=print) -> tuple:
-    folder = run_dir(cmp, cell, seed)
-    resumed = (folder / "checkpoint.pt").is_file()
-    log(f"{cell} seed {seed}: {'resumed' if resumed else 'started'} ({folder / 'log.txt'})")
-    folder.mkdir(parents=True, exist_ok=True)
-    hosts = record_run_host(folder, host)
-    if len(hosts) > 1:
-        log(f"{cell} seed {seed}: resumed on a host whose numbers differ from the one it started on "
-            f"({host_label(hosts[-2])}, now {host_label(host)}): its result mixes hosts, and the report says so")
-    spec = {"config": cell_config(cmp, cell, seed, data), "tau": cmp.cells[cell].get("tau"),
-            "val": str(cmp.val), "val_images": str(cmp.val_images), "bins": cmp.bins,
-            "bins_from": str(cmp.train), "threads": cmp.threads}
-    write_json_atomic(folder / "spec.json", spec, indent=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(cmp.threads), "MKL_NUM_THREADS": str(cmp.threads)}
-    start = time.perf_counter()
-    with open(folder / "log.txt", "ab") as log_file:
-        code = subprocess.call([sys.executable, "-m", "trainer.compare", str(folder / "spec.json")],
-                               stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                               cwd=Path(__file__).resolve().parents[1])
-    return cell, seed, code == 0, time.perf_counter() - start, resumed
+        folder = run_dir(cmp, cell, seed)
+        resumed = (folder / "checkpoint.pt").is_file()
+        log(f"{cell} seed {seed}: {'resumed' if resumed else 'started'} ({folder / 'log.txt'})")
+        folder.mkdir(parents=True, exist_ok=True)
+        hosts = record_run_host(folder, host)
+        if len(hosts) > 1:
+            log(f"{cell} seed {seed}: resumed on a host whose numbers differ from the one it started on "
+                f"({host_label(hosts[-2])}, now {host_label(host)}): its result mixes hosts, and the report says so")
+        spec = {"config": cell_config(cmp, cell, seed, data), "tau": cmp.cells[cell].get("tau"),
+                "val": str(cmp.val), "val_images": str(cmp.val_images), "bins": cmp.bins,
+                "bins_from": str(cmp.train), "threads": cmp.threads}
+        write_json_atomic(folder / "spec.json", spec, indent=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(cmp.threads), "MKL_NUM_THREADS": str(cmp.threads)}
+        start = time.perf_counter()
+        with open(folder / "log.txt", "ab") as log_file:
+            code = subprocess.call([sys.executable, "-m", "trainer.compare", str(folder / "spec.json")],
+                                   stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                                   cwd=Path(__file__).resolve().parents[1])
+        return cell, seed, code == 0, time.perf_counter() - start, resumed
 
 
 if __name__ == "__main__":
